@@ -1,0 +1,355 @@
+package fdholder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sockfd"
+)
+
+// Sentinel errors, for errors.Is. Errors from the holder wrap one of these.
+var (
+	// ErrUnreachable: no holder answers at the socket path, or the
+	// connection to it broke.
+	ErrUnreachable = errors.New("holder unreachable")
+
+	ErrNotFound           = proto.ErrNotFound           // no entry by that name
+	ErrExists             = proto.ErrExists             // the name is held; store with Replace to swap it
+	ErrInvalidName        = proto.ErrInvalidName        // the name breaks the naming rule (NameRule)
+	ErrNotSocket          = proto.ErrNotSocket          // only sockets can be held
+	ErrPermission         = proto.ErrPermission         // the holder's policy refused the request
+	ErrTooLarge           = proto.ErrTooLarge           // a value exceeds a protocol limit
+	ErrLimit              = proto.ErrLimit              // a holder limit is reached
+	ErrUnsupportedVersion = proto.ErrUnsupportedVersion // the holder speaks another protocol version
+	ErrBadRequest         = proto.ErrBadRequest         // the holder could not parse the request
+	ErrBadDescriptors     = proto.ErrBadDescriptors     // a message carried the wrong number of descriptors
+	ErrUnknownOp          = proto.ErrUnknownOp          // the holder does not know the operation
+	ErrInternal           = proto.ErrInternal           // the holder failed
+)
+
+// NameRule says which names the holder accepts.
+const NameRule = proto.NameRule
+
+// ValidateName returns nil if name follows NameRule, and an error wrapping
+// ErrInvalidName otherwise.
+func ValidateName(name string) error { return proto.ValidateName(name) }
+
+// SocketPath returns the holder's socket path as fdholderd and fdclient
+// resolve it when none is given: $FDHOLDER_SOCKET, else
+// /run/fdholder/fdholder.sock for root, else
+// $XDG_RUNTIME_DIR/fdholder/fdholder.sock, else /tmp/fdholder-UID/fdholder.sock.
+func SocketPath() string {
+	if p := os.Getenv("FDHOLDER_SOCKET"); p != "" {
+		return p
+	}
+	uid := os.Geteuid()
+	if uid == 0 {
+		return "/run/fdholder/fdholder.sock"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "fdholder", "fdholder.sock")
+	}
+	return filepath.Join(os.TempDir(), "fdholder-"+strconv.Itoa(uid), "fdholder.sock")
+}
+
+// Entry describes a held descriptor.
+type Entry struct {
+	Name string
+
+	// Network is tcp, tcp6, udp, udp6, unix, unixgram or unixpacket (named
+	// by address family, so a dual-stack listener is tcp6), or a descriptive
+	// word such as "netlink/raw" for other sockets.
+	Network string
+
+	// Address is the local address: host:port, a socket path, @name for an
+	// abstract Unix socket, or empty for an unbound one.
+	Address string
+
+	Listening bool // listen(2) was called on the socket
+
+	// OwnerUID, OwnerGID and OwnerPID identify the process that stored the
+	// entry, as the kernel reported it (SO_PEERCRED).
+	OwnerUID, OwnerGID uint32
+	OwnerPID           int32
+
+	StoredAt  time.Time
+	ExpiresAt time.Time // zero: never
+
+	// HasQueue says Queued and Backlog are set: List fills them for TCP
+	// listeners. Queued is the number of connections waiting to be
+	// accepted, Backlog the accept queue's limit.
+	HasQueue        bool
+	Queued, Backlog uint32
+}
+
+func entryFrom(e *proto.Entry) Entry {
+	return Entry{
+		Name: e.Name, Network: e.Network, Address: e.Address, Listening: e.Listening,
+		OwnerUID: e.UID, OwnerGID: e.GID, OwnerPID: e.PID,
+		StoredAt: e.StoredAt, ExpiresAt: e.ExpiresAt,
+		HasQueue: e.HasQueue, Queued: e.Queued, Backlog: e.Backlog,
+	}
+}
+
+// Client is a connection to a holder. It is safe for concurrent use; its
+// requests are served one at a time, so use a Client per goroutine for
+// parallel requests. If the connection breaks (say the holder restarted),
+// the next request dials again.
+type Client struct {
+	path string
+
+	mu   sync.Mutex
+	conn *proto.Conn // nil until dialled, and after a failure
+	in   []byte      // reply buffer
+	out  []byte      // request buffer
+}
+
+// Dial connects to the holder at path; an empty path means SocketPath().
+// Failures wrap ErrUnreachable.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	if path == "" {
+		path = SocketPath()
+	}
+	c := &Client{path: path, in: make([]byte, proto.MaxReplySize)}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	return c, nil
+}
+
+func (c *Client) dial(ctx context.Context) (*proto.Conn, error) {
+	conn, err := proto.Dial(ctx, c.path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
+	}
+	return conn, nil
+}
+
+// Path returns the socket path of the holder.
+func (c *Client) Path() string { return c.path }
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// StoreOptions are the options of Client.Store. The zero value stores a new
+// entry that never expires.
+type StoreOptions struct {
+	// Replace swaps out an entry of the same name (atomically; the holder
+	// then closes its old copy). Without it, storing a held name fails with
+	// ErrExists.
+	Replace bool
+
+	// TTL makes the holder close and forget the entry this long after it is
+	// stored; it is rounded up to whole milliseconds. Zero: never.
+	TTL time.Duration
+}
+
+// Store hands the holder a copy of conn's descriptor under name: a
+// *net.TCPListener, *net.UnixListener, *net.UDPConn, an *os.File, or
+// anything else with a socket behind SyscallConn. conn stays owned by the
+// caller: it is safe to close conn after Store returns, and the holder's
+// copy keeps the socket open.
+func (c *Client) Store(ctx context.Context, name string, conn syscall.Conn, opts StoreOptions) (Entry, error) {
+	if err := proto.ValidateName(name); err != nil {
+		return Entry{}, fmt.Errorf("store %q: %w", name, err)
+	}
+	if opts.TTL < 0 {
+		return Entry{}, fmt.Errorf("store %q: negative ttl %v", name, opts.TTL)
+	}
+	req := proto.Request{Op: proto.OpStore, Name: name, TTL: opts.TTL.Round(time.Millisecond)}
+	if req.TTL < opts.TTL {
+		req.TTL += time.Millisecond
+	}
+	if opts.Replace {
+		req.Flags = proto.FlagReplace
+	}
+	rep, fd, err := c.roundTrip(ctx, &req, conn, false)
+	if err != nil {
+		return Entry{}, err
+	}
+	closeFD(fd) // a store reply carries none; a holder that sends one anyway leaks nothing
+	return entryFrom(&rep.Entry), nil
+}
+
+// Get returns a duplicate of the descriptor held under name, as a new
+// *os.File that the caller owns and must close; the holder keeps its copy.
+// Use net.FileListener or net.FilePacketConn to turn it into a listener.
+func (c *Client) Get(ctx context.Context, name string) (*os.File, Entry, error) {
+	return c.fetch(ctx, proto.OpGet, name)
+}
+
+// Take is Get, and removes the entry in the same step: the holder hands over
+// its copy. The caller owns the returned *os.File and must close it.
+func (c *Client) Take(ctx context.Context, name string) (*os.File, Entry, error) {
+	return c.fetch(ctx, proto.OpTake, name)
+}
+
+func (c *Client) fetch(ctx context.Context, op proto.Op, name string) (*os.File, Entry, error) {
+	if err := proto.ValidateName(name); err != nil {
+		return nil, Entry{}, fmt.Errorf("%s %q: %w", op, name, err)
+	}
+	req := proto.Request{Op: op, Name: name}
+	rep, fd, err := c.roundTrip(ctx, &req, nil, op == proto.OpGet)
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	if fd == nil {
+		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried no descriptor", op, name, ErrBadDescriptors)
+	}
+	return fd.File("fdholder:" + name), entryFrom(&rep.Entry), nil
+}
+
+// Delete removes the entry held under name; the holder closes its copy.
+func (c *Client) Delete(ctx context.Context, name string) error {
+	if err := proto.ValidateName(name); err != nil {
+		return fmt.Errorf("delete %q: %w", name, err)
+	}
+	_, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDelete, Name: name}, nil, false)
+	closeFD(fd)
+	return err
+}
+
+// List returns every held entry in name order, fetched a page at a time.
+// Entries stored or removed while List runs may or may not appear.
+func (c *Client) List(ctx context.Context) ([]Entry, error) {
+	var all []Entry
+	after := ""
+	for {
+		rep, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpList, Name: after}, nil, true)
+		closeFD(fd)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rep.Entries {
+			all = append(all, entryFrom(&rep.Entries[i]))
+		}
+		if rep.Flags&proto.FlagMore == 0 || len(rep.Entries) == 0 {
+			return all, nil
+		}
+		after = rep.Entries[len(rep.Entries)-1].Name
+	}
+}
+
+func closeFD(fd *sockfd.FD) {
+	if fd != nil {
+		fd.Close()
+	}
+}
+
+// roundTrip sends req, with conn's descriptor if conn is not nil, and
+// returns the reply and the descriptor it carried, which the caller owns. An
+// error reply comes back as an error wrapping its sentinel. idempotent
+// allows one retry on a fresh connection when a reused connection turns out
+// to be broken.
+func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall.Conn, idempotent bool) (proto.Reply, *sockfd.FD, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	what := req.Op.String()
+	if req.Op != proto.OpList {
+		what += " " + strconv.Quote(req.Name)
+	}
+	out, err := proto.AppendRequest(c.out[:0], req)
+	if err != nil {
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	c.out = out
+	for attempt := 0; ; attempt++ {
+		reused := c.conn != nil
+		if !reused {
+			if c.conn, err = c.dial(ctx); err != nil {
+				return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		rep, fd, sent, err := c.exchange(ctx, out, conn)
+		if err == nil {
+			if err := rep.Err(); err != nil {
+				closeFD(fd)
+				return rep, nil, fmt.Errorf("%s: %w", what, err)
+			}
+			if rep.Op != req.Op {
+				closeFD(fd)
+				c.drop()
+				return rep, nil, fmt.Errorf("%s: %w: reply to %s", what, ErrBadRequest, rep.Op)
+			}
+			return rep, fd, nil
+		}
+		c.drop()
+		if ctx.Err() != nil {
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		var pe *proto.Error
+		if errors.As(err, &pe) {
+			// The reply was malformed or of another protocol version.
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+		}
+		// A broken reused connection (the holder restarted, say) earns one
+		// retry on a fresh one, if the request surely was not served or
+		// serving it twice does no harm.
+		if reused && attempt == 0 && (!sent || idempotent) {
+			continue
+		}
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w at %s: %w", what, ErrUnreachable, c.path, err)
+	}
+}
+
+// exchange writes one request and reads its reply; sent reports whether the
+// request reached the holder's socket.
+func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (rep proto.Reply, fd *sockfd.FD, sent bool, err error) {
+	if d, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(d)
+	} else {
+		c.conn.SetDeadline(time.Time{})
+	}
+	pc := c.conn
+	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if conn != nil {
+		err = pc.SendConn(out, conn)
+	} else {
+		err = pc.Send(out, nil)
+	}
+	if err != nil {
+		return rep, nil, false, err
+	}
+	n, fd, err := pc.Recv(c.in)
+	if err != nil {
+		return rep, nil, true, err
+	}
+	rep, err = proto.DecodeReply(c.in[:n])
+	if err != nil {
+		closeFD(fd)
+		return rep, nil, true, err
+	}
+	return rep, fd, true, nil
+}
+
+// drop closes a connection that failed, so the next request dials again.
+func (c *Client) drop() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}

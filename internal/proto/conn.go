@@ -1,0 +1,222 @@
+package proto
+
+// This file is the only place that sends or receives descriptors
+// (sendmsg/recvmsg with SCM_RIGHTS, unix(7)).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/sockfd"
+)
+
+// oobSize is a control buffer with room for MaxMessageFDs descriptors, so
+// that the kernel never truncates the descriptors of a message: every one
+// arrives, and Recv closes those it does not keep.
+var oobSize = unix.CmsgSpace(MaxMessageFDs * 4)
+
+// rightsOneSize is the control message of exactly one descriptor.
+var rightsOneSize = unix.CmsgSpace(4)
+
+// Conn is one end of a connection to a holder: a connected AF_UNIX
+// SOCK_SEQPACKET socket. Recv and Send may run concurrently with each other
+// but not with themselves.
+type Conn struct {
+	uc    *net.UnixConn
+	oob   []byte // Recv's control buffer
+	sendb []byte // Send's control buffer
+}
+
+// NewConn returns a Conn that owns uc and closes it on Close.
+func NewConn(uc *net.UnixConn) *Conn {
+	return &Conn{uc: uc, oob: make([]byte, oobSize), sendb: make([]byte, rightsOneSize)}
+}
+
+// Dial connects to the holder listening at path.
+func Dial(ctx context.Context, path string) (*Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unixpacket", path)
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(c.(*net.UnixConn)), nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.uc.Close() }
+
+// SetDeadline sets the read and write deadline, as net.Conn does.
+func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn does.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
+// UnixConn returns the underlying connection, for socket options.
+func (c *Conn) UnixConn() *net.UnixConn { return c.uc }
+
+// PeerCred returns the credentials of the peer process as the kernel
+// recorded them at connect time (SO_PEERCRED, unix(7)).
+func (c *Conn) PeerCred() (*unix.Ucred, error) {
+	rc, err := c.uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	if cerr != nil {
+		return nil, os.NewSyscallError("getsockopt SO_PEERCRED", cerr)
+	}
+	return cred, nil
+}
+
+// errCtrunc: the kernel truncated the control data (MSG_CTRUNC). It is an
+// *Error so that a holder can reply with its code.
+var errCtrunc = &Error{Code: CodeBadDescriptors, Message: "control data truncated (MSG_CTRUNC): descriptors were lost"}
+
+// Recv reads one message into b and returns its length.
+//
+// At most one descriptor is kept: if the message carried exactly one, fd
+// owns it and the caller must close it. Every other descriptor that arrives
+// is closed before Recv returns, on every path: if the message carried more
+// than one, all are closed and the error is an *Error of CodeBadDescriptors
+// (n is still valid, so the request can be answered). A message longer than
+// b fails with CodeTooLarge, truncated control data (MSG_CTRUNC) with
+// CodeBadDescriptors; in both cases every descriptor that did arrive is
+// closed. At the end of the stream Recv returns io.EOF; SOCK_SEQPACKET cannot
+// tell an empty message from the end, so an empty message ends the stream.
+func (c *Conn) Recv(b []byte) (n int, fd *sockfd.FD, err error) {
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	// The raw descriptors live only in this function: kept is wrapped in an
+	// FD before it returns, and all others are closed here.
+	kept, count := -1, 0
+	if oobn > 0 {
+		eachRight(c.oob[:oobn], func(n int) {
+			count++
+			if kept < 0 {
+				kept = n
+				return
+			}
+			unix.Close(n)
+		})
+	}
+	switch {
+	case err != nil:
+		// recvmsg failed: nothing was received, so there is nothing to close,
+		// but stay safe should a future kernel return both.
+		closeRaw(kept)
+		return 0, nil, err
+	case flags&unix.MSG_CTRUNC != 0:
+		closeRaw(kept)
+		return n, nil, errCtrunc
+	case flags&unix.MSG_TRUNC != 0:
+		closeRaw(kept)
+		return n, nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", len(b))}
+	case count > 1:
+		closeRaw(kept)
+		return n, nil, Errorf(CodeBadDescriptors, "%d descriptors attached, at most one is accepted", count)
+	case n == 0 && count == 0:
+		return 0, nil, io.EOF
+	}
+	if kept >= 0 {
+		fd = sockfd.New(kept)
+	}
+	return n, fd, nil
+}
+
+func closeRaw(n int) {
+	if n >= 0 {
+		unix.Close(n)
+	}
+}
+
+// eachRight calls fn with every descriptor in the SCM_RIGHTS messages of a
+// control buffer filled by recvmsg.
+func eachRight(oob []byte, fn func(int)) {
+	hdr := unix.CmsgLen(0) // the aligned header size: where data starts
+	for len(oob) >= hdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			return
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS {
+			for data := oob[hdr:l]; len(data) >= 4; data = data[4:] {
+				fn(int(*(*int32)(unsafe.Pointer(&data[0]))))
+			}
+		}
+		next := unix.CmsgSpace(l - hdr)
+		if next > len(oob) {
+			return
+		}
+		oob = oob[next:]
+	}
+}
+
+// Send writes one message. If fd is not nil a duplicate of its descriptor
+// travels with the message; fd stays owned by the caller, who must keep it
+// open until Send returns.
+func (c *Conn) Send(b []byte, fd *sockfd.FD) error {
+	if fd == nil {
+		return c.write(b, nil)
+	}
+	return c.write(b, c.rights(fd.Sysfd()))
+}
+
+// SendConn is Send with the descriptor of sc (a *net.TCPListener, an
+// *os.File, ...), which stays owned by the caller. The descriptor is used
+// inside sc's SyscallConn().Control, so it cannot be closed underneath.
+func (c *Conn) SendConn(b []byte, sc syscall.Conn) error {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("descriptor: %w", err)
+	}
+	var werr error
+	if err := rc.Control(func(fd uintptr) { werr = c.write(b, c.rights(int(fd))) }); err != nil {
+		return fmt.Errorf("descriptor: %w", err)
+	}
+	return werr
+}
+
+// rights fills the send control buffer with one SCM_RIGHTS descriptor.
+func (c *Conn) rights(fd int) []byte {
+	b := c.sendb
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SCM_RIGHTS
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = int32(fd)
+	return b
+}
+
+func (c *Conn) write(b, oob []byte) error {
+	n, _, err := c.uc.WriteMsgUnix(b, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n != len(b) {
+		// SOCK_SEQPACKET writes are all or nothing; this is a kernel surprise.
+		return fmt.Errorf("short write: %d of %d bytes", n, len(b))
+	}
+	return nil
+}
+
+// IsClosed reports whether err means the connection is gone: the peer
+// closed it, or it was closed here.
+func IsClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

@@ -1,0 +1,235 @@
+// Package sockfd owns socket descriptors that must stay out of the Go
+// runtime's netpoller, and reads what the kernel knows about them.
+//
+// Why not *os.File: os.NewFile registers a non-blocking descriptor with the
+// runtime's epoll instance. For a held listener that would wake the holder
+// each time a connection arrives for the service that accepts on it, and
+// would cost an epoll registration per held entry. Nor may the holder make
+// the descriptor blocking: O_NONBLOCK belongs to the open file description
+// shared with every process that holds the socket. An *FD therefore owns the
+// raw descriptor itself and changes none of its flags.
+//
+// The package does not know what a descriptor is held for; internal/holder
+// decides that.
+package sockfd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// FD owns one open descriptor. Its zero value owns nothing. An FD must not be
+// copied after first use.
+type FD struct {
+	n atomic.Int64 // the descriptor, or -1 once closed or released
+}
+
+// New returns an FD that owns descriptor n. The raw number must not be used
+// elsewhere afterwards.
+func New(n int) *FD {
+	f := &FD{}
+	f.n.Store(int64(n))
+	return f
+}
+
+// Sysfd returns the descriptor number for a system call. The caller must
+// ensure that f is not closed while the call runs.
+func (f *FD) Sysfd() int { return int(f.n.Load()) }
+
+// Close closes the descriptor. Closing an FD again, or a released one, does
+// nothing and returns nil.
+func (f *FD) Close() error {
+	n := f.n.Swap(-1)
+	if n < 0 {
+		return nil
+	}
+	return os.NewSyscallError("close", unix.Close(int(n)))
+}
+
+// File hands the descriptor over to an *os.File without duplicating it; f no
+// longer owns it and the caller must close the returned file.
+func (f *FD) File(name string) *os.File {
+	n := f.n.Swap(-1)
+	if n < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(n), name)
+}
+
+// Dup duplicates the descriptor (F_DUPFD_CLOEXEC) into a new FD that the
+// caller must close.
+func (f *FD) Dup() (*FD, error) {
+	n, err := unix.FcntlInt(uintptr(f.Sysfd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+	}
+	return New(n), nil
+}
+
+// ErrNotSocket is returned by Inspect for a descriptor that is not a socket.
+var ErrNotSocket = errors.New("not a socket")
+
+// Info is what the kernel reports about a socket.
+type Info struct {
+	// Network is tcp, tcp6, udp, udp6, unix, unixgram or unixpacket, named
+	// as Go's net package names them, by address family and socket type. A
+	// socket of another kind is described as family/type, e.g. "netlink/dgram".
+	Network   string
+	Address   string // the local address, see FormatSockaddr
+	Listening bool   // SO_ACCEPTCONN
+}
+
+// Inspect returns what the kernel reports about the socket f. It fails with
+// ErrNotSocket if n is not a socket.
+func Inspect(f *FD) (Info, error) {
+	n := f.Sysfd()
+	var st unix.Stat_t
+	if err := unix.Fstat(n, &st); err != nil {
+		return Info{}, os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return Info{}, fmt.Errorf("%w (%s)", ErrNotSocket, fileType(st.Mode))
+	}
+	domain, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return Info{}, os.NewSyscallError("getsockopt SO_DOMAIN", err)
+	}
+	typ, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return Info{}, os.NewSyscallError("getsockopt SO_TYPE", err)
+	}
+	proto, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return Info{}, os.NewSyscallError("getsockopt SO_PROTOCOL", err)
+	}
+	acc, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil {
+		return Info{}, os.NewSyscallError("getsockopt SO_ACCEPTCONN", err)
+	}
+	info := Info{Network: networkName(domain, typ, proto), Listening: acc != 0}
+	sa, err := unix.Getsockname(n)
+	if err != nil {
+		return Info{}, os.NewSyscallError("getsockname", err)
+	}
+	info.Address = FormatSockaddr(sa)
+	return info, nil
+}
+
+func networkName(domain, typ, proto int) string {
+	switch {
+	case domain == unix.AF_INET && typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP:
+		return "tcp"
+	case domain == unix.AF_INET6 && typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP:
+		return "tcp6"
+	case domain == unix.AF_INET && typ == unix.SOCK_DGRAM && proto == unix.IPPROTO_UDP:
+		return "udp"
+	case domain == unix.AF_INET6 && typ == unix.SOCK_DGRAM && proto == unix.IPPROTO_UDP:
+		return "udp6"
+	case domain == unix.AF_UNIX && typ == unix.SOCK_STREAM:
+		return "unix"
+	case domain == unix.AF_UNIX && typ == unix.SOCK_DGRAM:
+		return "unixgram"
+	case domain == unix.AF_UNIX && typ == unix.SOCK_SEQPACKET:
+		return "unixpacket"
+	}
+	return familyName(domain) + "/" + typeName(typ)
+}
+
+func familyName(d int) string {
+	switch d {
+	case unix.AF_INET:
+		return "inet"
+	case unix.AF_INET6:
+		return "inet6"
+	case unix.AF_UNIX:
+		return "unix"
+	case unix.AF_NETLINK:
+		return "netlink"
+	case unix.AF_PACKET:
+		return "packet"
+	case unix.AF_VSOCK:
+		return "vsock"
+	}
+	return fmt.Sprintf("family%d", d)
+}
+
+func typeName(t int) string {
+	switch t {
+	case unix.SOCK_STREAM:
+		return "stream"
+	case unix.SOCK_DGRAM:
+		return "dgram"
+	case unix.SOCK_SEQPACKET:
+		return "seqpacket"
+	case unix.SOCK_RAW:
+		return "raw"
+	}
+	return fmt.Sprintf("type%d", t)
+}
+
+func fileType(m uint32) string {
+	switch m & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a pipe"
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return "not a socket"
+}
+
+// FormatSockaddr formats a local socket address the way Go's net package
+// prints addresses: 127.0.0.1:80, [::1]:80, /path, @abstract. An unbound
+// Unix socket formats as "".
+func FormatSockaddr(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(a.Addr)
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				ip = ip.WithZone(ifi.Name)
+			}
+		}
+		return netip.AddrPortFrom(ip, uint16(a.Port)).String()
+	case *unix.SockaddrUnix:
+		// x/sys/unix already rewrites an abstract name's leading NUL as '@',
+		// and so reports an unbound socket (no path at all) as "@".
+		if a.Name == "@" {
+			return ""
+		}
+		if len(a.Name) > 0 && a.Name[0] == 0 {
+			return "@" + a.Name[1:]
+		}
+		return a.Name
+	case nil:
+		return ""
+	}
+	return fmt.Sprintf("%T", sa)
+}
+
+// TCPQueue returns a TCP listener's accept queue: the connections waiting to
+// be accepted and the queue's limit. On a listening socket the kernel
+// reports these as tcpi_unacked and tcpi_sacked of TCP_INFO (tcp_get_info in
+// net/ipv4/tcp.c).
+func TCPQueue(f *FD) (queued, backlog uint32, err error) {
+	ti, err := unix.GetsockoptTCPInfo(f.Sysfd(), unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, 0, os.NewSyscallError("getsockopt TCP_INFO", err)
+	}
+	return ti.Unacked, ti.Sacked, nil
+}

@@ -1,0 +1,193 @@
+package fdholder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen returns a listener for the socket held under name. If none is
+// held, it binds network/address (as net.Listen does: tcp, tcp4, tcp6, unix
+// or unixpacket), stores the new socket under name, and returns it. Either
+// way the holder keeps a copy, so the socket outlives the caller: a
+// restarted caller gets the very same socket back, and connections that
+// arrive in between wait in its accept queue.
+//
+// The caller owns the listener and must close it; closing it leaves the
+// holder's copy open (and a Unix socket's file in place).
+func (c *Client) Listen(ctx context.Context, name, network, address string) (net.Listener, error) {
+	f, _, err := c.ListenFile(ctx, name, network, address)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen %q: %w", name, err)
+	}
+	return ln, nil
+}
+
+// ListenPacket is Listen for packet sockets (udp, udp4, udp6, unixgram), as
+// net.ListenPacket binds them. The caller owns the connection and must close
+// it; the holder's copy stays open.
+func (c *Client) ListenPacket(ctx context.Context, name, network, address string) (net.PacketConn, error) {
+	f, _, err := c.ListenFile(ctx, name, network, address)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen %q: %w", name, err)
+	}
+	return pc, nil
+}
+
+// ListenFile is the get-or-create step behind Listen and ListenPacket: it
+// returns the socket held under name as an *os.File that the caller owns
+// and must close, and reports whether it was bound and stored by this call.
+// A held socket of another network than the one asked for is an error.
+//
+// If two processes race to create the same entry, one binds and stores, and
+// the other gets the stored socket.
+func (c *Client) ListenFile(ctx context.Context, name, network, address string) (f *os.File, created bool, err error) {
+	kind, err := networkKind(network)
+	if err != nil {
+		return nil, false, fmt.Errorf("listen %q: %w", name, err)
+	}
+	for attempt := 0; ; attempt++ {
+		f, e, err := c.Get(ctx, name)
+		if err == nil {
+			if !NetworkMatches(network, e.Network) {
+				f.Close()
+				return nil, false, fmt.Errorf("listen %q: held socket is %s %s, not %s", name, e.Network, e.Address, network)
+			}
+			return f, false, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+		f, err = c.bindAndStore(ctx, name, kind, network, address)
+		// Lost a race with another process creating the same entry: its
+		// store beat ours, or its socket holds the address. Get it.
+		if attempt == 0 && (errors.Is(err, ErrExists) || errors.Is(err, syscall.EADDRINUSE)) {
+			continue
+		}
+		return f, err == nil, err
+	}
+}
+
+type netKind int
+
+const (
+	streamKind netKind = iota
+	packetKind
+)
+
+func networkKind(network string) (netKind, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
+		return streamKind, nil
+	case "udp", "udp4", "udp6", "unixgram":
+		return packetKind, nil
+	}
+	return 0, fmt.Errorf("unknown network %q (want tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram or unixpacket)", network)
+}
+
+// NetworkMatches reports whether a held socket of network held (as Entry
+// reports it) serves a request for network want (as net.Listen names it).
+// tcp and udp match either address family; tcp4 and udp4 want IPv4, tcp6
+// and udp6 IPv6.
+func NetworkMatches(want, held string) bool {
+	switch want {
+	case "tcp":
+		return held == "tcp" || held == "tcp6"
+	case "tcp4":
+		return held == "tcp"
+	case "udp":
+		return held == "udp" || held == "udp6"
+	case "udp4":
+		return held == "udp"
+	}
+	return want == held
+}
+
+// bindAndStore binds a new socket, stores it under name and returns a
+// duplicate as an *os.File owned by the caller.
+func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string) (*os.File, error) {
+	var lc net.ListenConfig
+	var sock interface {
+		syscall.Conn
+		Close() error
+	}
+	switch kind {
+	case streamKind:
+		ln, err := lc.Listen(ctx, network, address)
+		if err != nil {
+			return nil, fmt.Errorf("listen %q: %w", name, err)
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			// The socket outlives this listener: keep its file.
+			ul.SetUnlinkOnClose(false)
+		}
+		sock = ln.(interface {
+			syscall.Conn
+			Close() error
+		})
+	case packetKind:
+		pc, err := lc.ListenPacket(ctx, network, address)
+		if err != nil {
+			return nil, fmt.Errorf("listen %q: %w", name, err)
+		}
+		sock = pc.(interface {
+			syscall.Conn
+			Close() error
+		})
+	}
+	defer sock.Close()
+	f, err := dupFile(sock, "fdholder:"+name)
+	if err != nil {
+		c.unbind(network, address)
+		return nil, fmt.Errorf("listen %q: %w", name, err)
+	}
+	if _, err := c.Store(ctx, name, sock, StoreOptions{}); err != nil {
+		f.Close()
+		c.unbind(network, address)
+		return nil, err
+	}
+	return f, nil
+}
+
+// unbind removes the file of a Unix socket this process bound but could not
+// store, so that it does not block the next attempt.
+func (c *Client) unbind(network, address string) {
+	if (network == "unix" || network == "unixpacket" || network == "unixgram") && address != "" && address[0] != '@' {
+		os.Remove(address)
+	}
+}
+
+// dupFile duplicates sc's descriptor (F_DUPFD_CLOEXEC, inside Control so
+// that the shared O_NONBLOCK flag is left alone) into a new *os.File.
+func dupFile(sc syscall.Conn, name string) (*os.File, error) {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
