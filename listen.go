@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +62,7 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 	if err != nil {
 		return nil, false, fmt.Errorf("listen %q: %w", name, err)
 	}
+	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		f, e, err := c.Get(ctx, name)
 		if err == nil {
@@ -75,13 +77,25 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 		}
 		f, err = c.bindAndStore(ctx, name, kind, network, address)
 		// Lost a race with another process creating the same entry: its
-		// store beat ours, or its socket holds the address. Get it.
-		if attempt == 0 && (errors.Is(err, ErrExists) || errors.Is(err, syscall.EADDRINUSE)) {
+		// store beat ours, or its socket holds the address and its store
+		// is on the way. Get it, giving that store a moment to land.
+		if attempt < listenRetries && (errors.Is(err, ErrExists) || errors.Is(err, syscall.EADDRINUSE)) {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil, false, fmt.Errorf("listen %q: %w", name, ctx.Err())
+			}
+			backoff *= 2
 			continue
 		}
 		return f, err == nil, err
 	}
 }
+
+// listenRetries bounds how often ListenFile goes back to Get after losing a
+// race to create an entry: with doubling waits from 5 ms, about 0.6 s in all
+// before an address held by an unrelated socket is reported as in use.
+const listenRetries = 7
 
 type netKind int
 

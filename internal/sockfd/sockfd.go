@@ -122,6 +122,11 @@ func Inspect(f *FD) (Info, error) {
 }
 
 func networkName(domain, typ, proto int) string {
+	// Go listens with Multipath TCP by default since Go 1.24 where the
+	// kernel has it; an MPTCP socket serves plain TCP clients, so it is tcp.
+	if proto == unix.IPPROTO_MPTCP {
+		proto = unix.IPPROTO_TCP
+	}
 	switch {
 	case domain == unix.AF_INET && typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP:
 		return "tcp"

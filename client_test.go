@@ -1,0 +1,174 @@
+package fdholder_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+func dial(t testing.TB, path string) *fdholder.Client {
+	t.Helper()
+	c, err := fdholder.Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func listenTCP(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// accepts checks that f is a listener that accepts a connection made to addr.
+func accepts(t testing.TB, f *os.File, addr string) {
+	t.Helper()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		t.Fatalf("FileListener: %v", err)
+	}
+	defer ln.Close()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("accept on the held socket: %v", err)
+	}
+	s.Close()
+}
+
+func TestStoreGetTakeDelete(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+
+	ln := listenTCP(t)
+	addr := ln.Addr().String()
+	e, err := c.Store(ctx, "web", ln, fdholder.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "web" || e.Network != "tcp" || e.Address != addr || !e.Listening || e.OwnerPID != int32(os.Getpid()) {
+		t.Errorf("stored entry = %+v", e)
+	}
+	ln.Close() // the holder's copy keeps the socket open
+
+	if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrExists) {
+		t.Errorf("second store: err = %v, want ErrExists", err)
+	}
+	f, e, err := c.Get(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Address != addr {
+		t.Errorf("get: address %q, want %q", e.Address, addr)
+	}
+	accepts(t, f, addr)
+	f.Close()
+
+	f, _, err = c.Take(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepts(t, f, addr)
+	f.Close()
+	if _, _, err := c.Get(ctx, "web"); !errors.Is(err, fdholder.ErrNotFound) {
+		t.Errorf("get after take: err = %v, want ErrNotFound", err)
+	}
+	if err := c.Delete(ctx, "web"); !errors.Is(err, fdholder.ErrNotFound) {
+		t.Errorf("delete after take: err = %v, want ErrNotFound", err)
+	}
+	if _, err := c.Store(ctx, "bad:name", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
+		t.Errorf("store bad name: err = %v", err)
+	}
+}
+
+func TestListPages(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+	ln := listenTCP(t)
+	const n = 1500 // several pages of ~64 KiB
+	for i := range n {
+		if _, err := c.Store(ctx, fmt.Sprintf("svc/%04d-%0200d", i, 0), ln, fdholder.StoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n {
+		t.Fatalf("list: %d entries, want %d", len(all), n)
+	}
+	for i, e := range all {
+		if want := fmt.Sprintf("svc/%04d-%0200d", i, 0); e.Name != want {
+			t.Fatalf("entry %d is %q, want %q", i, e.Name, want)
+		}
+		if !e.HasQueue || e.Backlog == 0 {
+			t.Fatalf("entry %q has no accept queue figures: %+v", e.Name, e)
+		}
+	}
+}
+
+func TestListenGetOrCreate(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	ctx := context.Background()
+	sock := filepath.Join(testutil.ShortDir(t), "app.sock")
+	var wg sync.WaitGroup
+	addrs := make([]string, 8)
+	for i := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, h.Path)
+			ln, err := c.Listen(ctx, "app", "unix", sock)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			addrs[i] = ln.Addr().String()
+			ln.Close()
+		}()
+	}
+	wg.Wait()
+	for _, a := range addrs {
+		if a != sock {
+			t.Errorf("listener address %q, want %q", a, sock)
+		}
+	}
+	// The socket file survives the listeners' Close: the holder's copy
+	// still accepts on it.
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial the held unix socket: %v", err)
+	}
+	conn.Close()
+	entries, err := dial(t, h.Path).List(ctx)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("list = %v, %v; want one entry", entries, err)
+	}
+}

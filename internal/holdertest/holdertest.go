@@ -1,0 +1,55 @@
+// Package holdertest runs a real holder (internal/holder's Server on a real
+// Unix socket) inside a test process, for tests of code that talks to one.
+//
+// It is imported by tests only.
+package holdertest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// Holder is a running in-process holder.
+type Holder struct {
+	Path     string // the control socket
+	Registry *holder.Registry
+	Server   *holder.Server
+}
+
+// Start serves a new registry on a socket in a short directory. At the end
+// of the test the server is shut down and the registry closed, so that every
+// held descriptor is closed before a leak check runs.
+func Start(t testing.TB) *Holder {
+	t.Helper()
+	path := filepath.Join(testutil.ShortDir(t), "h.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zaptest.NewLogger(t)
+	reg := holder.NewRegistry(holder.RegistryOptions{Logger: log})
+	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, holder.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+		reg.Close()
+	})
+	return &Holder{Path: path, Registry: reg, Server: srv}
+}

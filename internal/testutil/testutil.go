@@ -1,0 +1,137 @@
+// Package testutil holds helpers shared by the test suites: the descriptor
+// leak check, short socket directories, the switch that makes a missing real
+// peer a failure in CI, and building the project's binaries once.
+//
+// It is imported by tests only.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RequirePeersEnv names the environment switch that turns a skip for a
+// missing real peer (gunicorn, wrk, systemd...) into a failure. CI sets it.
+const RequirePeersEnv = "FDHOLDER_REQUIRE_PEERS"
+
+// NeedPeer skips the test with a clear message when a real peer is missing,
+// or fails it when RequirePeersEnv is set.
+func NeedPeer(t testing.TB, ok bool, format string, args ...any) {
+	t.Helper()
+	if ok {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(RequirePeersEnv) != "" {
+		t.Fatalf("real peer missing and %s is set: %s", RequirePeersEnv, msg)
+	}
+	t.Skipf("skipping: real peer missing: %s (set %s=1 to make this a failure)", msg, RequirePeersEnv)
+}
+
+// ShortDir returns a new directory short enough for Unix socket paths (108
+// bytes; t.TempDir() can be longer), removed at the end of the test.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "fdh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// OpenFDs returns the descriptors this process has open, as numbers mapped
+// to what they point at.
+func OpenFDs(t testing.TB) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := make(map[string]string, len(ents))
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			continue // the descriptor ReadDir itself used, now closed
+		}
+		fds[e.Name()] = target
+	}
+	return fds
+}
+
+// CheckLeaks records the process's open descriptors now and fails the test
+// if, at its end, descriptors are open that were not. Closing is sometimes
+// done by goroutines that outlive a request by a moment, so it waits up to
+// two seconds for the count to settle. Call it first in a test, so that its
+// cleanup runs after every other cleanup.
+func CheckLeaks(t testing.TB) {
+	t.Helper()
+	before := OpenFDs(t)
+	t.Cleanup(func() {
+		var leaked []string
+		for deadline := time.Now().Add(2 * time.Second); ; {
+			leaked = leaked[:0]
+			for fd, target := range OpenFDs(t) {
+				if _, ok := before[fd]; !ok {
+					leaked = append(leaked, fd+" -> "+target)
+				}
+			}
+			if len(leaked) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(leaked) > 0 {
+			sort.Strings(leaked)
+			t.Errorf("descriptor leak: %d open now that were not before:\n  %s", len(leaked), strings.Join(leaked, "\n  "))
+		}
+	})
+}
+
+// CountFDs returns how many descriptors process pid has open.
+func CountFDs(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// BuildBinaries builds fdholderd and fdclient into dir and returns their
+// paths. Meant for TestMain, so it reports errors instead of failing a test.
+func BuildBinaries(dir string) (holderd, client string, err error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	holderd = filepath.Join(dir, "fdholderd")
+	client = filepath.Join(dir, "fdclient")
+	for bin, pkg := range map[string]string{holderd: "./cmd/fdholderd", client: "./cmd/fdclient"} {
+		cmd := exec.Command("go", "build", "-race", "-o", bin, pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return holderd, client, nil
+}
+
+// ModuleRoot returns the directory of the module's go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the fdholder module")
+	}
+	return filepath.Dir(gomod), nil
+}
