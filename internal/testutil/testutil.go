@@ -104,23 +104,21 @@ func CountFDs(t testing.TB, pid int) int {
 	return len(ents)
 }
 
-// BuildBinaries builds fdholderd and fdclient into dir and returns their
-// paths. Meant for TestMain, so it reports errors instead of failing a test.
-func BuildBinaries(dir string) (holderd, client string, err error) {
+// BuildBinary builds the command ./cmd/NAME (with -race, like the tests)
+// into dir and returns its path. Meant for TestMain, so it reports errors
+// instead of failing a test.
+func BuildBinary(dir, name string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	holderd = filepath.Join(dir, "fdholderd")
-	client = filepath.Join(dir, "fdclient")
-	for bin, pkg := range map[string]string{holderd: "./cmd/fdholderd", client: "./cmd/fdclient"} {
-		cmd := exec.Command("go", "build", "-race", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-		}
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/"+name)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
-	return holderd, client, nil
+	return bin, nil
 }
 
 // ModuleRoot returns the directory of the module's go.mod.
