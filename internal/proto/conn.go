@@ -5,6 +5,7 @@ package proto
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -148,14 +149,17 @@ func closeRaw(n int) {
 func eachRight(oob []byte, fn func(int)) {
 	hdr := unix.CmsgLen(0) // the aligned header size: where data starts
 	for len(oob) >= hdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		// Copy the header out rather than point into oob: nothing here
+		// relies on the buffer's alignment.
+		var h unix.Cmsghdr
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr), oob)
 		l := int(h.Len)
 		if l < hdr || l > len(oob) {
 			return
 		}
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS {
 			for data := oob[hdr:l]; len(data) >= 4; data = data[4:] {
-				fn(int(*(*int32)(unsafe.Pointer(&data[0]))))
+				fn(int(int32(binary.NativeEndian.Uint32(data))))
 			}
 		}
 		next := unix.CmsgSpace(l - hdr)
@@ -194,11 +198,10 @@ func (c *Conn) SendConn(b []byte, sc syscall.Conn) error {
 // rights fills the send control buffer with one SCM_RIGHTS descriptor.
 func (c *Conn) rights(fd int) []byte {
 	b := c.sendb
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level = unix.SOL_SOCKET
-	h.Type = unix.SCM_RIGHTS
+	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
 	h.SetLen(unix.CmsgLen(4))
-	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = int32(fd)
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
+	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(int32(fd)))
 	return b
 }
 

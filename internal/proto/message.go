@@ -261,6 +261,9 @@ func DecodeReply(b []byte) (Reply, error) {
 			return r, Errorf(CodeBadRequest, "%s: error reply with flags %#x", r.Op, flags)
 		}
 		r.Message = d.str16()
+		if len(r.Message) > MaxMessageLen {
+			d.fail("error message of %d bytes", len(r.Message))
+		}
 	case flags&^FlagMore != 0 || flags != 0 && r.Op != OpList:
 		return r, Errorf(CodeBadRequest, "%s: unknown reply flags %#x", r.Op, flags)
 	case r.Op == OpStore, r.Op == OpGet, r.Op == OpTake:
