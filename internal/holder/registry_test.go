@@ -1,0 +1,237 @@
+package holder
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sockfd"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// socketFD returns an FD owning a duplicate of a new TCP listener's socket,
+// and the listener's address. The listener itself is closed at the end of
+// the test; the FD is the caller's.
+func socketFD(t testing.TB) (*sockfd.FD, string) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	rc, _ := ln.SyscallConn()
+	var n int
+	var derr error
+	rc.Control(func(fd uintptr) { n, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	return sockfd.New(n), ln.Addr().String()
+}
+
+func store(t testing.TB, r *Registry, name string, ttl time.Duration, replace bool) (*sockfd.FD, error) {
+	t.Helper()
+	fd, _ := socketFD(t)
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Store(name, fd, info, Owner{UID: 1, GID: 2, PID: 3}, ttl, replace)
+	return fd, err
+}
+
+// isClosed reports whether the FD's descriptor was closed by its owner.
+func isClosed(fd *sockfd.FD) bool { return fd.Sysfd() == -1 }
+
+func newRegistry(t testing.TB) *Registry {
+	r := NewRegistry(RegistryOptions{Logger: zaptest.NewLogger(t)})
+	t.Cleanup(r.Close)
+	return r
+}
+
+func TestRegistryStoreReplace(t *testing.T) {
+	testutil.CheckLeaks(t)
+	r := newRegistry(t)
+	first, err := store(t, r, "web", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := store(t, r, "web", 0, false)
+	if !errors.Is(err, proto.ErrExists) {
+		t.Fatalf("store of a held name: %v, want ErrExists", err)
+	}
+	if !isClosed(second) {
+		t.Error("a refused store did not close its descriptor")
+	}
+	if isClosed(first) {
+		t.Fatal("a refused store closed the held descriptor")
+	}
+	// A replace while a get holds the old copy: the old copy stays open
+	// until the get releases it.
+	h, err := r.Get("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := store(t, r, "web", 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isClosed(first) {
+		t.Fatal("replace closed the old copy while a get was sending it")
+	}
+	h.Release()
+	if !isClosed(first) {
+		t.Error("the replaced copy was not closed after the last get released it")
+	}
+	h, _ = r.Get("web")
+	if h.FD() != third {
+		t.Error("get after replace does not return the new descriptor")
+	}
+	h.Release()
+	if r.Len() != 1 {
+		t.Errorf("Len = %d, want 1", r.Len())
+	}
+}
+
+func TestRegistryTakeDeleteRestore(t *testing.T) {
+	testutil.CheckLeaks(t)
+	r := newRegistry(t)
+	fd, _ := store(t, r, "a", 0, false)
+	h, err := r.Take("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get("a"); !errors.Is(err, proto.ErrNotFound) {
+		t.Errorf("get after take: %v", err)
+	}
+	if !r.Restore(h) {
+		t.Fatal("restore of a free name failed")
+	}
+	if isClosed(fd) {
+		t.Fatal("restore closed the descriptor")
+	}
+	h, err = r.Take("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store(t, r, "a", 0, false) // the name is taken again meanwhile
+	if r.Restore(h) {
+		t.Error("restore over a held name succeeded")
+	}
+	if !isClosed(fd) {
+		t.Error("a refused restore did not close the taken descriptor")
+	}
+	if err := r.Delete("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete("a"); !errors.Is(err, proto.ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+func TestRegistryExpiry(t *testing.T) {
+	testutil.CheckLeaks(t)
+	counts := make(chan int, 10)
+	r := NewRegistry(RegistryOptions{Logger: zaptest.NewLogger(t), OnChange: func(n int) { counts <- n }})
+	defer r.Close()
+	fd, _ := store(t, r, "short", 20*time.Millisecond, false)
+	keep, _ := store(t, r, "long", time.Hour, false)
+	page, _ := r.List(nil, "")
+	if len(page) != 2 || page[1].ExpiresAt.IsZero() || page[1].ExpiresAt.Sub(page[1].StoredAt) != 20*time.Millisecond {
+		t.Fatalf("list = %+v", page)
+	}
+	if got := []int{<-counts, <-counts}; got[0] != 1 || got[1] != 2 {
+		t.Fatalf("OnChange counts %v, want [1 2]", got)
+	}
+	select {
+	case n := <-counts:
+		if n != 1 {
+			t.Fatalf("after expiry OnChange says %d entries, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the entry did not expire")
+	}
+	if !isClosed(fd) {
+		t.Error("the expired entry's descriptor is open")
+	}
+	if _, err := r.Get("short"); !errors.Is(err, proto.ErrNotFound) {
+		t.Errorf("get of an expired entry: %v", err)
+	}
+	if isClosed(keep) {
+		t.Error("an unexpired entry was closed")
+	}
+}
+
+func TestRegistryListOrderAndQueue(t *testing.T) {
+	testutil.CheckLeaks(t)
+	r := newRegistry(t)
+	names := []string{"b", "a", "c/1", "c", "B"}
+	for _, n := range names {
+		store(t, r, n, 0, false)
+	}
+	page, more := r.List(nil, "")
+	if more {
+		t.Error("more = true for five entries")
+	}
+	var got []string
+	for _, e := range page {
+		got = append(got, e.Name)
+		if !e.HasQueue || e.Backlog == 0 || e.Network != "tcp" || !e.Listening {
+			t.Errorf("entry %+v lacks its TCP listener facts", e)
+		}
+	}
+	if fmt.Sprint(got) != "[B a b c c/1]" {
+		t.Errorf("order %v", got)
+	}
+	page, _ = r.List(nil, "b")
+	if len(page) != 2 || page[0].Name != "c" {
+		t.Errorf("page after b: %+v", page)
+	}
+	r.Delete("c")
+	page, _ = r.List(nil, "b")
+	if len(page) != 1 || page[0].Name != "c/1" {
+		t.Errorf("page after b, with c deleted: %+v", page)
+	}
+}
+
+// TestRegistryConcurrent runs store, replace, get, take and delete of the
+// same few names from many goroutines; the race detector and the leak
+// check judge it, and every descriptor must end up closed exactly once.
+func TestRegistryConcurrent(t *testing.T) {
+	testutil.CheckLeaks(t)
+	r := newRegistry(t)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				name := fmt.Sprintf("n%d", i%3)
+				switch (g + i) % 5 {
+				case 0:
+					store(t, r, name, 0, false)
+				case 1:
+					store(t, r, name, 0, true)
+				case 2:
+					if h, err := r.Get(name); err == nil {
+						h.Release()
+					}
+				case 3:
+					if h, err := r.Take(name); err == nil {
+						h.Release()
+					}
+				case 4:
+					r.Delete(name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

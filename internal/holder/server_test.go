@@ -1,0 +1,263 @@
+package holder_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// rawConn is a client end that can send any bytes with any descriptors.
+type rawConn struct {
+	t  testing.TB
+	fd int
+}
+
+func dialRaw(t testing.TB, path string) *rawConn {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	t.Cleanup(func() { unix.Close(fd) })
+	return &rawConn{t: t, fd: fd}
+}
+
+// roundTrip sends msg with fds attached and returns the decoded reply,
+// closing any descriptor that came with it (and counting them).
+func (c *rawConn) roundTrip(msg []byte, fds ...int) (proto.Reply, int) {
+	c.t.Helper()
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(c.fd, msg, oob, nil, 0); err != nil {
+		c.t.Fatalf("sendmsg: %v", err)
+	}
+	buf := make([]byte, proto.MaxReplySize)
+	rights := make([]byte, unix.CmsgSpace(proto.MaxMessageFDs*4))
+	n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, rights, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		c.t.Fatalf("recvmsg: %v", err)
+	}
+	got := 0
+	if oobn > 0 {
+		msgs, _ := unix.ParseSocketControlMessage(rights[:oobn])
+		for _, m := range msgs {
+			rs, _ := unix.ParseUnixRights(&m)
+			for _, fd := range rs {
+				unix.Close(fd)
+				got++
+			}
+		}
+	}
+	rep, err := proto.DecodeReply(buf[:n])
+	if err != nil {
+		c.t.Fatalf("decode reply %x: %v", buf[:n], err)
+	}
+	return rep, got
+}
+
+func request(t testing.TB, r proto.Request) []byte {
+	t.Helper()
+	b, err := proto.AppendRequest(nil, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tcpListener returns the raw descriptor of a new TCP listener, closed at
+// the end of the test.
+func tcpListener(t testing.TB) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func pipeFD(t testing.TB) int {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p[0]
+}
+
+// TestBadInput sends requests the holder must refuse: each gets a clear
+// error reply, leaks no descriptor, and leaves the held entry and the
+// connection serving.
+func TestBadInput(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dialRaw(t, h.Path)
+	ln := tcpListener(t)
+	if rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: "held"}), ln); rep.Code != proto.CodeOK {
+		t.Fatalf("store: %v", rep.Err())
+	}
+	many := make([]int, proto.MaxMessageFDs)
+	for i := range many {
+		many[i] = ln
+	}
+	get := request(t, proto.Request{Op: proto.OpGet, Name: "held"})
+	storeX := request(t, proto.Request{Op: proto.OpStore, Name: "x"})
+	other := append([]byte(nil), get...)
+	other[2] = 9
+	tests := []struct {
+		name string
+		msg  []byte
+		fds  []int
+		code proto.Code
+		want string
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\n\r\n"), nil, proto.CodeBadRequest, "bad magic"},
+		{"garbage with a descriptor", []byte("hello"), []int{ln}, proto.CodeBadRequest, "bad magic"},
+		{"other protocol version", other, nil, proto.CodeUnsupportedVersion, "version 9"},
+		{"unknown op", []byte{'F', 'H', proto.Version, 42, 0, 0, 0, 0}, nil, proto.CodeUnknownOp, "42"},
+		{"truncated", get[:proto.HeaderSize+2], nil, proto.CodeBadRequest, "truncated"},
+		{"oversized", append(get, make([]byte, proto.MaxRequestSize)...), []int{ln}, proto.CodeTooLarge, "exceeds"},
+		{"descriptor on get", get, []int{ln}, proto.CodeBadDescriptors, "only store carries one"},
+		{"store without descriptor", storeX, nil, proto.CodeBadDescriptors, "no descriptor"},
+		{"store with two", storeX, []int{ln, ln}, proto.CodeBadDescriptors, "2 descriptors"},
+		{"store with 253", storeX, many, proto.CodeBadDescriptors, "253 descriptors"},
+		{"store a pipe", storeX, []int{pipeFD(t)}, proto.CodeNotSocket, "a pipe"},
+		{"invalid name", request(t, proto.Request{Op: proto.OpStore, Name: "a:b"}), []int{ln}, proto.CodeInvalidName, proto.NameRule},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, fds := c.roundTrip(tt.msg, tt.fds...)
+			if rep.Code != tt.code || !strings.Contains(rep.Message, tt.want) {
+				t.Errorf("reply = %v %q, want %v containing %q", rep.Code, rep.Message, tt.code, tt.want)
+			}
+			if fds != 0 {
+				t.Errorf("an error reply carried %d descriptors", fds)
+			}
+			// The connection still serves, and the held entry is intact.
+			if rep, fds := c.roundTrip(get); rep.Code != proto.CodeOK || fds != 1 {
+				t.Fatalf("get after bad input: %v, %d descriptors", rep.Err(), fds)
+			}
+		})
+	}
+	if h.Registry.Len() != 1 {
+		t.Errorf("registry holds %d entries, want 1", h.Registry.Len())
+	}
+}
+
+// TestPeerVanishes: peers that send a store with descriptors attached and
+// vanish before reading the reply leave nothing open and nothing held.
+func TestPeerVanishes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	for range 20 {
+		c := dialRaw(t, h.Path)
+		ln := tcpListener(t)
+		fds := []int{ln, ln, ln}
+		if err := unix.Sendmsg(c.fd, request(t, proto.Request{Op: proto.OpStore, Name: "v"}), unix.UnixRights(fds...), nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	// The holder processed or dropped every message: nothing is held.
+	c := dialRaw(t, h.Path)
+	rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpList}))
+	if rep.Code != proto.CodeOK || len(rep.Entries) != 0 {
+		t.Fatalf("list = %v %+v", rep.Err(), rep.Entries)
+	}
+}
+
+func TestShutdownFinishesAndCloses(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	idle := dialRaw(t, h.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Server.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// The idle connection was closed: a read sees the end of the stream.
+	n, err := unix.Read(idle.fd, make([]byte, 8))
+	if n != 0 || err != nil {
+		t.Errorf("read on an idle connection after shutdown = %d, %v; want end of stream", n, err)
+	}
+	if _, err := net.Dial("unixpacket", h.Path); err == nil {
+		t.Error("the holder still accepts after shutdown")
+	}
+}
+
+// TestConcurrentClients serves many clients at once, each doing a mix of
+// requests on one shared name, and checks every reply.
+func TestConcurrentClients(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	ln := tcpListener(t)
+	setup := dialRaw(t, h.Path)
+	if rep, _ := setup.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: "shared"}), ln); rep.Code != proto.CodeOK {
+		t.Fatal(rep.Err())
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, h.Path)
+			get := request(t, proto.Request{Op: proto.OpGet, Name: "shared"})
+			for range 100 {
+				rep, fds := c.roundTrip(get)
+				if rep.Code != proto.CodeOK || fds != 1 || rep.Entry.Name != "shared" {
+					t.Errorf("get: %v, %d descriptors", rep.Err(), fds)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestServeAfterShutdown(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	h.Server.Close()
+	path := filepath.Join(testutil.ShortDir(t), "late.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Server.Serve(context.Background(), ln); !errors.Is(err, holder.ErrServerClosed) {
+		t.Errorf("Serve after Close = %v", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if _, err := net.Dial("unixpacket", path); err == nil {
+			t.Error("Serve after Close left the listener open")
+		}
+	}
+}
