@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,5 +171,103 @@ func TestListenGetOrCreate(t *testing.T) {
 	entries, err := dial(t, h.Path).List(ctx)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("list = %v, %v; want one entry", entries, err)
+	}
+}
+
+func TestSocketPath(t *testing.T) {
+	t.Setenv("FDHOLDER_SOCKET", "/x/y.sock")
+	if got := fdholder.SocketPath(); got != "/x/y.sock" {
+		t.Errorf("with FDHOLDER_SOCKET: %q", got)
+	}
+	t.Setenv("FDHOLDER_SOCKET", "")
+	want := "/run/fdholder/fdholder.sock"
+	if os.Geteuid() != 0 {
+		t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+		want = "/run/user/1000/fdholder/fdholder.sock"
+	}
+	if got := fdholder.SocketPath(); got != want {
+		t.Errorf("default: %q, want %q", got, want)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	testutil.CheckLeaks(t)
+	_, err := fdholder.Dial(context.Background(), filepath.Join(testutil.ShortDir(t), "none.sock"))
+	if !errors.Is(err, fdholder.ErrUnreachable) {
+		t.Fatalf("dial of a missing socket: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestReconnect: a client whose holder went away and came back on the same
+// path serves its next get on a fresh connection.
+func TestReconnect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+	if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Drop every connection, as a restarting holder would, then serve the
+	// same registry on a new listener at the same path.
+	h.Server.Close()
+	os.Remove(h.Path)
+	holdertest.StartOn(t, h.Path, h.Registry)
+	f, _, err := c.Get(ctx, "web")
+	if err != nil {
+		t.Fatalf("get after the holder came back: %v", err)
+	}
+	f.Close()
+}
+
+func TestContextCancel(t *testing.T) {
+	testutil.CheckLeaks(t)
+	// A peer that accepts and never answers.
+	path := filepath.Join(testutil.ShortDir(t), "mute.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.List(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("list against a mute peer: %v, want DeadlineExceeded", err)
+	}
+}
+
+// TestVersionMismatch: a peer speaking another protocol version is reported
+// as such, not misread.
+func TestVersionMismatch(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := filepath.Join(testutil.ShortDir(t), "v2.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1024)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		// A version 2 holder's reply: magic, version 2, then whatever.
+		c.Write([]byte{'F', 'H', 2, 0x82, 0, 0, 0, 2, 0xde, 0xad})
+	}()
+	_, _, err = dial(t, path).Get(context.Background(), "web")
+	if !errors.Is(err, fdholder.ErrUnsupportedVersion) || !strings.Contains(err.Error(), "holder speaks version 2") {
+		t.Fatalf("err = %v, want ErrUnsupportedVersion naming version 2", err)
 	}
 }

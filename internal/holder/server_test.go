@@ -54,7 +54,15 @@ func (c *rawConn) roundTrip(msg []byte, fds ...int) (proto.Reply, int) {
 	}
 	buf := make([]byte, proto.MaxReplySize)
 	rights := make([]byte, unix.CmsgSpace(proto.MaxMessageFDs*4))
-	n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, rights, unix.MSG_CMSG_CLOEXEC)
+	var n, oobn int
+	var err error
+	for {
+		// The Go runtime's preemption signals interrupt a blocking recvmsg.
+		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, rights, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
 		c.t.Fatalf("recvmsg: %v", err)
 	}
@@ -199,6 +207,11 @@ func TestShutdownFinishesAndCloses(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	idle := dialRaw(t, h.Path)
+	// One round trip, so that the holder has accepted the connection: a
+	// connection still in the listen queue is reset when the listener closes.
+	if rep, _ := idle.roundTrip(request(t, proto.Request{Op: proto.OpList})); rep.Code != proto.CodeOK {
+		t.Fatal(rep.Err())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.Server.Shutdown(ctx); err != nil {

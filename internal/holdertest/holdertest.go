@@ -30,14 +30,20 @@ type Holder struct {
 // held descriptor is closed before a leak check runs.
 func Start(t testing.TB) *Holder {
 	t.Helper()
-	path := filepath.Join(testutil.ShortDir(t), "h.sock")
+	reg := holder.NewRegistry(holder.RegistryOptions{Logger: zaptest.NewLogger(t)})
+	t.Cleanup(reg.Close)
+	return StartOn(t, filepath.Join(testutil.ShortDir(t), "h.sock"), reg)
+}
+
+// StartOn serves reg on a new socket at path, shut down at the end of the
+// test. The caller closes reg.
+func StartOn(t testing.TB, path string, reg *holder.Registry) *Holder {
+	t.Helper()
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := zaptest.NewLogger(t)
-	reg := holder.NewRegistry(holder.RegistryOptions{Logger: log})
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log})
+	srv := holder.NewServer(reg, holder.ServerOptions{Logger: zaptest.NewLogger(t)})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
@@ -49,7 +55,6 @@ func Start(t testing.TB) *Holder {
 		if err := <-done; !errors.Is(err, holder.ErrServerClosed) {
 			t.Errorf("serve: %v", err)
 		}
-		reg.Close()
 	})
 	return &Holder{Path: path, Registry: reg, Server: srv}
 }

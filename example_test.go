@@ -1,0 +1,64 @@
+package fdholder_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/holder"
+)
+
+// A service gets its listener through the holder. The first run binds the
+// address and hands the holder a copy; every later run, after a deploy, a
+// crash or a restart, gets the very same socket back, and the connections
+// that arrived in between are waiting in its accept queue.
+func Example() {
+	path := startHolder() // in production: fdholderd, and Dial(ctx, "")
+	ctx := context.Background()
+
+	c, err := fdholder.Dial(ctx, path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ln, err := c.Listen(ctx, "web", "tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go srv.Serve(ln)
+	first := ln.Addr().String()
+	srv.Close() // closes ln; the holder's copy stays open
+
+	// The restarted service asks again and gets the same socket.
+	ln, err = c.Listen(ctx, "web", "tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	fmt.Println("same socket after restart:", ln.Addr().String() == first)
+	// Output: same socket after restart: true
+}
+
+// startHolder runs a holder in this process, on a fresh socket, as
+// fdholderd would, and returns the socket's path.
+func startHolder() string {
+	dir, err := os.MkdirTemp("", "fdholder-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	path := filepath.Join(dir, "fdholder.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := holder.NewServer(holder.NewRegistry(holder.RegistryOptions{}), holder.ServerOptions{})
+	go srv.Serve(context.Background(), ln)
+	return path
+}
