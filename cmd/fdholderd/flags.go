@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// config is the parsed command line.
+type config struct {
+	socket    string // from --socket; empty: fdholder.SocketPath()
+	logFormat string // console or json
+	logLevel  zapcore.Level
+}
+
+// errUsage marks a command line that cannot be run (exit status 2).
+var errUsage = errors.New("usage error")
+
+const usage = `Usage: fdholderd [--socket PATH] [--log-format console|json] [--log-level LEVEL]
+
+fdholderd holds sockets (listeners and others) on behalf of services, so that
+a service can restart, crash or be redeployed without refusing a connection:
+the kernel keeps queueing connections on the held socket meanwhile. Services
+talk to it with fdclient or the Go package github.com/fdholder/fdholder.
+
+Options:
+  --socket PATH         the control socket to create (see "Socket path")
+  --log-format FORMAT   console (human-readable, the default) or json
+  --log-level LEVEL     debug, info (the default), warn or error
+  -h, --help            print this help and exit
+
+Socket path, the first that applies:
+  1. systemd socket activation (LISTEN_FDS): every listening AF_UNIX
+     SOCK_SEQPACKET socket passed is served, and no socket is bound
+  2. --socket PATH
+  3. $FDHOLDER_SOCKET
+  4. /run/fdholder/fdholder.sock when running as root
+  5. $XDG_RUNTIME_DIR/fdholder/fdholder.sock
+  6. $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR defaults to /tmp)
+
+The socket's directory is created (mode 0755) and the socket is an AF_UNIX
+SOCK_SEQPACKET socket in mode 0600. fdholderd refuses to start if a holder
+already serves on the path, or if the path exists and is not a socket; a
+stale socket file (nobody listening) is replaced. On exit the socket file is
+removed, unless another holder has replaced it since or systemd created it.
+
+Signals:
+  SIGTERM, SIGINT   stop accepting, let the requests in flight finish (at
+                    most 10s), close every held socket, and exit 0. A second
+                    signal cuts the wait short and exits 1.
+
+Environment:
+  FDHOLDER_SOCKET   the socket path when --socket is not given
+  XDG_RUNTIME_DIR   the base of the default socket path when not root
+  TMPDIR            the base of the last-resort socket path
+  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+                    sockets passed by systemd (sd_listen_fds(3)); other
+                    descriptors passed are closed
+  NOTIFY_SOCKET     where to send READY=1, STATUS= (the number of held
+                    entries) and STOPPING=1 (sd_notify(3))
+
+Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
+peer_pid, result, error) and lines for start-up and shutdown. An error that
+stops fdholderd is printed as one line "fdholderd: ..." on stderr.
+
+Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
+`
+
+// parseFlags parses the arguments after the program name. It returns
+// flag.ErrHelp for -h/--help, and an error wrapping errUsage for anything
+// it cannot run.
+func parseFlags(args []string) (config, error) {
+	cfg := config{logFormat: "console", logLevel: zapcore.InfoLevel}
+	fs := flag.NewFlagSet("fdholderd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints the usage and the error itself
+	fs.Usage = func() {}
+	fs.Func("socket", "", func(s string) error {
+		if s == "" {
+			return errors.New("empty path")
+		}
+		cfg.socket = s
+		return nil
+	})
+	fs.Func("log-format", "", func(s string) error {
+		switch s {
+		case "console", "json":
+			cfg.logFormat = s
+			return nil
+		}
+		return fmt.Errorf("%q is not console or json", s)
+	})
+	fs.Func("log-level", "", func(s string) error {
+		switch s {
+		case "debug", "info", "warn", "error":
+			return cfg.logLevel.Set(s)
+		}
+		return fmt.Errorf("%q is not debug, info, warn or error", s)
+	})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return cfg, nil
+}

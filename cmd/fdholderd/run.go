@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/ctlsock"
+	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/sdnotify"
+)
+
+// shutdownGrace bounds the wait for requests in flight after SIGTERM. A
+// request takes microseconds; one still running after this is stuck (a
+// client that does not read its reply, say), and systemd's own stop timeout
+// (TimeoutStopSec, 90s by default) is far longer.
+const shutdownGrace = 10 * time.Second
+
+// errForced: a second signal cut the graceful shutdown short.
+var errForced = errors.New("shutdown cut short by a second signal")
+
+// run is the whole program: it parses args, serves until SIGTERM or SIGINT,
+// and returns the exit status (0 clean, 1 failure, 2 usage error).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		io.WriteString(stdout, usage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fdholderd: %v\nRun 'fdholderd --help' for usage.\n", err)
+		return 2
+	}
+	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	err = serve(ctx, cfg, log)
+	log.Sync()
+	if err != nil {
+		fmt.Fprintf(stderr, "fdholderd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the holder until a signal or a failure of a listener, then
+// shuts it down. The error it returns is the reason for a non-zero exit.
+func serve(ctx context.Context, cfg config, log *zap.Logger) error {
+	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+
+	// The registry reports changes to the notifier, which reads the count
+	// back from the registry on its own goroutine: OnChange never blocks.
+	var reg *holder.Registry
+	notifier := sdnotify.New(log, func() int { return reg.Len() })
+	reg = holder.NewRegistry(holder.RegistryOptions{Logger: log, OnChange: func(int) { notifier.Changed() }})
+	defer reg.Close()
+
+	lns, err := activatedListeners(log, reg)
+	if err != nil {
+		return err
+	}
+	activated := len(lns) > 0
+	var sock *ctlsock.Socket // the socket this process bound, nil when activated
+	if activated {
+		if cfg.socket != "" {
+			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
+		}
+	} else {
+		path := cfg.socket
+		if path == "" {
+			path = fdholder.SocketPath()
+		}
+		sock, err = ctlsock.Listen(sigCtx, path)
+		if err != nil {
+			return err
+		}
+		if sock.Replaced {
+			log.Info("replaced a stale socket file", zap.String("path", path))
+		}
+		lns = []*net.UnixListener{sock.Listener}
+	}
+
+	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log})
+	// Serve must not see the signal: its ctx closes connections at once,
+	// where a signal means a graceful Shutdown.
+	serveCtx := context.WithoutCancel(ctx)
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		path := ln.Addr().String()
+		if sock != nil {
+			path = sock.Path // the listener knows only the name it was bound to before the rename
+		}
+		log.Info("serving", zap.String("path", path), zap.Int("pid", os.Getpid()), zap.Bool("activated", activated))
+		go func() { errc <- srv.Serve(serveCtx, ln) }()
+	}
+	notifier.Ready()
+
+	running := len(lns)
+	var failure error
+	select {
+	case <-sigCtx.Done():
+		log.Info("shutting down", zap.String("reason", context.Cause(sigCtx).Error()))
+	case err := <-errc:
+		running--
+		failure = fmt.Errorf("serve: %w", err)
+		log.Info("shutting down", zap.String("reason", "a listener failed"))
+	}
+
+	// From here a second signal cuts the grace period short. second is
+	// registered before stopSignals so that no signal finds the default
+	// disposition (which would kill the process before it cleans up).
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(second)
+	stopSignals()
+
+	notifier.Stopping()
+	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var forced atomic.Bool
+	shutdownDone := make(chan struct{})
+	go func() {
+		select {
+		case s := <-second:
+			log.Warn("second signal: closing the remaining connections now", zap.String("signal", s.String()))
+			forced.Store(true)
+			cancel()
+		case <-shutdownDone:
+		}
+	}()
+	if err := srv.Shutdown(grace); err != nil {
+		log.Warn("requests still in flight were cut off", zap.Error(err))
+	}
+	close(shutdownDone)
+	for ; running > 0; running-- {
+		if err := <-errc; !errors.Is(err, holder.ErrServerClosed) && failure == nil {
+			failure = fmt.Errorf("serve: %w", err)
+		}
+	}
+	held := reg.Len()
+	reg.Close()
+
+	if sock != nil {
+		removed, err := sock.RemoveFile()
+		switch {
+		case err != nil:
+			log.Warn("cannot remove the socket file", zap.String("path", sock.Path), zap.Error(err))
+		case !removed:
+			log.Info("the socket file is no longer ours; left in place", zap.String("path", sock.Path))
+		}
+	}
+	log.Info("stopped", zap.Int("entries_closed", held), zap.Bool("forced", forced.Load()))
+	if failure == nil && forced.Load() {
+		failure = errForced
+	}
+	return failure
+}

@@ -1,0 +1,18 @@
+// Package ctlsock sets up the holder's control socket: the AF_UNIX
+// SOCK_SEQPACKET listener that clients dial (unix(7)).
+//
+// It owns three things. Listen creates the socket file safely: the parent
+// directory is created if missing, the socket appears at its final path
+// already in mode 0600 (it is bound inside a private 0700 directory, then
+// renamed into place), a live holder on the path is refused and named by
+// its pid (SO_PEERCRED), a stale socket file (connect(2) gives ECONNREFUSED)
+// is replaced, and anything that is not a socket is refused and left alone.
+// Socket.RemoveFile removes the file on exit only if it is still the one
+// this process created, so that a successor's socket is never removed.
+// IsControlListener tells whether a descriptor passed by socket activation
+// (sd_listen_fds(3)) is such a listener.
+//
+// It deliberately does not serve the socket (internal/holder does), read
+// LISTEN_FDS or talk to systemd (cmd/fdholderd does), or decide the socket
+// path (the root package's SocketPath does).
+package ctlsock
