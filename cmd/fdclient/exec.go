@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fdholder/fdholder"
+)
+
+// execCmd is "exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]":
+// fetch held sockets and become PROG with them, the systemd way.
+type execCmd struct {
+	wait  time.Duration
+	specs []execSpec
+	prog  string
+	args  []string // PROG's arguments, without argv[0]
+}
+
+// execSpec is one NAME[=NETWORK:ADDRESS] argument.
+type execSpec struct {
+	name string
+	addr *netAddr // nil: the entry must be held already
+}
+
+func parseExec(args []string) (command, error) {
+	const cmd = "exec"
+	const want = "NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"
+	c := &execCmd{}
+	fs := newFlagSet(cmd)
+	fs.DurationVar(&c.wait, "wait", 0, "")
+	if err := parseFlags(fs, cmd, args); err != nil {
+		return nil, err
+	}
+	if c.wait < 0 {
+		return nil, usagef(cmd, "negative --wait %v", c.wait)
+	}
+	// The flag package consumes a "--" that directly follows the flags,
+	// which leaves no NAME before it; otherwise the first "--" left ends
+	// the names. A NAME never starts with '-', so no name is mistaken.
+	rest := fs.Args()
+	if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+		return nil, usagef(cmd, "no NAME before --: want %s", want)
+	}
+	sep := -1
+	for i, s := range rest {
+		if s == "--" {
+			sep = i
+			break
+		}
+	}
+	switch {
+	case sep < 0:
+		return nil, usagef(cmd, "no -- before PROG: want %s", want)
+	case sep == 0:
+		return nil, usagef(cmd, "no NAME before --: want %s", want)
+	case sep == len(rest)-1:
+		return nil, usagef(cmd, "no PROG after --: want %s", want)
+	}
+	seen := make(map[string]bool)
+	for _, s := range rest[:sep] {
+		name, addr, hasAddr := strings.Cut(s, "=")
+		if strings.HasPrefix(s, "-") {
+			return nil, usagef(cmd, "flag %s after a NAME: flags go before the names", s)
+		}
+		if err := parseName(cmd, name); err != nil {
+			return nil, err
+		}
+		if seen[name] {
+			return nil, usagef(cmd, "name %q given twice", name)
+		}
+		seen[name] = true
+		spec := execSpec{name: name}
+		if hasAddr {
+			a, err := parseNetAddr(addr)
+			if err != nil {
+				return nil, usagef(cmd, "%s: %v", name, err)
+			}
+			spec.addr = &a
+		}
+		c.specs = append(c.specs, spec)
+	}
+	c.prog, c.args = rest[sep+1], rest[sep+2:]
+	if c.prog == "" {
+		return nil, usagef(cmd, "empty PROG")
+	}
+	return c, nil
+}
+
+// run fetches every entry and replaces fdclient with PROG. It returns only
+// on failure.
+func (c *execCmd) run(ctx context.Context, a *app) error {
+	// Find PROG before touching the holder: a typo must not create entries.
+	path, err := exec.LookPath(c.prog)
+	if err != nil {
+		var ee *exec.Error // names PROG and says "exec:" again
+		if errors.As(err, &ee) {
+			err = ee.Err
+		}
+		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
+	}
+	files := make([]*os.File, 0, len(c.specs))
+	defer func() {
+		// Reached only when PROG was not executed.
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, s := range c.specs {
+		f, err := c.fetch(ctx, a, s)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+	}
+	// The connection's descriptor is close-on-exec anyway; closing it
+	// lets the holder see the end of the conversation at once.
+	a.close()
+
+	names := make([]string, len(c.specs))
+	for i, s := range c.specs {
+		names[i] = s.name
+	}
+	argv := append([]string{c.prog}, c.args...)
+	env := listenEnv(os.Environ(), os.Getpid(), names)
+	err = execWithFiles(path, argv, env, files)
+	// The descriptor table of this thread is no longer the process's (see
+	// execWithFiles): return straight to main, which exits.
+	files = nil
+	return fmt.Errorf("exec %s: %w", c.prog, err)
+}
+
+// fetch returns a duplicate of the socket held under s.name, which the
+// caller owns: bound and stored first if s has an address and the name is
+// not held, waited for with --wait if it has none.
+func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, error) {
+	if s.addr != nil {
+		rctx, cancel := a.request(ctx)
+		defer cancel()
+		client, err := a.dial(rctx)
+		if err != nil {
+			return nil, fmt.Errorf("exec: %q: %w", s.name, err)
+		}
+		f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
+		return f, err
+	}
+	var deadline time.Time
+	if c.wait > 0 {
+		deadline = time.Now().Add(c.wait)
+	}
+	// A short first interval notices a store that is on its way; growing
+	// it keeps a long wait from keeping the holder busy.
+	interval := 10 * time.Millisecond
+	const maxInterval = 500 * time.Millisecond
+	for {
+		f, err := c.get(ctx, a, s.name)
+		if err == nil || !errors.Is(err, fdholder.ErrNotFound) || c.wait == 0 {
+			return f, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("%w (waited %v)", err, c.wait)
+		}
+		t := time.NewTimer(min(interval, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("exec: waiting for %q: %w", s.name, ctx.Err())
+		case <-t.C:
+		}
+		interval = min(interval*2, maxInterval)
+	}
+}
+
+// get is one Client.Get bounded by --timeout.
+func (c *execCmd) get(ctx context.Context, a *app, name string) (*os.File, error) {
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	client, err := a.dial(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("exec: %q: %w", name, err)
+	}
+	f, _, err := client.Get(rctx, name)
+	return f, err
+}
+
+// listenEnv returns environ with the variables of sd_listen_fds(3) for
+// names, passed at descriptors 3, 4, ... of process pid. Every inherited
+// LISTEN_* variable is dropped first: a stale LISTEN_FDNAMES or a
+// LISTEN_PIDFDID (systemd 254 and later) from fdclient's own parent would
+// describe descriptors PROG does not have.
+func listenEnv(environ []string, pid int, names []string) []string {
+	env := make([]string, 0, len(environ)+3)
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "LISTEN_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		"LISTEN_FDS="+strconv.Itoa(len(names)),
+		"LISTEN_PID="+strconv.Itoa(pid),
+		"LISTEN_FDNAMES="+strings.Join(names, ":"),
+	)
+}

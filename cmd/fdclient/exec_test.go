@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// report is what testdata/listenfds prints.
+type report struct {
+	PID int               `json:"pid"`
+	Env map[string]string `json:"env"`
+	FDs []struct {
+		FD      int    `json:"fd"`
+		Target  string `json:"target"`
+		Cloexec bool   `json:"cloexec"`
+	} `json:"fds"`
+	Received []received `json:"received"`
+	Errors   []string   `json:"errors"`
+}
+
+type received struct {
+	FD   int    `json:"fd"`
+	Name string `json:"name"`
+}
+
+// execRun is a running "fdclient exec ... -- listenfds".
+type execRun struct {
+	cmd    *exec.Cmd
+	lines  chan string // the consumer's stdout, line by line
+	stderr *bytes.Buffer
+}
+
+// startExec starts fdclient with args (an exec command line) against the
+// holder at socket, with extra as descriptors 3, 4, ... inherited without
+// O_CLOEXEC, and env added to its environment.
+func startExec(t testing.TB, socket string, extra []*os.File, env []string, args ...string) *execRun {
+	t.Helper()
+	cmd := fdclientCmd(t, socket, args...)
+	cmd.ExtraFiles = extra
+	cmd.Env = append(cmd.Env, env...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	run := &execRun{cmd: cmd, lines: make(chan string, 4), stderr: &bytes.Buffer{}}
+	cmd.Stderr = run.stderr
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		defer close(run.lines)
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			run.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill() // a process this test started, by its pid
+			cmd.Wait()
+		}
+	})
+	return run
+}
+
+// report waits for the consumer's report.
+func (r *execRun) report(t testing.TB) report {
+	t.Helper()
+	select {
+	case line, ok := <-r.lines:
+		if !ok {
+			t.Fatalf("no report; fdclient: %v", r.wait(t))
+		}
+		var rep report
+		if err := json.Unmarshal([]byte(line), &rep); err != nil {
+			t.Fatalf("report %q: %v", line, err)
+		}
+		return rep
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no report within 20s; stderr %q", r.stderr)
+	}
+	panic("unreachable")
+}
+
+// wait waits for the process to end and drains its output.
+func (r *execRun) wait(t testing.TB) result {
+	t.Helper()
+	var out strings.Builder
+	for l := range r.lines {
+		out.WriteString(l + "\n")
+	}
+	err := r.cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errorsAs(err, &ee) {
+		t.Fatalf("wait: %v", err)
+	}
+	return result{stdout: out.String(), stderr: r.stderr.String(), code: r.cmd.ProcessState.ExitCode()}
+}
+
+func errorsAs(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+// greeting connects to a listener the consumer serves and returns the name
+// it answers with.
+func greeting(t testing.TB, network, address string) string {
+	t.Helper()
+	c, err := net.DialTimeout(network, address, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s %s: %v", network, address, err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read from %s: %v", address, err)
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}
+
+// heldInode returns the inode of the socket held under name ("socket:[N]"
+// as /proc shows it), to recognise the very same socket in another process.
+func heldInode(t testing.TB, socket, name string) string {
+	t.Helper()
+	f, _, err := dialHolder(t, socket).Get(t.Context(), name)
+	if err != nil {
+		t.Fatalf("get %q: %v", name, err)
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target string
+	rc.Control(func(fd uintptr) { target, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+func TestExec(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	dir := testutil.ShortDir(t)
+	web := strings.TrimSpace(mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0").stdout)
+	appPath := filepath.Join(dir, "app.sock")
+	mustRun(t, h.Path, "listen", "app", "unix:"+appPath)
+	mustRun(t, h.Path, "listen", "dns", "udp:127.0.0.1:0")
+
+	// Descriptors fdclient inherits without O_CLOEXEC, as from a careless
+	// parent: a file, a socket and a pipe, at 3 to 9, so that some sit in
+	// the target slots 3-6 and some above them. None may reach PROG.
+	canaryPath := filepath.Join(dir, "canary")
+	canary, err := os.Create(canaryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer canary.Close()
+	leakLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leakLn.Close()
+	leakSock, err := leakLn.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leakSock.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	extra := []*os.File{canary, leakSock, pr, pw, canary, leakSock, canary}
+
+	// Stale variables of sd_listen_fds(3) from fdclient's own parent.
+	stale := []string{"LISTEN_FDS=9", "LISTEN_PID=1", "LISTEN_FDNAMES=stale", "LISTEN_PIDFDID=7"}
+
+	// The order of the arguments, not of the names, decides the slots; api
+	// is created by exec itself.
+	run := startExec(t, h.Path, extra, stale,
+		"exec", "web", "app", "api=tcp:127.0.0.1:0", "dns", "--", listenfdsBin)
+	rep := run.report(t)
+
+	if rep.PID != run.cmd.Process.Pid {
+		t.Errorf("consumer pid %d, want fdclient's pid %d (exec without fork)", rep.PID, run.cmd.Process.Pid)
+	}
+	wantEnv := map[string]string{
+		"LISTEN_FDS":     "4",
+		"LISTEN_PID":     strconv.Itoa(run.cmd.Process.Pid),
+		"LISTEN_FDNAMES": "web:app:api:dns",
+	}
+	if fmt.Sprint(rep.Env) != fmt.Sprint(wantEnv) {
+		t.Errorf("LISTEN_* environment %v, want exactly %v", rep.Env, wantEnv)
+	}
+	wantRecv := []received{{3, "web"}, {4, "app"}, {5, "api"}, {6, "dns"}}
+	if !slices.Equal(rep.Received, wantRecv) {
+		t.Errorf("activation.Files gave %v, want %v", rep.Received, wantRecv)
+	}
+	if len(rep.Errors) > 0 {
+		t.Errorf("consumer errors: %v", rep.Errors)
+	}
+
+	// What the consumer had open when it started. A descriptor that came
+	// through execve(2) has no FD_CLOEXEC; the consumer's Go runtime opens
+	// its own (cgroup files, epoll) with it. So the inherited ones must be
+	// exactly 0-2 and the four sockets, and nothing at all may be the
+	// canary file or a socket other than the four.
+	inodes := map[int]string{}
+	for i, name := range []string{"web", "app", "api", "dns"} {
+		inodes[3+i] = heldInode(t, h.Path, name)
+	}
+	var inherited []int
+	for _, fd := range rep.FDs {
+		if !fd.Cloexec {
+			inherited = append(inherited, fd.FD)
+		}
+		switch want, ok := inodes[fd.FD]; {
+		case ok && fd.Target != want:
+			t.Errorf("fd %d is %s, want the held socket %s", fd.FD, fd.Target, want)
+		case !ok && (fd.Target == canaryPath || strings.HasPrefix(fd.Target, "socket:") || strings.HasPrefix(fd.Target, "pipe:") && fd.FD > 2):
+			t.Errorf("fd %d (%s, cloexec %v) leaked into the program", fd.FD, fd.Target, fd.Cloexec)
+		}
+	}
+	if want := []int{0, 1, 2, 3, 4, 5, 6}; !slices.Equal(inherited, want) {
+		t.Errorf("descriptors inherited through exec: %v, want %v; all open: %+v", inherited, want, rep.FDs)
+	}
+
+	// Every stream socket works and is the one held under its name.
+	api := entry(t, h.Path, "api")
+	if api == nil || api["network"] != "tcp" {
+		t.Fatalf("exec with api=tcp:127.0.0.1:0 did not create the entry: %v", api)
+	}
+	if api["owner_pid"] != float64(run.cmd.Process.Pid) {
+		t.Errorf("api owner %v, want fdclient's pid %d", api["owner_pid"], run.cmd.Process.Pid)
+	}
+	for _, c := range []struct{ network, address, name string }{
+		{"tcp", web, "web"}, {"unix", appPath, "app"}, {"tcp", api["address"].(string), "api"},
+	} {
+		if got := greeting(t, c.network, c.address); got != c.name {
+			t.Errorf("%s %s answered %q, want %q", c.network, c.address, got, c.name)
+		}
+	}
+	if r := run.wait(t); r.code != 0 || r.stderr != "" {
+		t.Errorf("consumer ended with %v", r)
+	}
+	// The holder still has every socket.
+	if got := len(listJSON(t, h.Path)); got != 4 {
+		t.Errorf("%d entries after exec, want 4", got)
+	}
+}
+
+func TestExecWait(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	run := startExec(t, h.Path, nil, nil, "exec", "--wait", "10s", "late", "--", listenfdsBin)
+	// Give fdclient time to find the name missing and start polling; the
+	// test passes either way, but this is the path it is about.
+	time.Sleep(300 * time.Millisecond)
+	addr := strings.TrimSpace(mustRun(t, h.Path, "listen", "late", "tcp:127.0.0.1:0").stdout)
+	rep := run.report(t)
+	if want := []received{{3, "late"}}; !slices.Equal(rep.Received, want) {
+		t.Errorf("received %v, want %v", rep.Received, want)
+	}
+	if got := greeting(t, "tcp", addr); got != "late" {
+		t.Errorf("answered %q, want late", got)
+	}
+	if r := run.wait(t); r.code != 0 {
+		t.Errorf("consumer ended with %v", r)
+	}
+}
+
+func TestExecFailures(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0")
+	dir := testutil.ShortDir(t)
+	notExec := filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte{0x7f, 'E', 'L', 'F', 0, 0, 0, 0}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"wait times out", []string{"exec", "--wait", "300ms", "ghost", "--", listenfdsBin}, exitNotFound, `"ghost" is not held (waited 300ms)`},
+		{"one of two not held", []string{"exec", "web", "ghost", "--", listenfdsBin}, exitNotFound, `"ghost" is not held`},
+		{"missing prog in PATH", []string{"exec", "web", "new=tcp:127.0.0.1:0", "--", "no-such-program-fdclient"}, exitError, `exec: cannot run "no-such-program-fdclient": executable file not found in $PATH`},
+		{"missing prog path", []string{"exec", "new=tcp:127.0.0.1:0", "--", filepath.Join(dir, "nope")}, exitError, "no such file or directory"},
+		{"prog not executable", []string{"exec", "new=tcp:127.0.0.1:0", "--", notExec}, exitError, "permission denied"},
+		// Found and executable, so the descriptors are arranged, and then
+		// execve(2) itself fails.
+		{"prog execve fails", []string{"exec", "web", "--", garbage}, exitError, "exec format error"},
+		{"get-or-create network mismatch", []string{"exec", "web=udp:127.0.0.1:0", "--", listenfdsBin}, exitError, "held socket is tcp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := fdclient(t, h.Path, tt.args...)
+			if r.code != tt.code {
+				t.Fatalf("%v, want exit %d", r, tt.code)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q: the program ran", r.stdout)
+			}
+			if !strings.HasPrefix(r.stderr, "fdclient: ") || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q, want one line with %q", r.stderr, tt.want)
+			}
+		})
+	}
+	// A PROG that cannot be found is found out before anything is created.
+	if e := entry(t, h.Path, "new"); e != nil {
+		t.Errorf("failed exec created %v", e)
+	}
+}

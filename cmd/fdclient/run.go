@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fdholder/fdholder"
+)
+
+// Exit codes, listed in the --help text (usage.go). Scripts rely on them:
+// never renumber.
+const (
+	exitOK          = 0
+	exitError       = 1 // any other error
+	exitUsage       = 2 // bad flags or arguments, an invalid name or address
+	exitNotFound    = 3 // fdholder.ErrNotFound
+	exitExists      = 4 // fdholder.ErrExists
+	exitPermission  = 5 // fdholder.ErrPermission
+	exitUnreachable = 6 // fdholder.ErrUnreachable
+)
+
+// defaultTimeout bounds each request to the holder unless --timeout says
+// otherwise. A holder answers in microseconds; the limit is there so that a
+// stuck holder cannot hang a deploy script.
+const defaultTimeout = 10 * time.Second
+
+// errHelp asks for the help text on stdout and exit 0.
+var errHelp = errors.New("help requested")
+
+// usageError is a mistake on the command line: it exits with exitUsage and a
+// hint at the command's synopsis.
+type usageError struct {
+	cmd string // the command, or "" for the global part
+	msg string
+}
+
+func (e *usageError) Error() string {
+	if e.cmd == "" {
+		return e.msg
+	}
+	return e.cmd + ": " + e.msg
+}
+
+func usagef(cmd, format string, args ...any) error {
+	return &usageError{cmd: cmd, msg: fmt.Sprintf(format, args...)}
+}
+
+// command is one parsed command, ready to run against the holder.
+type command interface {
+	run(ctx context.Context, a *app) error
+}
+
+// app is what the commands share: where the holder is, how long a request
+// may take, where output goes, and the connection once dialled.
+type app struct {
+	socket  string        // "" means fdholder.SocketPath()
+	timeout time.Duration // per request; 0: no limit
+	stdout  io.Writer
+
+	client *fdholder.Client
+}
+
+// request returns the context for one request to the holder: ctx bounded
+// by --timeout.
+func (a *app) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, a.timeout)
+}
+
+// dial returns the connection to the holder, dialling it on first use
+// within ctx (a request's context).
+func (a *app) dial(ctx context.Context) (*fdholder.Client, error) {
+	if a.client != nil {
+		return a.client, nil
+	}
+	c, err := fdholder.Dial(ctx, a.socket)
+	if err != nil {
+		return nil, err
+	}
+	a.client = c
+	return c, nil
+}
+
+// close closes the connection to the holder, if any.
+func (a *app) close() {
+	if a.client != nil {
+		a.client.Close()
+		a.client = nil
+	}
+}
+
+// run is fdclient: it parses args (without the program name), runs the
+// command, reports an error as one "fdclient: ..." line on stderr, and
+// returns the exit code. The command line is parsed completely before the
+// holder is contacted, so a usage error never has side effects.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a, cmd, err := parseArgs(args)
+	if errors.Is(err, errHelp) {
+		io.WriteString(stdout, helpText())
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fdclient: %v\n", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			io.WriteString(stderr, usageHint(ue.cmd))
+		}
+		return exitUsage
+	}
+	a.stdout = stdout
+	defer a.close()
+	if err := cmd.run(ctx, a); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("%w (no answer within --timeout %v)", err, a.timeout)
+		}
+		fmt.Fprintf(stderr, "fdclient: %s\n", oneLine(err.Error()))
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+// exitCode maps an error of a command to its exit code, by the root
+// package's sentinels.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue), errors.Is(err, fdholder.ErrInvalidName):
+		return exitUsage
+	case errors.Is(err, fdholder.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, fdholder.ErrExists):
+		return exitExists
+	case errors.Is(err, fdholder.ErrPermission):
+		return exitPermission
+	case errors.Is(err, fdholder.ErrUnreachable):
+		return exitUnreachable
+	}
+	return exitError
+}
+
+// oneLine keeps an error message on one line, whatever its source put in
+// it, and says the operation once where the client and the holder both
+// named it (`store "web": store "web": not a socket`).
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if op, rest, ok := strings.Cut(s, ": "); ok && strings.HasPrefix(rest, op+": ") {
+		s = rest
+	}
+	return s
+}
+
+// parseArgs parses the global flags, the command and its arguments. It
+// returns errHelp for --help, -h and "help", and a *usageError for anything
+// it cannot run. It does no I/O.
+func parseArgs(args []string) (*app, command, error) {
+	a := &app{}
+	fs := newFlagSet("")
+	fs.StringVar(&a.socket, "socket", "", "")
+	fs.DurationVar(&a.timeout, "timeout", defaultTimeout, "")
+	if err := parseFlags(fs, "", args); err != nil {
+		return nil, nil, err
+	}
+	if a.timeout < 0 {
+		return nil, nil, usagef("", "negative --timeout %v", a.timeout)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return nil, nil, usagef("", "no command given")
+	}
+	name, args := rest[0], rest[1:]
+	var cmd command
+	var err error
+	switch name {
+	case "help":
+		return nil, nil, errHelp
+	case "listen":
+		cmd, err = parseListen(args)
+	case "store":
+		cmd, err = parseStore(args)
+	case "exec":
+		cmd, err = parseExec(args)
+	case "list":
+		cmd, err = parseList(args)
+	case "delete":
+		cmd, err = parseDelete(args)
+	default:
+		return nil, nil, usagef("", "unknown command %q", name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, cmd, nil
+}
+
+// newFlagSet returns a silent flag set: parseFlags words the errors.
+func newFlagSet(cmd string) *flag.FlagSet {
+	fs := flag.NewFlagSet("fdclient "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args with fs, turning -h and --help into errHelp and
+// other failures into a *usageError of cmd.
+func parseFlags(fs *flag.FlagSet, cmd string, args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		return errHelp
+	}
+	return &usageError{cmd: cmd, msg: err.Error()}
+}
+
+// wantArgs checks that a command got exactly n positional arguments.
+func wantArgs(cmd string, args []string, n int, what string) error {
+	if len(args) == n {
+		return nil
+	}
+	for _, s := range args {
+		if strings.HasPrefix(s, "-") && len(s) > 1 {
+			return usagef(cmd, "flag %s after the arguments: flags go before %s", s, what)
+		}
+	}
+	if len(args) < n {
+		return usagef(cmd, "missing arguments: want %s", what)
+	}
+	return usagef(cmd, "too many arguments: want %s", what)
+}
+
+// parseName checks a NAME argument against the holder's naming rule, so that
+// an invalid name is a usage error before the holder is contacted.
+func parseName(cmd, name string) error {
+	if err := fdholder.ValidateName(name); err != nil {
+		return usagef(cmd, "invalid name %q: %s", name, fdholder.NameRule)
+	}
+	return nil
+}
+
+// ttlFlag registers --ttl on fs.
+func ttlFlag(fs *flag.FlagSet, ttl *time.Duration) {
+	fs.DurationVar(ttl, "ttl", 0, "")
+}
+
+func checkTTL(cmd string, ttl time.Duration) error {
+	if ttl < 0 {
+		return usagef(cmd, "negative --ttl %v", ttl)
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// runInProcess calls run as main would, against a socket path where no
+// holder listens: a usage error must be found before any dial, so it exits
+// 2 and not 6.
+func runInProcess(t testing.TB, args ...string) result {
+	t.Helper()
+	sock := filepath.Join(testutil.ShortDir(t), "none.sock")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"--socket", sock}, args...), &stdout, &stderr)
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+func TestUsageErrors(t *testing.T) {
+	long := strings.Repeat("a", 256)
+	tests := []struct {
+		name string
+		args []string
+		want string // in the first line of stderr
+	}{
+		{"no command", nil, "fdclient: no command given"},
+		{"unknown command", []string{"frobnicate"}, `fdclient: unknown command "frobnicate"`},
+		{"unknown global flag", []string{"--nope", "list"}, "flag provided but not defined: -nope"},
+		{"bad timeout", []string{"--timeout", "soon", "list"}, `invalid value "soon" for flag -timeout`},
+		{"negative timeout", []string{"--timeout", "-1s", "list"}, "negative --timeout -1s"},
+
+		{"listen no args", []string{"listen"}, "listen: missing arguments: want NAME NETWORK:ADDRESS"},
+		{"listen one arg", []string{"listen", "web"}, "listen: missing arguments"},
+		{"listen three args", []string{"listen", "web", "tcp:127.0.0.1:0", "x"}, "listen: too many arguments"},
+		{"listen flag after args", []string{"listen", "web", "tcp:127.0.0.1:0", "--replace"}, "listen: flag --replace after the arguments: flags go before NAME NETWORK:ADDRESS"},
+		{"listen unknown flag", []string{"listen", "--force", "web", "tcp:127.0.0.1:0"}, "listen: flag provided but not defined: -force"},
+		{"listen bad ttl", []string{"listen", "--ttl", "forever", "web", "tcp:127.0.0.1:0"}, `listen: invalid value "forever" for flag -ttl`},
+		{"listen negative ttl", []string{"listen", "--ttl", "-5s", "web", "tcp:127.0.0.1:0"}, "listen: negative --ttl -5s"},
+		{"listen invalid name colon", []string{"listen", "we:b", "tcp:127.0.0.1:0"}, `listen: invalid name "we:b"`},
+		{"listen invalid name dash", []string{"listen", "--", "-web", "tcp:127.0.0.1:0"}, `listen: invalid name "-web"`},
+		{"listen name too long", []string{"listen", long, "tcp:127.0.0.1:0"}, "listen: invalid name"},
+		{"listen empty name", []string{"listen", "", "tcp:127.0.0.1:0"}, `listen: invalid name ""`},
+		{"listen no colon", []string{"listen", "web", "8080"}, `listen: bad address "8080": want NETWORK:ADDRESS`},
+		{"listen unknown network", []string{"listen", "web", "sctp:127.0.0.1:80"}, `unknown network "sctp"`},
+		{"listen no port", []string{"listen", "web", "tcp:127.0.0.1"}, "tcp wants HOST:PORT"},
+		{"listen bad port", []string{"listen", "web", "tcp:127.0.0.1:99999"}, `bad port "99999"`},
+		{"listen empty unix path", []string{"listen", "web", "unix:"}, "unix wants a socket path or @name"},
+		{"listen unix path too long", []string{"listen", "web", "unix:/" + strings.Repeat("p", 107)}, "the limit for a Unix socket address is 107"},
+
+		{"store no name", []string{"store"}, "store: missing arguments: want NAME"},
+		{"store two names", []string{"store", "a", "b"}, "store: too many arguments: want NAME"},
+		{"store bad fd", []string{"store", "--fd", "three", "web"}, `store: invalid value "three" for flag -fd`},
+		{"store negative fd", []string{"store", "--fd", "-1", "web"}, "store: negative --fd -1"},
+		{"store invalid name", []string{"store", "web site"}, `store: invalid name "web site"`},
+		{"store flag after name", []string{"store", "web", "--fd", "3"}, "store: flag --fd after the arguments"},
+
+		{"exec nothing", []string{"exec"}, "exec: no -- before PROG"},
+		{"exec no separator", []string{"exec", "web", "true"}, "exec: no -- before PROG"},
+		{"exec no names", []string{"exec", "--", "true"}, "exec: no NAME before --"},
+		{"exec no names after flag", []string{"exec", "--wait", "1s", "--", "true"}, "exec: no NAME before --"},
+		{"exec no prog", []string{"exec", "web", "--"}, "exec: no PROG after --"},
+		{"exec empty prog", []string{"exec", "web", "--", ""}, "exec: empty PROG"},
+		{"exec same name twice", []string{"exec", "web", "admin", "web", "--", "true"}, `exec: name "web" given twice`},
+		{"exec same name twice with address", []string{"exec", "web", "web=tcp:127.0.0.1:0", "--", "true"}, `exec: name "web" given twice`},
+		{"exec invalid name", []string{"exec", "a:b", "--", "true"}, `exec: invalid name "a:b"`},
+		{"exec bad address", []string{"exec", "web=tcp:nowhere", "--", "true"}, `exec: web: bad address "tcp:nowhere"`},
+		{"exec bad wait", []string{"exec", "--wait", "a while", "web", "--", "true"}, `exec: invalid value "a while" for flag -wait`},
+		{"exec negative wait", []string{"exec", "--wait", "-1s", "web", "--", "true"}, "exec: negative --wait -1s"},
+		{"exec flag after name", []string{"exec", "web", "--wait", "1s", "--", "true"}, "exec: flag --wait after a NAME"},
+
+		{"list argument", []string{"list", "web"}, "list: too many arguments"},
+		{"list unknown flag", []string{"list", "--yaml"}, "list: flag provided but not defined: -yaml"},
+
+		{"delete no name", []string{"delete"}, "delete: missing arguments: want NAME"},
+		{"delete two names", []string{"delete", "a", "b"}, "delete: too many arguments"},
+		{"delete invalid name", []string{"delete", ".web"}, `delete: invalid name ".web"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runInProcess(t, tt.args...)
+			if r.code != exitUsage {
+				t.Fatalf("exit code %d, want %d (usage); %v", r.code, exitUsage, r)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+			first, hint, _ := strings.Cut(r.stderr, "\n")
+			if !strings.HasPrefix(first, "fdclient: ") || !strings.Contains(first, tt.want) {
+				t.Errorf("stderr's first line %q, want \"fdclient: ...%s...\"", first, tt.want)
+			}
+			if !strings.HasPrefix(hint, "usage:") || !strings.Contains(hint, "fdclient --help") {
+				t.Errorf("stderr %q: want a usage hint after the error", r.stderr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"-help"}, {"list", "--help"}, {"exec", "-h"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runInProcess(t, args...)
+			if r.code != exitOK || r.stderr != "" {
+				t.Fatalf("%v, want exit 0 and nothing on stderr", r)
+			}
+			checkGolden(t, "help.golden", []byte(r.stdout))
+		})
+	}
+	// The help text documents every exit code and every command.
+	help := helpText()
+	for code := exitOK; code <= exitUnreachable; code++ {
+		if !strings.Contains(help, fmt.Sprintf("\n  %d  ", code)) {
+			t.Errorf("help text does not list exit code %d", code)
+		}
+	}
+	for _, s := range synopses {
+		if !strings.Contains(help, "\n  "+s.cmd+" ") && !strings.Contains(help, "\n  "+s.cmd+"\n") {
+			t.Errorf("help text does not describe %s", s.cmd)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"usage", usagef("list", "x"), exitUsage},
+		{"invalid name from the holder", fmt.Errorf("store: %w", fdholder.ErrInvalidName), exitUsage},
+		{"not found", fmt.Errorf("get %q: %w", "web", fdholder.ErrNotFound), exitNotFound},
+		{"exists", fmt.Errorf("store: %w (use --replace)", fdholder.ErrExists), exitExists},
+		{"permission", fmt.Errorf("take: %w", fdholder.ErrPermission), exitPermission},
+		{"unreachable", fmt.Errorf("list: %w at /x: refused", fdholder.ErrUnreachable), exitUnreachable},
+		{"not a socket", fmt.Errorf("store: %w", fdholder.ErrNotSocket), exitError},
+		{"timeout", context.DeadlineExceeded, exitError},
+		{"other", errors.New("bind: address already in use"), exitError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitCode(tt.err); got != tt.want {
+				t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseNetAddr(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		network string
+		address string
+		stream  bool
+		path    string // unixPath
+		err     string // in the error, or "" for success
+	}{
+		{"tcp", "tcp:127.0.0.1:8080", "tcp", "127.0.0.1:8080", true, "", ""},
+		{"tcp port 0", "tcp:127.0.0.1:0", "tcp", "127.0.0.1:0", true, "", ""},
+		{"tcp any host", "tcp::8080", "tcp", ":8080", true, "", ""},
+		{"tcp4", "tcp4:127.0.0.1:1", "tcp4", "127.0.0.1:1", true, "", ""},
+		{"tcp6 splits at the first colon", "tcp6:[::1]:8080", "tcp6", "[::1]:8080", true, "", ""},
+		{"tcp service name", "tcp:127.0.0.1:http", "tcp", "127.0.0.1:http", true, "", ""},
+		{"udp", "udp:127.0.0.1:53", "udp", "127.0.0.1:53", false, "", ""},
+		{"udp4", "udp4::53", "udp4", ":53", false, "", ""},
+		{"udp6", "udp6:[::1]:0", "udp6", "[::1]:0", false, "", ""},
+		{"unix", "unix:/run/app.sock", "unix", "/run/app.sock", true, "/run/app.sock", ""},
+		{"unix relative", "unix:app.sock", "unix", "app.sock", true, "app.sock", ""},
+		{"unix colon in path", "unix:/tmp/a:b", "unix", "/tmp/a:b", true, "/tmp/a:b", ""},
+		{"unix abstract", "unix:@app", "unix", "@app", true, "", ""},
+		{"unixpacket", "unixpacket:/run/p.sock", "unixpacket", "/run/p.sock", true, "/run/p.sock", ""},
+		{"unixgram", "unixgram:/run/g.sock", "unixgram", "/run/g.sock", false, "/run/g.sock", ""},
+		{"unix longest path", "unix:/" + strings.Repeat("p", 106), "unix", "/" + strings.Repeat("p", 106), true, "/" + strings.Repeat("p", 106), ""},
+
+		{"no colon", "tcp", "", "", false, "", "want NETWORK:ADDRESS"},
+		{"empty", "", "", "", false, "", "want NETWORK:ADDRESS"},
+		{"empty network", ":8080", "", "", false, "", `unknown network ""`},
+		{"unknown network", "ip:127.0.0.1", "", "", false, "", `unknown network "ip"`},
+		{"upper case network", "TCP:127.0.0.1:80", "", "", false, "", `unknown network "TCP"`},
+		{"tcp no port", "tcp:127.0.0.1", "", "", false, "", "wants HOST:PORT"},
+		{"tcp empty", "tcp:", "", "", false, "", "wants HOST:PORT"},
+		{"tcp empty port", "tcp:127.0.0.1:", "", "", false, "", `bad port ""`},
+		{"tcp port too large", "tcp:127.0.0.1:65536", "", "", false, "", `bad port "65536"`},
+		{"tcp negative port", "tcp:127.0.0.1:-1", "", "", false, "", `bad port "-1"`},
+		{"tcp unknown service", "tcp:127.0.0.1:no-such-service-x", "", "", false, "", `bad port "no-such-service-x"`},
+		{"tcp6 unbracketed", "tcp6:::1:80", "", "", false, "", "wants HOST:PORT"},
+		{"unix empty", "unix:", "", "", false, "", "wants a socket path or @name"},
+		{"unix bare at", "unix:@", "", "", false, "", "wants a socket path or @name"},
+		{"unix too long", "unix:/" + strings.Repeat("p", 107), "", "", false, "", "108 bytes, the limit for a Unix socket address is 107"},
+		{"unix NUL", "unix:/a\x00b", "", "", false, "", "NUL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := parseNetAddr(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parseNetAddr(%q) = %v, %v; want an error with %q", tt.in, a, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseNetAddr(%q): %v", tt.in, err)
+			}
+			if a.network != tt.network || a.address != tt.address || a.stream() != tt.stream || a.unixPath() != tt.path {
+				t.Errorf("parseNetAddr(%q) = %+v stream %v path %q; want %s %s stream %v path %q",
+					tt.in, a, a.stream(), a.unixPath(), tt.network, tt.address, tt.stream, tt.path)
+			}
+			if a.String() != tt.in {
+				t.Errorf("String() = %q, want %q", a.String(), tt.in)
+			}
+		})
+	}
+}
+
+func TestListenEnv(t *testing.T) {
+	environ := []string{
+		"PATH=/bin", "LISTEN_FDS=7", "HOME=/root", "LISTEN_PID=1", "LISTEN_FDNAMES=old",
+		"LISTEN_PIDFDID=42", "LISTENER=keep", "XLISTEN_FDS=keep",
+	}
+	got := listenEnv(environ, 1234, []string{"web", "admin"})
+	want := []string{
+		"PATH=/bin", "HOME=/root", "LISTENER=keep", "XLISTEN_FDS=keep",
+		"LISTEN_FDS=2", "LISTEN_PID=1234", "LISTEN_FDNAMES=web:admin",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("listenEnv =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"plain", `list: holder unreachable`, `list: holder unreachable`},
+		{"newlines", "bind: a\nb\tc", "bind: a b c"},
+		{"repeated operation", `store "web": store "web": not a socket`, `store "web": not a socket`},
+		{"other name", `store "web": store "api": x`, `store "web": store "api": x`},
+		{"no colon", "boom", "boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := oneLine(tt.in); got != tt.want {
+				t.Errorf("oneLine(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

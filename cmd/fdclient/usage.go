@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fdholder/fdholder"
+)
+
+// synopses are the command lines of the commands, for the help text and the
+// hint after a usage error.
+var synopses = []struct{ cmd, line string }{
+	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
+	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
+	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
+	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
+	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
+}
+
+// usageHint is what follows a usage error on stderr: the synopsis of cmd
+// (or of every command) and where to read more.
+func usageHint(cmd string) string {
+	var b strings.Builder
+	b.WriteString("usage:")
+	for _, s := range synopses {
+		if cmd == "" || s.cmd == cmd {
+			b.WriteString("\n  " + s.line)
+		}
+	}
+	b.WriteString("\nrun 'fdclient --help' for the details\n")
+	return b.String()
+}
+
+// helpText is the output of "fdclient --help": the user documentation.
+// testdata/help.golden holds a copy; refresh it with
+// "go test ./cmd/fdclient -update".
+func helpText() string {
+	return fmt.Sprintf(helpFormat, defaultTimeout, fdholder.NameRule)
+}
+
+const helpFormat = `fdclient talks to fdholderd, the daemon that holds sockets (listeners above
+all) while the services that use them restart, so that no connection is
+refused or reset in between.
+
+Usage:
+  fdclient [--socket PATH] [--timeout DUR] COMMAND [COMMAND FLAGS] ARGS...
+  fdclient --help | -h | help
+
+Flags go before arguments: global flags before COMMAND, a command's flags
+before its first argument. DUR is a Go duration: 500ms, 30s, 5m, 1h30m.
+
+Global flags:
+  --socket PATH   the holder's socket. Default: $FDHOLDER_SOCKET if set, else
+                  /run/fdholder/fdholder.sock for root, else
+                  $XDG_RUNTIME_DIR/fdholder/fdholder.sock if XDG_RUNTIME_DIR
+                  is set, else /tmp/fdholder-UID/fdholder.sock
+  --timeout DUR   limit for each request to the holder (default %v;
+                  0: no limit)
+
+Commands:
+  listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS
+      Bind a new socket to ADDRESS, store it in the holder under NAME, and
+      print the bound address on a line of its own (with port 0, the port
+      the kernel picked). NETWORK is tcp, tcp4, tcp6, udp, udp4, udp6, unix,
+      unixpacket or unixgram; the first colon separates it from ADDRESS,
+      which is HOST:PORT for tcp and udp, and a path or @NAME (abstract) for
+      the unix networks:
+        tcp:127.0.0.1:8080  tcp6:[::1]:8080  udp::5353  unix:/run/app.sock
+      tcp, tcp4, tcp6, unix and unixpacket sockets are listening sockets.
+      The file of a Unix socket stays in place after fdclient exits.
+      --replace   if NAME is held, swap the new socket in (the holder closes
+                  its old copy); without it a held NAME fails with exit
+                  code 4. The old socket is still open while the new one is
+                  bound, so the new one needs an address of its own.
+      --ttl DUR   the holder closes and forgets the entry DUR after storing
+                  it (default: never)
+
+  store [--fd N] [--replace] [--ttl DUR] NAME
+      Store fdclient's descriptor N (default 0, standard input) under NAME;
+      it must be a socket. A shell passes one with a redirection, as in
+      "fdclient store --fd 3 web 3<&5". --replace and --ttl are as for
+      listen.
+
+  exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
+      Fetch the socket held under each NAME and execute PROG in place of
+      fdclient, with the same process ID, as systemd socket activation
+      would start it (sd_listen_fds(3)): the sockets are descriptors 3, 4,
+      ... in the order of the NAMEs, LISTEN_FDS is their number, LISTEN_PID
+      the process ID, and LISTEN_FDNAMES the NAMEs joined by ':'. Other
+      LISTEN_* variables are removed. PROG gets no other descriptor of
+      fdclient's than standard input, output and error, not even one
+      fdclient inherited. PROG is looked up in $PATH unless it contains a
+      slash; if it cannot be found or executed, fdclient exits with code 1
+      before fetching anything or without running it.
+      NAME=NETWORK:ADDRESS gets the socket held under NAME, or if there is
+      none, binds one as listen does and stores it (get-or-create). A held
+      socket of another network is an error.
+      --wait DUR  if a plain NAME is not held yet, ask again (at growing
+                  intervals) until it is, for up to DUR; then fail with exit
+                  code 3 (default 0: fail at once)
+
+  list [--json]
+      Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
+      tcp6 IPv6, udp likewise); ADDRESS; LISTEN, whether listen(2) was
+      called; QUEUED, for TCP listeners the connections waiting to be
+      accepted / the accept queue's size ("-" otherwise); OWNER, uid/pid of
+      the process that stored it; STORED and EXPIRES (local time, "-" for
+      never).
+      --json  print a JSON array instead ([] when nothing is held), of
+              objects with the keys name, network, address, listening,
+              owner_uid, owner_gid, owner_pid, stored_at, expires_at (only
+              for an entry that expires), and queued and backlog (only for
+              TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
+
+  delete NAME
+      Remove the entry; the holder closes its copy of the socket.
+
+  help
+      Print this text.
+
+Names: %s.
+
+Exit codes:
+  0  success
+  1  any other error: a failed bind, a descriptor that is not a socket,
+     no answer within --timeout, a PROG that cannot be executed
+  2  usage: unknown command or flag, wrong arguments, an invalid NAME or
+     NETWORK:ADDRESS
+  3  not found: NAME is not held
+  4  already held: NAME is held (listen and store without --replace)
+  5  permission denied by the holder's policy
+  6  holder unreachable: nothing listens at the socket path, or no
+     connection to it could be made within --timeout
+
+Errors are reported on standard error as one line starting "fdclient:".
+
+Examples:
+  fdclient listen web tcp:127.0.0.1:8080
+  fdclient exec web -- ./server              # a server that reads LISTEN_FDS
+  fdclient exec web=tcp:127.0.0.1:8080 -- ./server
+  fdclient exec --wait 30s web admin -- ./server
+  fdclient list
+  fdclient delete web
+`
