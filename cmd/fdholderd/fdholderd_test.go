@@ -279,7 +279,9 @@ func TestJSONLogs(t *testing.T) {
 		if r.str("path") != path || int(r.num("pid")) != d.pid() || r["activated"] != false {
 			t.Errorf("start-up line = %v", r)
 		}
-		find(func(r record) bool { return r.str("msg") == "shutting down" && strings.Contains(r.str("reason"), "terminated") })
+		find(func(r record) bool {
+			return r.str("msg") == "shutting down" && strings.Contains(r.str("reason"), "terminated")
+		})
 		r = find(func(r record) bool { return r.str("msg") == "stopped" })
 		if r.num("entries_closed") != 1 || r["forced"] != false {
 			t.Errorf("shutdown line = %v, want 1 entry closed, not forced", r)
