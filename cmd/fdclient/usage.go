@@ -35,7 +35,8 @@ func usageHint(cmd string) string {
 // testdata/help.golden holds a copy; refresh it with
 // "go test ./cmd/fdclient -update".
 func helpText() string {
-	return fmt.Sprintf(helpFormat, defaultTimeout, fdholder.NameRule)
+	rule := fdholder.NameRule // "names are ..."
+	return fmt.Sprintf(helpFormat, defaultTimeout, strings.ToUpper(rule[:1])+rule[1:])
 }
 
 const helpFormat = `fdclient talks to fdholderd, the daemon that holds sockets (listeners above
@@ -67,7 +68,8 @@ Commands:
       the unix networks:
         tcp:127.0.0.1:8080  tcp6:[::1]:8080  udp::5353  unix:/run/app.sock
       tcp, tcp4, tcp6, unix and unixpacket sockets are listening sockets.
-      The file of a Unix socket stays in place after fdclient exits.
+      The file of a Unix socket stays in place after fdclient exits, and
+      after delete: remove it before binding the same path again.
       --replace   if NAME is held, swap the new socket in (the holder closes
                   its old copy); without it a held NAME fails with exit
                   code 4. The old socket is still open while the new one is
@@ -78,8 +80,8 @@ Commands:
   store [--fd N] [--replace] [--ttl DUR] NAME
       Store fdclient's descriptor N (default 0, standard input) under NAME;
       it must be a socket. A shell passes one with a redirection, as in
-      "fdclient store --fd 3 web 3<&5". --replace and --ttl are as for
-      listen.
+      "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
+      --ttl are as for listen.
 
   exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
@@ -89,9 +91,10 @@ Commands:
       the process ID, and LISTEN_FDNAMES the NAMEs joined by ':'. Other
       LISTEN_* variables are removed. PROG gets no other descriptor of
       fdclient's than standard input, output and error, not even one
-      fdclient inherited. PROG is looked up in $PATH unless it contains a
-      slash; if it cannot be found or executed, fdclient exits with code 1
-      before fetching anything or without running it.
+      fdclient inherited; O_NONBLOCK is left as it is on every socket.
+      PROG is looked up in $PATH unless it contains a slash. If it cannot
+      be found, fdclient exits 1 before it contacts the holder; if
+      execve(2) fails, fdclient exits 1 too.
       NAME=NETWORK:ADDRESS gets the socket held under NAME, or if there is
       none, binds one as listen does and stores it (get-or-create). A held
       socket of another network is an error.
@@ -113,12 +116,13 @@ Commands:
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
 
   delete NAME
-      Remove the entry; the holder closes its copy of the socket.
+      Remove the entry; the holder closes its copy of the socket. It
+      prints nothing.
 
   help
       Print this text.
 
-Names: %s.
+%s.
 
 Exit codes:
   0  success
@@ -132,7 +136,8 @@ Exit codes:
   6  holder unreachable: nothing listens at the socket path, or no
      connection to it could be made within --timeout
 
-Errors are reported on standard error as one line starting "fdclient:".
+Errors are reported on standard error as one line starting "fdclient:";
+after a usage error the command's synopsis follows.
 
 Examples:
   fdclient listen web tcp:127.0.0.1:8080
