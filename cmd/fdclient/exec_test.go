@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,20 +88,21 @@ func startExec(t testing.TB, socket string, extra []*os.File, env []string, args
 // report waits for the consumer's report.
 func (r *execRun) report(t testing.TB) report {
 	t.Helper()
+	var line string
 	select {
-	case line, ok := <-r.lines:
+	case l, ok := <-r.lines:
 		if !ok {
 			t.Fatalf("no report; fdclient: %v", r.wait(t))
 		}
-		var rep report
-		if err := json.Unmarshal([]byte(line), &rep); err != nil {
-			t.Fatalf("report %q: %v", line, err)
-		}
-		return rep
+		line = l
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no report within 20s; stderr %q", r.stderr)
 	}
-	panic("unreachable")
+	var rep report
+	if err := json.Unmarshal([]byte(line), &rep); err != nil {
+		t.Fatalf("report %q: %v", line, err)
+	}
+	return rep
 }
 
 // wait waits for the process to end and drains its output.
@@ -112,16 +114,10 @@ func (r *execRun) wait(t testing.TB) result {
 	}
 	err := r.cmd.Wait()
 	var ee *exec.ExitError
-	if err != nil && !errorsAs(err, &ee) {
+	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("wait: %v", err)
 	}
 	return result{stdout: out.String(), stderr: r.stderr.String(), code: r.cmd.ProcessState.ExitCode()}
-}
-
-func errorsAs(err error, ee **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	*ee = e
-	return ok
 }
 
 // greeting connects to a listener the consumer serves and returns the name
@@ -160,6 +156,37 @@ func heldInode(t testing.TB, socket, name string) string {
 		t.Fatal(err)
 	}
 	return target
+}
+
+// checkDescriptors checks what the consumer had open when it started. A
+// descriptor that came through execve(2) has no FD_CLOEXEC; the consumer's
+// Go runtime opens its own (cgroup files, epoll) with it. So the inherited
+// ones must be exactly 0-2 and the sockets held under names, at 3, 4, ...
+// (the very sockets: same inode), and nothing at all may be the file
+// canary or a socket or pipe other than those.
+func checkDescriptors(t testing.TB, socket string, rep report, names []string, canary string) {
+	t.Helper()
+	inodes := map[int]string{}
+	want := []int{0, 1, 2}
+	for i, name := range names {
+		inodes[3+i] = heldInode(t, socket, name)
+		want = append(want, 3+i)
+	}
+	var inherited []int
+	for _, fd := range rep.FDs {
+		if !fd.Cloexec {
+			inherited = append(inherited, fd.FD)
+		}
+		switch held, ok := inodes[fd.FD]; {
+		case ok && fd.Target != held:
+			t.Errorf("fd %d is %s, want the held socket %s", fd.FD, fd.Target, held)
+		case !ok && (fd.Target == canary || strings.HasPrefix(fd.Target, "socket:") || strings.HasPrefix(fd.Target, "pipe:") && fd.FD > 2):
+			t.Errorf("fd %d (%s, cloexec %v) leaked into the program", fd.FD, fd.Target, fd.Cloexec)
+		}
+	}
+	if !slices.Equal(inherited, want) {
+		t.Errorf("descriptors inherited through exec: %v, want %v; all open: %+v", inherited, want, rep.FDs)
+	}
 }
 
 func TestExec(t *testing.T) {
@@ -226,30 +253,7 @@ func TestExec(t *testing.T) {
 		t.Errorf("consumer errors: %v", rep.Errors)
 	}
 
-	// What the consumer had open when it started. A descriptor that came
-	// through execve(2) has no FD_CLOEXEC; the consumer's Go runtime opens
-	// its own (cgroup files, epoll) with it. So the inherited ones must be
-	// exactly 0-2 and the four sockets, and nothing at all may be the
-	// canary file or a socket other than the four.
-	inodes := map[int]string{}
-	for i, name := range []string{"web", "app", "api", "dns"} {
-		inodes[3+i] = heldInode(t, h.Path, name)
-	}
-	var inherited []int
-	for _, fd := range rep.FDs {
-		if !fd.Cloexec {
-			inherited = append(inherited, fd.FD)
-		}
-		switch want, ok := inodes[fd.FD]; {
-		case ok && fd.Target != want:
-			t.Errorf("fd %d is %s, want the held socket %s", fd.FD, fd.Target, want)
-		case !ok && (fd.Target == canaryPath || strings.HasPrefix(fd.Target, "socket:") || strings.HasPrefix(fd.Target, "pipe:") && fd.FD > 2):
-			t.Errorf("fd %d (%s, cloexec %v) leaked into the program", fd.FD, fd.Target, fd.Cloexec)
-		}
-	}
-	if want := []int{0, 1, 2, 3, 4, 5, 6}; !slices.Equal(inherited, want) {
-		t.Errorf("descriptors inherited through exec: %v, want %v; all open: %+v", inherited, want, rep.FDs)
-	}
+	checkDescriptors(t, h.Path, rep, []string{"web", "app", "api", "dns"}, canaryPath)
 
 	// Every stream socket works and is the one held under its name.
 	api := entry(t, h.Path, "api")
@@ -342,5 +346,45 @@ func TestExecFailures(t *testing.T) {
 	// A PROG that cannot be found is found out before anything is created.
 	if e := entry(t, h.Path, "new"); e != nil {
 		t.Errorf("failed exec created %v", e)
+	}
+}
+
+// TestExecManySockets puts sockets in slots 3-14, where fdclient's own Go
+// runtime keeps descriptors (its cgroup files, its netpoller's epoll and
+// eventfd) and where its holder connection was: the rearranging must not
+// disturb the runtime, and nothing of it may reach the program.
+func TestExecManySockets(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	var names, args []string
+	for i := range 12 {
+		name := fmt.Sprintf("s%02d", 12-i) // not in name order
+		names = append(names, name)
+		args = append(args, name+"=tcp:127.0.0.1:0")
+	}
+	for round := range 3 { // created by the first round, got by the others
+		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
+			run := startExec(t, h.Path, nil, nil, append(append([]string{"exec"}, args...), "--", listenfdsBin)...)
+			rep := run.report(t)
+			var want []received
+			for i, name := range names {
+				want = append(want, received{3 + i, name})
+			}
+			if !slices.Equal(rep.Received, want) {
+				t.Errorf("received %v, want %v", rep.Received, want)
+			}
+			if rep.Env["LISTEN_FDNAMES"] != strings.Join(names, ":") || rep.PID != run.cmd.Process.Pid {
+				t.Errorf("env %v, pid %d; want names %v, pid %d", rep.Env, rep.PID, names, run.cmd.Process.Pid)
+			}
+			checkDescriptors(t, h.Path, rep, names, "")
+			for _, name := range names {
+				if got := greeting(t, "tcp", entry(t, h.Path, name)["address"].(string)); got != name {
+					t.Errorf("%s answered %q", name, got)
+				}
+			}
+			if r := run.wait(t); r.code != 0 {
+				t.Errorf("consumer ended with %v", r)
+			}
+		})
 	}
 }

@@ -16,7 +16,7 @@ import (
 // thread group leader: /proc/self shows the leader's table, which the leak
 // checks of every later test read, and the runtime keeps the leader alive
 // (with its table) even when a goroutine exits locked to it.
-func onPrivateTable(t *testing.T, f func() error) error {
+func onPrivateTable(t testing.TB, f func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
 	private := func() {
