@@ -11,6 +11,15 @@
 // that the errors users see today are measured beside it.
 //
 // The package has no code of its own: everything is in its _test.go files.
-// The peers are found at run time; a missing one skips its test, or fails it
-// when FDHOLDER_REQUIRE_PEERS is set (see internal/testutil).
+// TestMain builds the two binaries once (with -race) and starts nothing:
+// each test starts its own fdholderd and gunicorns, and stops them by pid.
+// The peers are found at run time (an interpreter that can import gunicorn:
+// $FDHOLDER_PYTHON, /usr/bin/python3, then python3 on PATH; wrk on PATH); a
+// missing one skips its test, or fails it when FDHOLDER_REQUIRE_PEERS is set
+// (see internal/testutil). Run them with
+//
+//	FDHOLDER_REQUIRE_PEERS=1 go test -race -v ./test/e2e/
+//
+// and read the figures they log: requests, socket errors and maximum
+// latency of each run, side by side with and without the holder.
 package e2e
