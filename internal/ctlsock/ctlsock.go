@@ -35,6 +35,10 @@ type HeldError struct {
 }
 
 func (e *HeldError) Error() string {
+	if e.PID == 0 {
+		// SO_PEERCRED reports 0 for a process outside this pid namespace.
+		return fmt.Sprintf("a holder is already serving on %s (its pid is not visible from here)", e.Path)
+	}
 	return fmt.Sprintf("a holder is already serving on %s (pid %d)", e.Path, e.PID)
 }
 
