@@ -319,8 +319,8 @@ func TestExecFailures(t *testing.T) {
 		code int
 		want string
 	}{
-		{"wait times out", []string{"exec", "--wait", "300ms", "ghost", "--", listenfdsBin}, exitNotFound, `"ghost" is not held (waited 300ms)`},
-		{"one of two not held", []string{"exec", "web", "ghost", "--", listenfdsBin}, exitNotFound, `"ghost" is not held`},
+		{"wait times out", []string{"exec", "--wait", "300ms", "ghost", "--", listenfdsBin}, exitNotFound, `get "ghost": not held (waited 300ms)`},
+		{"one of two not held", []string{"exec", "web", "ghost", "--", listenfdsBin}, exitNotFound, `get "ghost": not held`},
 		{"missing prog in PATH", []string{"exec", "web", "new=tcp:127.0.0.1:0", "--", "no-such-program-fdclient"}, exitError, `exec: cannot run "no-such-program-fdclient": executable file not found in $PATH`},
 		{"missing prog path", []string{"exec", "new=tcp:127.0.0.1:0", "--", filepath.Join(dir, "nope")}, exitError, "no such file or directory"},
 		{"prog not executable", []string{"exec", "new=tcp:127.0.0.1:0", "--", notExec}, exitError, "permission denied"},

@@ -416,7 +416,7 @@ func TestDelete(t *testing.T) {
 		t.Errorf("the deleted socket at %s still accepts connections", addr)
 	}
 	r := fdclient(t, h.Path, "delete", "web")
-	if r.code != exitNotFound || !strings.Contains(r.stderr, `"web" is not held`) {
+	if r.code != exitNotFound || !strings.Contains(r.stderr, `delete "web": not held`) {
 		t.Errorf("second delete: %v, want exit %d", r, exitNotFound)
 	}
 }
@@ -454,8 +454,8 @@ func TestErrorsExitCodes(t *testing.T) {
 		{"exec get-or-create unreachable", nowhere, []string{"exec", "web=tcp:127.0.0.1:0", "--", "true"}, exitUnreachable, "holder unreachable"},
 		{"socket path is a directory", filepath.Dir(nowhere), []string{"list"}, exitUnreachable, "holder unreachable"},
 
-		{"delete not held", h.Path, []string{"delete", "ghost"}, exitNotFound, `"ghost" is not held`},
-		{"exec not held", h.Path, []string{"exec", "ghost", "--", "true"}, exitNotFound, `"ghost" is not held`},
+		{"delete not held", h.Path, []string{"delete", "ghost"}, exitNotFound, `delete "ghost": not held`},
+		{"exec not held", h.Path, []string{"exec", "ghost", "--", "true"}, exitNotFound, `get "ghost": not held`},
 
 		{"invalid name", h.Path, []string{"delete", "no:colons"}, exitUsage, `invalid name "no:colons"`},
 		{"invalid name listen", h.Path, []string{"listen", "_web", "tcp:127.0.0.1:0"}, exitUsage, `invalid name "_web"`},

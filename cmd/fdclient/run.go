@@ -148,14 +148,9 @@ func exitCode(err error) int {
 }
 
 // oneLine keeps an error message on one line, whatever its source put in
-// it, and says the operation once where the client and the holder both
-// named it (`store "web": store "web": not a socket`).
+// it.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if op, rest, ok := strings.Cut(s, ": "); ok && strings.HasPrefix(rest, op+": ") {
-		s = rest
-	}
-	return s
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // parseArgs parses the global flags, the command and its arguments. It

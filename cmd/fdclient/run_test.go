@@ -238,8 +238,6 @@ func TestOneLine(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"plain", `list: holder unreachable`, `list: holder unreachable`},
 		{"newlines", "bind: a\nb\tc", "bind: a b c"},
-		{"repeated operation", `store "web": store "web": not a socket`, `store "web": not a socket`},
-		{"other name", `store "web": store "api": x`, `store "web": store "api": x`},
 		{"no colon", "boom", "boom"},
 	}
 	for _, tt := range tests {

@@ -111,13 +111,13 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 	if r.closed {
 		r.mu.Unlock()
 		fd.Close()
-		return proto.Entry{}, proto.Errorf(proto.CodeInternal, "store %q: the holder is shutting down", name)
+		return proto.Entry{}, proto.Errorf(proto.CodeInternal, "the holder is shutting down")
 	}
 	old := r.entries[name]
 	if old != nil && !replace {
 		r.mu.Unlock()
 		fd.Close()
-		return proto.Entry{}, proto.Errorf(proto.CodeExists, "store %q: name already held", name)
+		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
 	r.entries[name] = e
 	if old == nil {
@@ -184,14 +184,14 @@ func (r *Registry) Get(name string) (Handle, error) {
 	}
 	r.mu.RUnlock()
 	if e == nil {
-		return Handle{}, notFound(name)
+		return Handle{}, errNotHeld
 	}
 	return Handle{e}, nil
 }
 
-func notFound(name string) error {
-	return proto.Errorf(proto.CodeNotFound, "%q is not held", name)
-}
+// errNotHeld is the error of a request for a name that is not held. Error
+// messages leave out the op and the name: the client puts them in front.
+var errNotHeld = &proto.Error{Code: proto.CodeNotFound, Message: "not held"}
 
 // Take removes the entry held under name and returns the registry's
 // reference to it: releasing the handle closes the holder's copy. If the
@@ -199,7 +199,7 @@ func notFound(name string) error {
 func (r *Registry) Take(name string) (Handle, error) {
 	e, n := r.remove(name)
 	if e == nil {
-		return Handle{}, notFound(name)
+		return Handle{}, errNotHeld
 	}
 	r.changed(n)
 	return Handle{e}, nil
@@ -239,7 +239,7 @@ func (r *Registry) Restore(h Handle) bool {
 func (r *Registry) Delete(name string) error {
 	e, n := r.remove(name)
 	if e == nil {
-		return notFound(name)
+		return errNotHeld
 	}
 	e.release()
 	r.changed(n)

@@ -225,7 +225,7 @@ func (s *Server) serveConn(pc *proto.Conn) {
 func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
 	req, err := proto.DecodeRequest(msg)
 	if err == nil && fd != nil && req.Op != proto.OpStore {
-		err = proto.Errorf(proto.CodeBadDescriptors, "%s: a descriptor was attached; only store carries one", req.Op)
+		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one")
 	}
 	if err == nil && req.Op != proto.OpList {
 		err = proto.ValidateName(req.Name)
@@ -264,7 +264,7 @@ func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
 
 func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 	if fd == nil {
-		err := proto.Errorf(proto.CodeBadDescriptors, "store %q: no descriptor attached; store carries exactly one", req.Name)
+		err := proto.Errorf(proto.CodeBadDescriptors, "no descriptor attached; store carries exactly one")
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
@@ -275,7 +275,7 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 		if errors.Is(err, sockfd.ErrNotSocket) {
 			code = proto.CodeNotSocket
 		}
-		err = &proto.Error{Code: code, Message: fmt.Sprintf("store %q: %v; only sockets are held", req.Name, err)}
+		err = &proto.Error{Code: code, Message: fmt.Sprintf("%v; only sockets are held", err)}
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}

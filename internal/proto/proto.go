@@ -205,12 +205,15 @@ func (e *Error) Unwrap() error { return e.Code.Sentinel() }
 // NameRule describes the naming rule in words, for error messages.
 const NameRule = "names are 1-255 bytes of A-Z a-z 0-9 . _ @ / + -, starting with a letter or digit"
 
+// errInvalidName leaves the name out: the caller puts the op and name in front.
+var errInvalidName = &Error{Code: CodeInvalidName, Message: "invalid name: " + NameRule}
+
 // ValidateName returns nil if name follows the naming rule and an *Error of
 // CodeInvalidName naming the rule otherwise. ':' is excluded because it
 // separates names in LISTEN_FDNAMES (sd_listen_fds(3)).
 func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > MaxNameLen {
-		return Errorf(CodeInvalidName, "invalid name %q: %s", name, NameRule)
+		return errInvalidName
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -221,7 +224,7 @@ func ValidateName(name string) error {
 		if i > 0 && (c == '.' || c == '_' || c == '@' || c == '/' || c == '+' || c == '-') {
 			continue
 		}
-		return Errorf(CodeInvalidName, "invalid name %q: %s", name, NameRule)
+		return errInvalidName
 	}
 	return nil
 }
