@@ -3,6 +3,7 @@ package holder
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type RegistryOptions struct {
 	// OnChange, if set, is called with the number of held entries after
 	// every change, outside the registry's lock. It must not block.
 	OnChange func(entries int)
+
+	// Observer, if set, sees every entry that starts or stops being held
+	// (see Observer). Nil: none.
+	Observer Observer
 }
 
 // Registry is the set of held descriptors, by name. It is safe for
@@ -36,6 +41,10 @@ type RegistryOptions struct {
 type Registry struct {
 	log      *zap.Logger
 	onChange func(int)
+	obs      Observer
+	// obsMu makes one goroutine at a time deliver the pending changes, so
+	// that the observer sees them in the order they were made.
+	obsMu sync.Mutex
 
 	mu      sync.RWMutex
 	entries map[string]*entry
@@ -44,11 +53,16 @@ type Registry struct {
 	// rebuilt lazily, on the first List after a change.
 	sorted []string
 	dirty  bool
+	// nextID numbers entries; pending queues changes for the observer, in
+	// the order they were made under mu.
+	nextID  uint64
+	pending []Change
 }
 
 // entry is one held descriptor. Its fields never change after it is stored,
 // except refs and timer.
 type entry struct {
+	id   uint64      // unique for the registry's life
 	info proto.Entry // without the live queue figures
 	fd   *sockfd.FD
 	// refs counts the registry's own reference while the entry is in the
@@ -69,7 +83,7 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Registry{log: log, onChange: opts.OnChange, entries: make(map[string]*entry)}
+	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry)}
 }
 
 // Len returns the number of held entries.
@@ -92,7 +106,7 @@ func (r *Registry) changed(n int) {
 // Store does not validate the name or inspect fd: the caller does.
 func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool) (proto.Entry, error) {
 	now := time.Now()
-	e := &entry{fd: fd, info: proto.Entry{
+	e := proto.Entry{
 		Name:      name,
 		Network:   info.Network,
 		Address:   info.Address,
@@ -101,11 +115,42 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 		GID:       owner.GID,
 		PID:       owner.PID,
 		StoredAt:  now.Round(0), // wall clock for display; expiry runs on a monotonic timer
-	}}
-	if ttl > 0 {
-		e.info.ExpiresAt = e.info.StoredAt.Add(ttl)
 	}
+	if ttl > 0 {
+		e.ExpiresAt = e.StoredAt.Add(ttl)
+	}
+	return r.hold(e, fd, ttl, replace, "store")
+}
+
+// Load holds fd under e.Name with the metadata of e as it is (owner, stored
+// and expiry times, network and address), for an entry that was held
+// before: recovered after a restart or an upgrade, or transferred from
+// another holder. The live queue figures of e are ignored. It takes
+// ownership of fd, even on error. An entry whose expiry time has passed is
+// not held: Load closes fd and fails with proto.ErrNotFound. replace is as
+// for Store. Load does not validate the name or inspect fd: the caller does.
+func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, replace bool) (proto.Entry, error) {
+	e.HasQueue, e.Queued, e.Backlog = false, 0, 0
+	e.StoredAt = e.StoredAt.Round(0)
+	var ttl time.Duration
+	if !e.ExpiresAt.IsZero() {
+		e.ExpiresAt = e.ExpiresAt.Round(0)
+		if ttl = time.Until(e.ExpiresAt); ttl <= 0 {
+			fd.Close()
+			return proto.Entry{}, errExpired
+		}
+	}
+	return r.hold(e, fd, ttl, replace, "load")
+}
+
+// errExpired is Load's error for an entry whose time has passed.
+var errExpired = &proto.Error{Code: proto.CodeNotFound, Message: "expired"}
+
+// hold puts a new entry for fd in the map; see Store.
+func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, replace bool, why string) (proto.Entry, error) {
+	e := &entry{fd: fd, info: info}
 	e.refs.Store(1)
+	name := info.Name
 
 	r.mu.Lock()
 	if r.closed {
@@ -119,12 +164,23 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 		fd.Close()
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
+	r.nextID++
+	e.id = r.nextID
 	r.entries[name] = e
 	if old == nil {
 		r.dirty = true
 	}
 	if ttl > 0 {
 		e.timer = time.AfterFunc(ttl, func() { r.expire(name, e) })
+	}
+	// The new entry first, then the old one's removal: an observer that
+	// dies between the two leaves both behind, never neither.
+	if old != nil {
+		why = "replace"
+	}
+	r.queueAdded(e, why)
+	if old != nil {
+		r.queueRemoved(old, "replace")
 	}
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -133,6 +189,7 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 		old.stop()
 		old.release()
 	}
+	r.deliver()
 	r.changed(n)
 	return e.info, nil
 }
@@ -152,10 +209,12 @@ func (r *Registry) expire(name string, e *entry) {
 	}
 	delete(r.entries, name)
 	r.dirty = true
+	r.queueRemoved(e, "expire")
 	n := len(r.entries)
 	r.mu.Unlock()
 	e.release()
 	r.log.Info("entry expired", zap.String("op", "expire"), zap.String("name", name))
+	r.deliver()
 	r.changed(n)
 }
 
@@ -197,10 +256,11 @@ var errNotHeld = &proto.Error{Code: proto.CodeNotFound, Message: "not held"}
 // reference to it: releasing the handle closes the holder's copy. If the
 // descriptor cannot be handed on, Restore puts it back.
 func (r *Registry) Take(name string) (Handle, error) {
-	e, n := r.remove(name)
+	e, n := r.remove(name, "take")
 	if e == nil {
 		return Handle{}, errNotHeld
 	}
+	r.deliver()
 	r.changed(n)
 	return Handle{e}, nil
 }
@@ -228,8 +288,10 @@ func (r *Registry) Restore(h Handle) bool {
 	}
 	r.entries[name] = e
 	r.dirty = true
+	r.queueAdded(e, "restore")
 	n := len(r.entries)
 	r.mu.Unlock()
+	r.deliver()
 	r.changed(n)
 	return true
 }
@@ -237,23 +299,25 @@ func (r *Registry) Restore(h Handle) bool {
 // Delete removes the entry held under name and closes the holder's copy
 // once no Get is sending it.
 func (r *Registry) Delete(name string) error {
-	e, n := r.remove(name)
+	e, n := r.remove(name, "delete")
 	if e == nil {
 		return errNotHeld
 	}
 	e.release()
+	r.deliver()
 	r.changed(n)
 	return nil
 }
 
 // remove takes name out of the map and stops its timer; the caller owns the
-// registry's reference to the returned entry.
-func (r *Registry) remove(name string) (*entry, int) {
+// registry's reference to the returned entry, and must call deliver.
+func (r *Registry) remove(name, why string) (*entry, int) {
 	r.mu.Lock()
 	e := r.entries[name]
 	if e != nil {
 		delete(r.entries, name)
 		r.dirty = true
+		r.queueRemoved(e, why)
 	}
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -304,7 +368,9 @@ func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
 }
 
 // Close closes every held descriptor (each once no Get is sending it) and
-// makes later Stores fail.
+// makes later Stores fail. The observer is not told: closing the registry
+// is the holder stopping, not its entries being deleted, and a copy kept
+// elsewhere (systemd's file descriptor store) must outlive it.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	old := r.entries
@@ -319,4 +385,31 @@ func (r *Registry) Close() {
 	if len(old) > 0 {
 		r.changed(0)
 	}
+}
+
+// Held is one entry of a Snapshot: a reference to its descriptor, which
+// the caller must release exactly once.
+type Held struct {
+	ID     uint64
+	Entry  proto.Entry
+	Handle Handle
+}
+
+// Snapshot returns a reference to every held entry whose name matches
+// match (every entry if match is nil), in name order. Each Held keeps its
+// descriptor open until its Handle is released, even if the entry is
+// deleted meanwhile.
+func (r *Registry) Snapshot(match func(name string) bool) []Held {
+	r.mu.RLock()
+	out := make([]Held, 0, len(r.entries))
+	for name, e := range r.entries {
+		if match != nil && !match(name) {
+			continue
+		}
+		e.refs.Add(1)
+		out = append(out, Held{ID: e.id, Entry: e.info, Handle: Handle{e}})
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Held) int { return strings.Compare(a.Entry.Name, b.Entry.Name) })
+	return out
 }
