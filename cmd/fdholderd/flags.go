@@ -14,12 +14,14 @@ type config struct {
 	socket    string // from --socket; empty: fdholder.SocketPath()
 	logFormat string // console or json
 	logLevel  zapcore.Level
+	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
 }
 
 // errUsage marks a command line that cannot be run (exit status 2).
 var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--log-format console|json] [--log-level LEVEL]
+       fdholderd --check
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -30,6 +32,8 @@ Options:
   --socket PATH         the control socket to create (see "Socket path")
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
+  --check               print "fdholderd: ok" and exit 0: an upgrade runs the
+                        new binary so before executing it
   -h, --help            print this help and exit
 
 Socket path, the first that applies:
@@ -51,16 +55,34 @@ Signals:
   SIGTERM, SIGINT   stop accepting, let the requests in flight finish (at
                     most 10s), close every held socket, and exit 0. A second
                     signal cuts the wait short and exits 1.
+  SIGUSR2           upgrade in place: run the binary at fdholderd's own path
+                    with --check, then stop accepting, let the requests in
+                    flight finish, close the open connections (clients
+                    reconnect), and execute it in the same process (same
+                    pid), passing the control socket and every held entry
+                    with its metadata. Connections made meanwhile wait in
+                    the socket's queue. If the check or the exec fails,
+                    fdholderd logs why and keeps serving with every entry.
 
 Environment:
   FDHOLDER_SOCKET   the socket path when --socket is not given
   XDG_RUNTIME_DIR   the base of the default socket path when not root
   TMPDIR            the base of the last-resort socket path
   LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
-                    sockets passed by systemd (sd_listen_fds(3)); other
-                    descriptors passed are closed
+                    descriptors passed by systemd (sd_listen_fds(3)): the
+                    activated control socket (FileDescriptorName=control, or
+                    any listening AF_UNIX SOCK_SEQPACKET socket) and the
+                    entries kept in the file descriptor store, which are
+                    held again with their metadata before READY=1; other
+                    descriptors passed are closed and removed from the store
   NOTIFY_SOCKET     where to send READY=1, STATUS= (the number of held
-                    entries) and STOPPING=1 (sd_notify(3))
+                    entries), STOPPING=1 and WATCHDOG=1 (sd_notify(3)), and
+                    a copy of every entry (FDSTORE=1, FDSTOREREMOVE=1), so
+                    that the entries survive a crash or restart of
+                    fdholderd when the unit sets FileDescriptorStoreMax=
+  WATCHDOG_USEC     WATCHDOG=1 is sent at half this interval
+  FDHOLDER_HANDOFF_FD
+                    set by an upgrade for the new binary; not for users
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error) and lines for start-up and shutdown. An error that
@@ -92,6 +114,7 @@ func parseFlags(args []string) (config, error) {
 		}
 		return fmt.Errorf("%q is not console or json", s)
 	})
+	fs.BoolVar(&cfg.check, "check", false, "")
 	fs.Func("log-level", "", func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":

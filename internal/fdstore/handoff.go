@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/ctlsock"
 )
 
 // HandoffEnv names the environment variable through which an upgrade
@@ -158,4 +161,34 @@ func closeAll(ps []Passed) {
 	for _, p := range ps {
 		closeFD(p.FD)
 	}
+}
+
+// Listeners returns a new listener on each control socket collected, for a
+// holder to serve again after a failed exec. The caller owns them; h keeps
+// its own descriptors.
+func (h *Handoff) Listeners() ([]*net.UnixListener, error) {
+	var lns []*net.UnixListener
+	for _, p := range h.passed {
+		if p.Name != ControlName {
+			continue
+		}
+		d, err := unix.FcntlInt(uintptr(p.FD), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			err = os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+		}
+		var ln *net.UnixListener
+		if err == nil {
+			f := os.NewFile(uintptr(d), ControlName)
+			ln, err = ctlsock.FileListener(f)
+			f.Close()
+		}
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
 }

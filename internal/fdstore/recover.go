@@ -155,7 +155,7 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			if fi, serr := f.Stat(); serr == nil {
 				kindName = fileKind(fi.Mode())
 			}
-			log.Warn("recovery: closing a passed descriptor that is neither a control socket nor a stored entry",
+			log.Warn("closing a passed descriptor that is not a control socket",
 				zap.String("fd_name", p.Name), zap.String("type", kindName), zap.Error(err))
 			f.Close()
 			r.Stale = append(r.Stale, p.Name)
