@@ -3,7 +3,6 @@ package fdstore
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -19,9 +18,14 @@ const sendTimeout = 5 * time.Second
 // (sd_pid_notify_with_fds(3)). go-systemd's daemon.SdNotify cannot attach
 // descriptors, which FDSTORE=1 needs. A Notifier is not safe for
 // concurrent use.
+//
+// It owns a blocking, unbound AF_UNIX SOCK_DGRAM socket kept out of the Go
+// netpoller, as sd_notify's own: Go's net package refuses WriteMsgUnix on a
+// connected datagram socket, and an unconnected one needs an address per
+// send, which sendmsg(2) takes here directly. SO_SNDTIMEO bounds a send.
 type Notifier struct {
-	addr string
-	conn *net.UnixConn
+	fd int
+	sa *unix.SockaddrUnix
 }
 
 // ErrNoNotifySocket is returned by OpenNotifier when NOTIFY_SOCKET is unset.
@@ -39,19 +43,26 @@ func OpenNotifier() (*Notifier, error) {
 }
 
 // NewNotifier returns a Notifier for the datagram socket at addr (a path,
-// or '@' and an abstract name). The caller must Close it.
+// or '@' and an abstract name, which x/sys/unix maps to a leading NUL). The
+// caller must Close it.
 func NewNotifier(addr string) (*Notifier, error) {
-	// Go's net package maps a leading '@' to the abstract namespace, as
-	// sd_notify does.
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return nil, fmt.Errorf("notify socket %s: %w", addr, err)
+	if addr == "" || len(addr) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("notify socket %q: not a Unix socket address", addr)
 	}
-	return &Notifier{addr: addr, conn: c}, nil
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("notify socket %s: %w", addr, os.NewSyscallError("socket", err))
+	}
+	tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("notify socket %s: %w", addr, os.NewSyscallError("setsockopt SO_SNDTIMEO", err))
+	}
+	return &Notifier{fd: fd, sa: &unix.SockaddrUnix{Name: addr}}, nil
 }
 
 // Close closes the Notifier's socket.
-func (n *Notifier) Close() error { return n.conn.Close() }
+func (n *Notifier) Close() error { return os.NewSyscallError("close", unix.Close(n.fd)) }
 
 // Send sends one notification, state being newline-separated assignments
 // such as "FDSTORE=1\nFDNAME=x", with the descriptors fds attached as
@@ -64,14 +75,17 @@ func (n *Notifier) Send(state string, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	n.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
-	_, _, err := n.conn.WriteMsgUnix([]byte(state), oob, nil)
-	if err != nil {
-		return fmt.Errorf("notify %s: %w", firstLine(state), err)
+	for {
+		err := unix.Sendmsg(n.fd, []byte(state), oob, n.sa, unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("notify %s: %w", firstLine(state), os.NewSyscallError("sendmsg", err))
+		}
+		return nil
 	}
-	return nil
 }
-
 func firstLine(s string) string {
 	for i := range len(s) {
 		if s[i] == '\n' {
