@@ -1,0 +1,189 @@
+package systemd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdholder/fdholder"
+)
+
+// listed is one entry of `fdclient list --json`, without the live queue.
+type listed struct {
+	Name      string `json:"name"`
+	Network   string `json:"network"`
+	Address   string `json:"address"`
+	Listening bool   `json:"listening"`
+	UID       uint32 `json:"owner_uid"`
+	GID       uint32 `json:"owner_gid"`
+	PID       int32  `json:"owner_pid"`
+	StoredAt  string `json:"stored_at"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+// TestUnitsUnderSystemd runs the shipped units under a real systemd:
+// socket activation, readiness and status, entries stored through
+// fdclient, kill -9 of the holder with every entry recovered with its
+// metadata from the file descriptor store and a recovered listener still
+// accepting, an upgrade in place (systemctl reload: SIGUSR2, same pid), and
+// a clean stop that empties the store.
+func TestUnitsUnderSystemd(t *testing.T) {
+	needMachine(t)
+	dir := scratchDir(t)
+	buildBinaries(t, dir)
+	m := boot(t, dir)
+	fdclient := dir + "/fdclient"
+	const ctl = "/run/fdholder/fdholder.sock"
+
+	// Socket activation: the socket listens, the holder is not started
+	// until a client connects.
+	m.must("systemctl", "start", "fdholderd.socket")
+	if s := m.show("fdholderd.socket", "ActiveState"); s != "active" {
+		t.Fatalf("fdholderd.socket: ActiveState %q, want active", s)
+	}
+	if s := m.show("fdholderd.service", "ActiveState"); s != "inactive" {
+		t.Fatalf("before any client: fdholderd.service ActiveState %q, want inactive", s)
+	}
+
+	// Clients store two listeners; the first connection starts the holder.
+	m.must(fdclient, "--socket", ctl, "listen", "--ttl", "1h", "web", "tcp:127.0.0.1:8080")
+	m.must(fdclient, "--socket", ctl, "listen", "app/unix", "unix:/run/app.sock")
+	m.waitFor("fdholderd.service active", func() bool { return m.show("fdholderd.service", "ActiveState") == "active" })
+	// STATUS= is throttled (sdnotify.StatusInterval): wait for it.
+	m.waitFor("StatusText holding 2 entries", func() bool {
+		return m.show("fdholderd.service", "StatusText") == "holding 2 entries"
+	})
+	// Each entry is its socket and its metadata in the store.
+	if n := m.show("fdholderd.service", "NFileDescriptorStore"); n != "4" {
+		t.Errorf("NFileDescriptorStore = %s, want 4", n)
+	}
+	before := list(t, m, fdclient, ctl)
+	if len(before) != 2 {
+		t.Fatalf("entries = %+v, want 2", before)
+	}
+
+	// kill -9: systemd restarts the holder, which recovers every entry
+	// from the store, with its metadata, before READY=1.
+	pid := m.show("fdholderd.service", "MainPID")
+	m.must("kill", "-9", pid)
+	m.waitFor("the holder restarted", func() bool {
+		p := m.show("fdholderd.service", "MainPID")
+		return p != pid && p != "0" && m.show("fdholderd.service", "ActiveState") == "active"
+	})
+	if after := list(t, m, fdclient, ctl); !reflect.DeepEqual(after, before) {
+		t.Errorf("after kill -9:\n got %+v\nwant %+v", after, before)
+	}
+	if n := m.show("fdholderd.service", "NFileDescriptorStore"); n != "4" {
+		t.Errorf("after recovery: NFileDescriptorStore = %s, want 4 (old metadata replaced, not added to)", n)
+	}
+	journal := m.must("journalctl", "--no-pager", "-u", "fdholderd.service")
+	if !strings.Contains(journal, `"msg":"recovered","source":"systemd","entries":2,`) {
+		t.Errorf("no recovery line for 2 entries in the journal:\n%s", journal)
+	}
+	checkAccepts(t, m, ctl, "web")
+
+	// An upgrade in place: systemctl reload sends SIGUSR2; same pid.
+	pid = m.show("fdholderd.service", "MainPID")
+	m.must("systemctl", "reload", "fdholderd.service")
+	m.waitFor("the upgrade", func() bool {
+		j, _ := m.run("journalctl", "--no-pager", "-u", "fdholderd.service")
+		return strings.Contains(j, `"msg":"recovered","source":"upgrade","entries":2,`)
+	})
+	if p := m.show("fdholderd.service", "MainPID"); p != pid {
+		t.Errorf("after the upgrade: MainPID %s, want %s (the same process)", p, pid)
+	}
+	if after := list(t, m, fdclient, ctl); !reflect.DeepEqual(after, before) {
+		t.Errorf("after the upgrade:\n got %+v\nwant %+v", after, before)
+	}
+	if n := m.show("fdholderd.service", "NFileDescriptorStore"); n != "4" {
+		t.Errorf("after the upgrade: NFileDescriptorStore = %s, want 4", n)
+	}
+	checkAccepts(t, m, ctl, "web")
+
+	// A delete is mirrored: the store drops the socket and its metadata.
+	m.must(fdclient, "--socket", ctl, "delete", "app/unix")
+	if n := m.show("fdholderd.service", "NFileDescriptorStore"); n != "2" {
+		t.Errorf("after a delete: NFileDescriptorStore = %s, want 2", n)
+	}
+
+	// A clean stop: exit status 0, the store dropped (systemd 252).
+	m.must("systemctl", "stop", "fdholderd.service", "fdholderd.socket")
+	for prop, want := range map[string]string{"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0", "NFileDescriptorStore": "0"} {
+		if got := m.show("fdholderd.service", prop); got != want {
+			t.Errorf("after stop: %s = %q, want %q", prop, got, want)
+		}
+	}
+	journal = m.must("journalctl", "--no-pager", "-u", "fdholderd.service")
+	if !strings.Contains(journal, `"msg":"stopped","entries_closed":1`) {
+		t.Errorf("no clean stop line in the journal:\n%s", journal)
+	}
+	if strings.Contains(journal, "file descriptor store: cannot") {
+		t.Errorf("the journal reports a store failure:\n%s", journal)
+	}
+}
+
+// list returns the entries of `fdclient list --json`, run in the machine.
+func list(t testing.TB, m *machine, fdclient, ctl string) []listed {
+	t.Helper()
+	var out []listed
+	if err := json.Unmarshal([]byte(m.must(fdclient, "--socket", ctl, "list", "--json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkAccepts connects to the held TCP listener name from inside the
+// machine's network namespace, then gets the listener from the holder (the
+// control socket reached through /proc/PID/root) and accepts that very
+// connection on it.
+func checkAccepts(t testing.TB, m *machine, ctl, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := fdholder.Dial(ctx, m.hostPath(ctl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, _, err := c.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	msg := fmt.Sprintf("hello %d", time.Now().UnixNano())
+	err = m.inNetns(func() error {
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), waitTimeout)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = io.WriteString(conn, msg)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("connect to %s in the machine: %v", ln.Addr(), err)
+	}
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(waitTimeout))
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("accept on the recovered listener %q: %v", name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(waitTimeout))
+	got, err := io.ReadAll(io.LimitReader(conn, int64(len(msg))))
+	if err != nil || string(got) != msg {
+		t.Fatalf("read %q, %v; want %q", got, err, msg)
+	}
+}
