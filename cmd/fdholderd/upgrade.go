@@ -41,7 +41,10 @@ func checkBinary(ctx context.Context, exe string) error {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, exe, "--check").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("new binary %s --check: %w: %s", exe, err, bytes.TrimSpace(out))
+		if out = bytes.TrimSpace(out); len(out) > 0 {
+			return fmt.Errorf("new binary %s --check: %w: %s", exe, err, out)
+		}
+		return fmt.Errorf("new binary %s --check: %w", exe, err)
 	}
 	return nil
 }

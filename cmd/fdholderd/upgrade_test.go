@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+		"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// copyBinary copies the fdholderd under test to dir/fdholderd, so that a
+// test can replace it under the running daemon as a package upgrade does.
+func copyBinary(t testing.TB, dir string) string {
+	t.Helper()
+	dst := filepath.Join(dir, "fdholderd")
+	replaceBinary(t, dst, func(w io.Writer) {
+		src, err := os.Open(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		if _, err := io.Copy(w, src); err != nil {
+			t.Fatal(err)
+		}
+	}, 0o755)
+	return dst
+}
+
+// replaceBinary writes a new file and renames it over path, as a package
+// manager does (writing into a running binary fails with ETXTBSY).
+func replaceBinary(t testing.TB, path string, write func(io.Writer), mode os.FileMode) {
+	t.Helper()
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeEntries stores a TCP listener "web", a Unix listener "app/unix"
+// with a ttl, and n more TCP listeners, and returns the list.
+func storeEntries(t testing.TB, c *fdholder.Client, dir string, n int) []fdholder.Entry {
+	t.Helper()
+	ctx := testCtx(t)
+	web, err := c.Listen(ctx, "web", "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.Close()
+	ln, err := c.Listen(ctx, "app/unix", "unix", filepath.Join(dir, "app.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	for i := range n {
+		ln := listenTCP(t)
+		if _, err := c.Store(ctx, "tcp/"+string(rune('a'+i%26))+string(rune('a'+i/26)), ln, fdholder.StoreOptions{TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+	}
+	list, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// getLoad runs workers clients, each getting "web" in a loop until stop,
+// and counts the gets that succeeded and those that failed.
+type getLoad struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []error
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+func startGets(t testing.TB, path string, workers int) *getLoad {
+	t.Helper()
+	l := &getLoad{stop: make(chan struct{})}
+	for range workers {
+		c := dial(t, path)
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				f, _, err := c.Get(ctx, "web")
+				cancel()
+				if err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					l.errs = append(l.errs, err)
+					l.mu.Unlock()
+					continue
+				}
+				f.Close()
+				l.ok.Add(1)
+			}
+		}()
+	}
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *getLoad) finish() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.done.Wait()
+}
+
+// waitGets waits until n more gets than now have succeeded.
+func (l *getLoad) waitGets(t testing.TB, n int64) {
+	t.Helper()
+	target := l.ok.Load() + n
+	deadline := time.Now().Add(waitTimeout)
+	for l.ok.Load() < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("gets stalled at %d (want %d); %d failed", l.ok.Load(), target, l.failed.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func isRecovered(source string) func(record) bool {
+	return func(r record) bool { return r.str("msg") == "recovered" && r.str("source") == source }
+}
+
+// TestUpgradeUnderGets upgrades a real fdholderd twice in a row (SIGUSR2)
+// while clients get an entry in a loop: no get fails, the pid stays the
+// same, and every entry comes back with the same metadata.
+func TestUpgradeUnderGets(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := testutil.ShortDir(t)
+	exe := copyBinary(t, dir)
+	path := filepath.Join(dir, "h.sock")
+	d := startServing(t, daemonOpts{socket: path, bin: exe, args: []string{"--log-level", "info"}})
+	c := dial(t, path)
+	before := storeEntries(t, c, dir, 30)
+
+	load := startGets(t, path, 4)
+	load.waitGets(t, 200)
+	for i := 1; i <= 2; i++ {
+		// A new binary, as a package upgrade installs it.
+		copyBinary(t, dir)
+		d.signal(syscall.SIGUSR2)
+		d.waitFor("upgrade", func(r record) bool { return isRecovered("upgrade")(r) && d.count(isRecovered("upgrade")) == i })
+		load.waitGets(t, 200) // served by the new binary
+	}
+	load.finish()
+	if n := load.failed.Load(); n > 0 {
+		t.Errorf("%d of %d gets failed across two upgrades; first errors: %v", n, n+load.ok.Load(), load.errs[:min(len(load.errs), 5)])
+	}
+	t.Logf("%d gets, none failed, across two upgrades", load.ok.Load())
+
+	lines, _ := d.log.snapshot()
+	for _, r := range records(lines) {
+		if r.str("msg") == "serving" && int(r.num("pid")) != d.pid() {
+			t.Errorf("served as pid %v, want %d (the same process)", r["pid"], d.pid())
+		}
+	}
+	if r := d.waitFor("recovered", isRecovered("upgrade")); int(r.num("entries")) != len(before) {
+		t.Errorf("recovered %v entries, want %d", r["entries"], len(before))
+	}
+	after, err := c.List(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("after two upgrades:\n got %+v\nwant %+v", after, before)
+	}
+	storeGet(t, c, "after-upgrade")
+	c.Close()
+	d.stop()
+}
+
+// TestFailedUpgradeKeepsServing replaces the binary with one that cannot
+// run, then asks for an upgrade: fdholderd logs why, keeps serving with
+// every entry, and upgrades once the binary is fixed.
+func TestFailedUpgradeKeepsServing(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(w io.Writer)
+		mode  os.FileMode
+		want  error // in the error logged
+	}{
+		{name: "not executable", write: copyOf(t), mode: 0o644},
+		{name: "not an ELF file", write: text("this is not a program\n"), mode: 0o755, want: syscall.ENOEXEC},
+		{name: "check fails", write: text("#!/bin/sh\necho broken >&2\nexit 3\n"), mode: 0o755},
+		{name: "missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			dir := testutil.ShortDir(t)
+			exe := copyBinary(t, dir)
+			path := filepath.Join(dir, "h.sock")
+			d := startServing(t, daemonOpts{socket: path, bin: exe})
+			c := dial(t, path)
+			before := storeEntries(t, c, dir, 3)
+
+			if tt.write == nil {
+				if err := os.Remove(exe); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				replaceBinary(t, exe, tt.write, tt.mode)
+			}
+			d.signal(syscall.SIGUSR2)
+			r := d.waitFor("refusal", func(r record) bool { return r.str("msg") == "upgrade refused; still serving with every entry" })
+			t.Logf("logged: %s", r.str("error"))
+			if r.str("error") == "" {
+				t.Errorf("the refusal does not say why: %v", r)
+			}
+			if tt.want != nil && !containsErr(r.str("error"), tt.want) {
+				t.Errorf("error %q, want it to mention %v", r.str("error"), tt.want)
+			}
+			after, err := c.List(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("after the failed upgrade:\n got %+v\nwant %+v", after, before)
+			}
+			storeGet(t, c, "still-serving")
+
+			// Fixed, the binary upgrades.
+			copyBinary(t, dir)
+			d.signal(syscall.SIGUSR2)
+			d.waitFor("upgrade", isRecovered("upgrade"))
+			storeGet(t, c, "upgraded")
+			c.Close()
+			d.stop()
+		})
+	}
+}
+
+func copyOf(t testing.TB) func(io.Writer) {
+	return func(w io.Writer) {
+		src, err := os.Open(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		io.Copy(w, src)
+	}
+}
+
+func text(s string) func(io.Writer) {
+	return func(w io.Writer) { io.WriteString(w, s) }
+}
+
+func containsErr(msg string, err error) bool { return strings.Contains(msg, err.Error()) }
