@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-		"io"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
