@@ -413,3 +413,42 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 	slices.SortFunc(out, func(a, b Held) int { return strings.Compare(a.Entry.Name, b.Entry.Name) })
 	return out
 }
+
+// Page returns references to the entries whose names sort after the name
+// after and satisfy match, in name order: at most max of them, as many as
+// fit in one reply (proto.ListPageFits), and reports whether more follow.
+// The caller must release every Handle.
+func (r *Registry) Page(after string, match func(name string) bool, max int) ([]Handle, bool) {
+	r.mu.RLock()
+	for r.dirty {
+		r.mu.RUnlock()
+		r.mu.Lock()
+		if r.dirty {
+			r.sorted = r.sorted[:0]
+			for name := range r.entries {
+				r.sorted = append(r.sorted, name)
+			}
+			slices.Sort(r.sorted)
+			r.dirty = false
+		}
+		r.mu.Unlock()
+		r.mu.RLock()
+	}
+	defer r.mu.RUnlock()
+	var out []Handle
+	size := 0
+	for i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after }); i < len(r.sorted); i++ {
+		name := r.sorted[i]
+		if !match(name) {
+			continue
+		}
+		e := r.entries[name]
+		size += proto.EntrySize(&e.info)
+		if len(out) == max || !proto.ListPageFits(size) {
+			return out, true
+		}
+		e.refs.Add(1)
+		out = append(out, Handle{e})
+	}
+	return out, false
+}

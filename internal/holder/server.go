@@ -183,11 +183,15 @@ type conn struct {
 	in   []byte        // the request buffer
 	out  []byte        // the reply buffer, reused
 	page []proto.Entry // list page buffer, reused
+	fds  []*sockfd.FD  // descriptors received with a request, reused
 }
 
 func (s *Server) serveConn(pc *proto.Conn) {
 	defer s.untrack(pc)
-	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512)}
+	// The request buffer has room for a load request (a batch of entries);
+	// every other op must fit in proto.MaxRequestSize. 64 KiB is a third of
+	// what the kernel allows each Unix socket's buffers by default.
+	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxLoadRequestSize), out: make([]byte, 0, 512)}
 	if cred, err := pc.PeerCred(); err == nil {
 		c.peer = peer{Owner: Owner{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, known: true}
 	} else {
@@ -195,7 +199,8 @@ func (s *Server) serveConn(pc *proto.Conn) {
 		return
 	}
 	for {
-		n, fd, err := pc.Recv(c.in)
+		n, fds, err := pc.RecvFDs(c.in, c.fds[:0])
+		c.fds = fds
 		if err != nil {
 			var pe *proto.Error
 			if !errors.As(err, &pe) {
@@ -214,26 +219,38 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			}
 			continue
 		}
-		if !c.handle(c.in[:n], fd) {
+		ok := c.handle(c.in[:n], c.fds)
+		clear(c.fds) // handle owns them now
+		if !ok {
 			return
 		}
 	}
 }
 
 // handle serves one request and reports whether the connection is still
-// usable. It takes ownership of fd.
-func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
+// usable. It takes ownership of fds.
+func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	req, err := proto.DecodeRequest(msg)
-	if err == nil && fd != nil && req.Op != proto.OpStore {
-		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one")
+	if len(msg) > proto.MaxRequestSize && proto.PeekOp(msg) != proto.OpLoad {
+		err = proto.Errorf(proto.CodeTooLarge, "message exceeds %d bytes", proto.MaxRequestSize)
 	}
-	if err == nil && req.Op != proto.OpList {
+	var fd *sockfd.FD
+	switch {
+	case err != nil:
+	case req.Op == proto.OpLoad:
+		return c.load(&req, fds)
+	case len(fds) > 1:
+		err = proto.Errorf(proto.CodeBadDescriptors, "%d descriptors attached, at most one is accepted", len(fds))
+	case len(fds) == 1 && req.Op != proto.OpStore:
+		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one (and load, one per entry)")
+	case len(fds) == 1:
+		fd = fds[0]
+	}
+	if err == nil && req.Op != proto.OpList && req.Op != proto.OpDump {
 		err = proto.ValidateName(req.Name)
 	}
 	if err != nil {
-		if fd != nil {
-			fd.Close()
-		}
+		closeAll(fds)
 		op := req.Op
 		if op == 0 {
 			op = proto.PeekOp(msg)
@@ -257,6 +274,8 @@ func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
 		return c.reply(&proto.Reply{Op: req.Op}, nil)
 	case proto.OpList:
 		return c.list(&req)
+	case proto.OpDump:
+		return c.dump(&req)
 	}
 	// Unreachable: DecodeRequest accepts only the ops above.
 	return c.replyErr(req.Op, proto.Errorf(proto.CodeUnknownOp, "unknown operation %d", req.Op))

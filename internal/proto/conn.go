@@ -223,3 +223,54 @@ func IsClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
+
+// RecvFDs is Recv for a message that may carry many descriptors (a dump
+// reply, a load request): it appends every descriptor that arrived to fds,
+// in order, and returns the result, which the caller owns. On an error
+// every descriptor that arrived is closed, as Recv does, and fds is
+// returned as it was.
+func (c *Conn) RecvFDs(b []byte, fds []*sockfd.FD) (n int, _ []*sockfd.FD, err error) {
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	start := len(fds)
+	if oobn > 0 {
+		eachRight(c.oob[:oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
+	}
+	closeNew := func() {
+		for _, f := range fds[start:] {
+			f.Close()
+		}
+		clear(fds[start:])
+		fds = fds[:start]
+	}
+	switch {
+	case err != nil:
+		closeNew()
+		return 0, fds, err
+	case flags&unix.MSG_CTRUNC != 0:
+		closeNew()
+		return n, fds, errCtrunc
+	case flags&unix.MSG_TRUNC != 0:
+		closeNew()
+		return n, fds, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", len(b))}
+	case n == 0 && len(fds) == start:
+		return 0, fds, io.EOF
+	}
+	return n, fds, nil
+}
+
+// SendFDs writes one message with duplicates of fds attached, in order, in
+// one SCM_RIGHTS control message (at most MaxMessageFDs). fds stay owned
+// by the caller, who must keep them open until SendFDs returns.
+func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
+	if len(fds) == 0 {
+		return c.write(b, nil)
+	}
+	if len(fds) > MaxMessageFDs {
+		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+	}
+	nums := make([]int, len(fds))
+	for i, f := range fds {
+		nums[i] = f.Sysfd()
+	}
+	return c.write(b, unix.UnixRights(nums...))
+}

@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestRequestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.req {
+			if !reflect.DeepEqual(got, tt.req) {
 				t.Errorf("round trip: got %+v, want %+v", got, tt.req)
 			}
 		})
