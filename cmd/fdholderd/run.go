@@ -112,7 +112,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
-	watchdog(wdCtx, log)
+	watchdog(wdCtx, log, func() { reg.Len() })
 
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.

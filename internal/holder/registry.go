@@ -418,7 +418,7 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 // after and satisfy match, in name order: at most max of them, as many as
 // fit in one reply (proto.ListPageFits), and reports whether more follow.
 // The caller must release every Handle.
-func (r *Registry) Page(after string, match func(name string) bool, max int) ([]Handle, bool) {
+func (r *Registry) Page(after string, match func(name string) bool, limit int) ([]Handle, bool) {
 	r.mu.RLock()
 	for r.dirty {
 		r.mu.RUnlock()
@@ -444,7 +444,7 @@ func (r *Registry) Page(after string, match func(name string) bool, max int) ([]
 		}
 		e := r.entries[name]
 		size += proto.EntrySize(&e.info)
-		if len(out) == max || !proto.ListPageFits(size) {
+		if len(out) == limit || !proto.ListPageFits(size) {
 			return out, true
 		}
 		e.refs.Add(1)
