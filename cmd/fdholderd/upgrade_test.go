@@ -279,3 +279,40 @@ func text(s string) func(io.Writer) {
 }
 
 func containsErr(msg string, err error) bool { return strings.Contains(msg, err.Error()) }
+
+// TestWatchdogAndStoreNotifications runs fdholderd under a stand-in
+// notification socket with a watchdog interval: it pings WATCHDOG=1, and
+// mirrors a store and a delete into the file descriptor store (socket and
+// metadata stored, then removed).
+func TestWatchdogAndStoreNotifications(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := testutil.ShortDir(t)
+	notify := listenNotify(t, filepath.Join(dir, "notify"))
+	path := filepath.Join(dir, "h.sock")
+	d := startServing(t, daemonOpts{socket: path, env: []string{"NOTIFY_SOCKET=" + notify.path, "WATCHDOG_USEC=200000"}})
+	notify.waitFor(t, "WATCHDOG=1")
+
+	c := dial(t, path)
+	ln := listenTCP(t)
+	if _, err := c.Store(testCtx(t), "web", ln, fdholder.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(testCtx(t), "web"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 4 {
+		m := notify.next(t)
+		if strings.HasPrefix(m, "FDSTORE") {
+			got = append(got, m)
+		}
+	}
+	wants := []string{"FDSTORE=1\nFDNAME=fhs", "FDSTORE=1\nFDNAME=fhm", "FDSTOREREMOVE=1\nFDNAME=fhm", "FDSTOREREMOVE=1\nFDNAME=fhs"}
+	for i, want := range wants {
+		if !strings.HasPrefix(got[i], want) {
+			t.Errorf("store notification %d = %q, want it to start %q", i, got[i], want)
+		}
+	}
+	c.Close()
+	d.stop()
+}
