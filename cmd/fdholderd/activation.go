@@ -17,10 +17,11 @@ import (
 // those of systemd (LISTEN_FDS: the activated control socket and the
 // file descriptor store; sd_listen_fds(3)), sorted into control listeners
 // and entries. source says which ("upgrade", "systemd" or "" for none).
-func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, source string, err error) {
-	passed, err := fdstore.FromHandoff()
+// file is the control socket's file when an upgraded holder had created it.
+func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, file *fdstore.SocketFile, source string, err error) {
+	passed, file, err := fdstore.FromHandoff()
 	if err != nil {
-		return rec, "", fmt.Errorf("upgrade hand-off: %w", err)
+		return rec, nil, "", fmt.Errorf("upgrade hand-off: %w", err)
 	}
 	source = "upgrade"
 	if passed == nil {
@@ -28,14 +29,14 @@ func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, source string, e
 		// binary never mistakes them for its own.
 		passed, err = fdstore.Listened()
 		if err != nil {
-			return rec, "", fmt.Errorf("socket activation: %w", err)
+			return rec, nil, "", fmt.Errorf("socket activation: %w", err)
 		}
 		source = "systemd"
 	}
 	if len(passed) == 0 {
-		return rec, "", nil
+		return rec, nil, "", nil
 	}
-	return fdstore.Sort(log, passed, time.Now()), source, nil
+	return fdstore.Sort(log, passed, time.Now()), file, source, nil
 }
 
 // newMirror returns the file descriptor store mirror when a service

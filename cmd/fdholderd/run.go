@@ -67,7 +67,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
 
-	rec, source, err := passedDescriptors(log)
+	rec, file, source, err := passedDescriptors(log)
 	if err != nil {
 		return err
 	}
@@ -90,8 +90,13 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		return err
 	}
 	activated := len(lns) > 0
-	var sock *ctlsock.Socket // the socket this process bound, nil when activated
-	if activated {
+	var sock *ctlsock.Socket // the socket this process (or the one it upgraded) bound, nil when activated
+	if file != nil && len(lns) == 1 {
+		// An upgrade of a holder that had bound its own socket: it is
+		// still ours to remove on exit.
+		sock = ctlsock.Adopt(file.Path, file.Dev, file.Ino, lns[0])
+		activated = false
+	} else if activated {
 		if cfg.socket != "" {
 			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
 		}
@@ -149,7 +154,7 @@ wait:
 			log.Info("shutting down", zap.String("reason", "a listener failed"))
 			break wait
 		case <-usr2:
-			stopped, next, err := upgrade(ctx, log, srv, lns, errc, running, reg, mirror, &nextSeq)
+			stopped, next, err := upgrade(ctx, log, srv, lns, sock, errc, running, reg, mirror, &nextSeq)
 			if !stopped {
 				// Nothing was stopped: the check failed.
 				log.Error("upgrade refused; still serving with every entry", zap.Error(err))

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/fdstore"
 	"github.com/fdholder/fdholder/internal/holder"
 )
@@ -112,7 +113,7 @@ var errNoExecutable = errors.New("cannot find the path of the running binary")
 // holder must then exit, and systemd's store keeps the entries).
 // Connections made meanwhile wait in the control sockets' accept queue,
 // which stays open throughout.
-func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*net.UnixListener, errc chan error, running int,
+func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*net.UnixListener, sock *ctlsock.Socket, errc chan error, running int,
 	reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) (stopped bool, next []*net.UnixListener, err error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -136,6 +137,10 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 		}
 	}
 	defer h.Close() // reached only if execve failed
+	if sock != nil {
+		dev, ino := sock.Identity()
+		h.SetSocketFile(fdstore.SocketFile{Path: sock.Path, Dev: dev, Ino: ino})
+	}
 
 	grace, cancel := context.WithTimeout(ctx, shutdownGrace)
 	defer cancel()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"io"
 	"os"
 	"path/filepath"
@@ -183,8 +185,8 @@ func TestUpgradeUnderGets(t *testing.T) {
 
 	lines, _ := d.log.snapshot()
 	for _, r := range records(lines) {
-		if r.str("msg") == "serving" && int(r.num("pid")) != d.pid() {
-			t.Errorf("served as pid %v, want %d (the same process)", r["pid"], d.pid())
+		if r.str("msg") == "serving" && (int(r.num("pid")) != d.pid() || r.str("path") != path || r["activated"] != false) {
+			t.Errorf("serving line %v, want pid %d (the same process), path %s, not activated", r, d.pid(), path)
 		}
 	}
 	if r := d.waitFor("recovered", isRecovered("upgrade")); int(r.num("entries")) != len(before) {
@@ -200,6 +202,10 @@ func TestUpgradeUnderGets(t *testing.T) {
 	storeGet(t, c, "after-upgrade")
 	c.Close()
 	d.stop()
+	// The upgraded binary removes the socket file the first one created.
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after stop: %s: %v, want it removed", path, err)
+	}
 }
 
 // TestFailedUpgradeKeepsServing replaces the binary with one that cannot

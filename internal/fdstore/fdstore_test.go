@@ -543,15 +543,20 @@ func TestHandoffRoundTrip(t *testing.T) {
 	if h.Len() != 4 { // control, one socket, two metadata
 		t.Errorf("%d descriptors collected, want 4", h.Len())
 	}
+	sf := SocketFile{Path: "/run/a dir/h.sock", Dev: 2049, Ino: 1 << 40}
+	h.SetSocketFile(sf)
 	assign, err := h.Env()
 	if err != nil {
 		t.Fatal(err)
 	}
 	k, v, _ := strings.Cut(assign, "=")
 	t.Setenv(k, v)
-	passed, err := FromHandoff()
+	passed, file, err := FromHandoff()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if file == nil || *file != sf {
+		t.Errorf("socket file %+v, want %+v", file, sf)
 	}
 	// FromHandoff closed the list and handed the rest over: h owns
 	// nothing now.

@@ -2,6 +2,7 @@ package fdstore
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"fmt"
 	"net"
@@ -32,7 +33,19 @@ type Handoff struct {
 	passed []Passed
 	socks  map[uint64]bool
 	buf    []byte
+	file   *SocketFile
 }
+
+// SocketFile names the control socket's file when the holder created it
+// itself (not socket activation), so that the new binary removes it on
+// exit as the old one would have: its path, device and inode.
+type SocketFile struct {
+	Path     string
+	Dev, Ino uint64
+}
+
+// SetSocketFile records the control socket's file.
+func (h *Handoff) SetSocketFile(f SocketFile) { h.file = &f }
 
 // NewHandoff returns an empty Handoff.
 func NewHandoff() *Handoff { return &Handoff{socks: make(map[uint64]bool)} }
@@ -81,6 +94,10 @@ func (h *Handoff) Len() int { return len(h.passed) }
 func (h *Handoff) Env() (string, error) {
 	var b bytes.Buffer
 	b.WriteString(handoffHeader + "\n")
+	if h.file != nil {
+		// The path goes last: it may contain spaces.
+		fmt.Fprintf(&b, "socket-file %d %d %s\n", h.file.Dev, h.file.Ino, h.file.Path)
+	}
 	for _, p := range h.passed {
 		fmt.Fprintf(&b, "%d %s\n", p.FD, p.Name)
 	}
@@ -108,53 +125,74 @@ func (h *Handoff) Close() {
 	h.passed = nil
 }
 
-// FromHandoff returns the descriptors an upgrade passed (HandoffEnv), marks
-// them close-on-exec, closes the list and unsets the variable. It returns
-// none without the variable. The caller owns every descriptor returned
-// (pass them to Sort).
-func FromHandoff() ([]Passed, error) {
+// FromHandoff returns the descriptors an upgrade passed (HandoffEnv), and
+// the control socket's file if the holder had created it, marks them
+// close-on-exec, closes the list and unsets the variable. It returns none
+// without the variable. The caller owns every descriptor returned (pass
+// them to Sort).
+func FromHandoff() ([]Passed, *SocketFile, error) {
 	v, ok := os.LookupEnv(HandoffEnv)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	os.Unsetenv(HandoffEnv)
 	lfd, err := strconv.Atoi(v)
 	if err != nil || lfd < 0 {
-		return nil, fmt.Errorf("%s=%q: not a descriptor number", HandoffEnv, v)
+		return nil, nil, fmt.Errorf("%s=%q: not a descriptor number", HandoffEnv, v)
 	}
 	unix.CloseOnExec(lfd)
 	f := os.NewFile(uintptr(lfd), "fdholder-handoff")
 	defer f.Close()
 	if _, err := f.Seek(0, 0); err != nil {
-		return nil, fmt.Errorf("hand-off list: %w", err)
+		return nil, nil, fmt.Errorf("hand-off list: %w", err)
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 4096), 4096)
 	var out []Passed
+	var file *SocketFile
 	first := true
+	var bad error
 	for sc.Scan() {
 		line := sc.Text()
 		if first {
 			if line != handoffHeader {
-				return nil, fmt.Errorf("hand-off list: header %q, want %q", line, handoffHeader)
+				return nil, nil, fmt.Errorf("hand-off list: header %q, want %q", line, handoffHeader)
 			}
 			first = false
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "socket-file "); ok {
+			var sf SocketFile
+			f := strings.SplitN(rest, " ", 3)
+			if len(f) == 3 {
+				sf.Path = f[2]
+				sf.Dev, err = strconv.ParseUint(f[0], 10, 64)
+				if err == nil {
+					sf.Ino, err = strconv.ParseUint(f[1], 10, 64)
+				}
+			}
+			if len(f) != 3 || err != nil || sf.Path == "" {
+				bad = fmt.Errorf("bad line %q", line)
+				continue
+			}
+			file = &sf
 			continue
 		}
 		num, name, ok := strings.Cut(line, " ")
 		fd, err := strconv.Atoi(num)
 		if !ok || err != nil || fd < 0 {
-			closeAll(out)
-			return nil, fmt.Errorf("hand-off list: bad line %q", line)
+			// Keep reading: every descriptor listed must be closed.
+			bad = fmt.Errorf("bad line %q", line)
+			continue
 		}
 		unix.CloseOnExec(fd)
 		out = append(out, Passed{FD: fd, Name: name})
 	}
-	if err := sc.Err(); err != nil {
+	if err := cmp.Or(sc.Err(), bad); err != nil {
 		closeAll(out)
-		return nil, fmt.Errorf("hand-off list: %w", err)
+		return nil, nil, fmt.Errorf("hand-off list: %w", err)
 	}
-	return out, nil
+	return out, file, nil
 }
 
 func closeAll(ps []Passed) {
