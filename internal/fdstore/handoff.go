@@ -2,8 +2,8 @@ package fdstore
 
 import (
 	"bufio"
-	"cmp"
 	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
