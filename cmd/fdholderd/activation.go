@@ -57,12 +57,16 @@ func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
 
 // recoverFromFDStore holds again every entry recovered from systemd's file
 // descriptor store or an upgrade's hand-off, with its metadata, then drops
-// from the store what recovery found stale (old metadata, sockets no entry
-// holds, unknown descriptors). Loading each entry makes the mirror store it
-// again under new metadata, so the store holds exactly the registry's
-// entries afterwards. It takes ownership of rec's entries; the control
-// listeners are returned as *net.UnixListener, which the caller owns.
+// from the store what recovery found stale (metadata of entries not
+// recovered, sockets no entry holds, unknown descriptors). The recovered
+// entries stay in the store as they are: the mirror adopts them. So the
+// store holds exactly the registry's entries afterwards. It takes
+// ownership of rec's entries; the control listeners are returned as
+// *net.UnixListener, which the caller owns.
 func recoverFromFDStore(log *zap.Logger, reg *holder.Registry, mirror *fdstore.Mirror, rec fdstore.Recovered, source string) ([]*net.UnixListener, error) {
+	if mirror != nil {
+		mirror.Expect(rec.Entries)
+	}
 	loaded := 0
 	for _, e := range rec.Entries {
 		if _, err := reg.Load(e.Entry, e.FD, false); err != nil {
@@ -71,7 +75,8 @@ func recoverFromFDStore(log *zap.Logger, reg *holder.Registry, mirror *fdstore.M
 		}
 		loaded++
 	}
-	if mirror != nil && len(rec.Stale) > 0 {
+	if mirror != nil {
+		mirror.EndRecovery()
 		mirror.Remove(rec.Stale)
 	}
 	if source != "" {

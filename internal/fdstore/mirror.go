@@ -24,11 +24,12 @@ type Mirror struct {
 	log *zap.Logger
 	n   *Notifier
 
-	mu    sync.Mutex
-	next  uint64          // the next metadata sequence number
-	byID  map[uint64]item // held entries, by holder.Change.ID
-	socks map[uint64]int  // stored sockets, by inode: entries holding each
-	buf   []byte          // metadata encoding buffer
+	mu     sync.Mutex
+	next   uint64          // the next metadata sequence number
+	byID   map[uint64]item // held entries, by holder.Change.ID
+	socks  map[uint64]int  // stored sockets, by inode: entries holding each
+	expect map[string]item // recovered entries already in the store, by name
+	buf    []byte          // metadata encoding buffer
 }
 
 type item struct {
@@ -63,6 +64,15 @@ func (m *Mirror) add(c holder.Change) {
 	ino, err := Inode(fd)
 	if err != nil {
 		m.failed(c, "inspect", err)
+		return
+	}
+	if it, ok := m.expect[c.Entry.Name]; ok && c.Why == "load" && it.ino == ino {
+		// Recovered, and still in the store as it is: adopt it, without a
+		// message. systemd compares every descriptor stored with all it
+		// holds, so storing thousands again would take seconds.
+		delete(m.expect, c.Entry.Name)
+		m.socks[ino]++
+		m.byID[c.ID] = it
 		return
 	}
 	if m.socks[ino] == 0 {
@@ -111,6 +121,36 @@ func (m *Mirror) failed(c holder.Change, step string, err error) {
 	m.log.Warn("file descriptor store: cannot mirror a change; the entry is held but may not survive a crash of the holder",
 		zap.String("op", "fdstore"), zap.String("name", c.Entry.Name), zap.String("why", c.Why),
 		zap.String("step", step), zap.Error(err))
+}
+
+// Expect tells the mirror that the recovered entries are in the store
+// already, under their metadata names: when the registry loads them, the
+// mirror adopts them rather than storing them again. Call EndRecovery
+// once they are loaded.
+func (m *Mirror) Expect(entries []Entry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expect = make(map[string]item, len(entries))
+	for _, e := range entries {
+		m.expect[e.Entry.Name] = item{meta: e.MetaName, ino: e.Inode}
+	}
+}
+
+// EndRecovery drops from the store the recovered entries that the
+// registry did not load after all (their metadata, and their sockets if no
+// entry holds them).
+func (m *Mirror) EndRecovery() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, it := range m.expect {
+		m.log.Info("file descriptor store: dropping an entry that was not held again", zap.String("op", "fdstore"),
+			zap.String("name", name), zap.String("fd_name", it.meta))
+		m.n.Remove(it.meta)
+		if m.socks[it.ino] == 0 {
+			m.n.Remove(SocketName(it.ino))
+		}
+	}
+	m.expect = nil
 }
 
 // MetaName returns the store name of the metadata of the entry with the

@@ -2,8 +2,6 @@ package fdstore
 
 import (
 	"cmp"
-	"errors"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -68,8 +66,8 @@ func Listened() ([]Passed, error) {
 // Entry is one recovered entry. The caller owns FD.
 type Entry struct {
 	Meta
-	FD  *sockfd.FD
-	Seq uint64 // of the metadata's store name
+	FD       *sockfd.FD
+	MetaName string // the store name of its metadata, which stays in the store
 }
 
 // Recovered is what Sort made of the passed descriptors.
@@ -83,10 +81,10 @@ type Recovered struct {
 	// The caller owns their descriptors.
 	Entries []Entry
 
-	// Stale are the store names to remove (FDSTOREREMOVE=1): every
-	// metadata name recovered (the entries are stored again under new
-	// ones when they are held), and the names of sockets that no entry
-	// kept. Their descriptors are closed.
+	// Stale are the store names to remove (FDSTOREREMOVE=1): metadata of
+	// entries not recovered, sockets that no entry kept, and descriptors
+	// that are not the store's. Their descriptors are closed. What was
+	// recovered stays in the store as it is (Mirror.Expect adopts it).
 	Stale []string
 
 	// NextSeq is above every metadata sequence number seen.
@@ -135,11 +133,11 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			sockets[ino], socketNames[ino] = p.FD, p.Name
 		case 'm':
 			r.NextSeq = max(r.NextSeq, n+1)
-			r.Stale = append(r.Stale, p.Name)
 			m, err := readMeta(p.FD)
 			closeFD(p.FD)
 			if err != nil {
 				log.Warn("recovery: dropping unreadable metadata", zap.String("fd_name", p.Name), zap.Error(err))
+				r.Stale = append(r.Stale, p.Name)
 				r.Dropped++
 				continue
 			}
@@ -172,12 +170,14 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 		e := m.meta.Entry
 		if i > 0 && metas[i-1].meta.Entry.Name == e.Name {
 			log.Info("recovery: dropping an older copy of an entry", zap.String("name", e.Name), zap.String("fd_name", m.name))
+			r.Stale = append(r.Stale, m.name)
 			r.Dropped++
 			continue
 		}
 		if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
 			log.Info("recovery: entry expired while the holder was down", zap.String("name", e.Name),
 				zap.Time("expired_at", e.ExpiresAt))
+			r.Stale = append(r.Stale, m.name)
 			r.Expired++
 			continue
 		}
@@ -185,6 +185,7 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 		if !ok {
 			log.Warn("recovery: entry lost: its socket is not in the store", zap.String("name", e.Name),
 				zap.String("fd_name", m.name))
+			r.Stale = append(r.Stale, m.name)
 			r.Lost++
 			continue
 		}
@@ -192,11 +193,12 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 		if err != nil {
 			log.Warn("recovery: entry lost: cannot duplicate its socket", zap.String("name", e.Name),
 				zap.Error(os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)))
+			r.Stale = append(r.Stale, m.name)
 			r.Lost++
 			continue
 		}
 		used[m.meta.Inode] = true
-		r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: sockfd.New(dup), Seq: m.seq})
+		r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: sockfd.New(dup), MetaName: m.name})
 	}
 	for ino, fd := range sockets {
 		closeFD(fd)
@@ -231,6 +233,3 @@ func fileKind(m os.FileMode) string {
 		return t.String()
 	}
 }
-
-var _ = errors.New
-var _ = fmt.Sprint
