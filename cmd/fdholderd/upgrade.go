@@ -62,11 +62,13 @@ func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror
 		}
 	}()
 	for _, e := range held {
-		name, ok := "", false
+		var name string
 		if mirror != nil {
-			name, ok = mirror.MetaName(e.ID)
-		}
-		if !ok {
+			var ok bool
+			if name, ok = mirror.MetaName(e.ID); !ok {
+				name = mirror.ReserveName() // its store had failed
+			}
+		} else {
 			name = fdstore.MetaName(*nextSeq)
 			*nextSeq++
 		}

@@ -162,6 +162,16 @@ func (m *Mirror) MetaName(id uint64) (string, bool) {
 	return it.meta, ok
 }
 
+// ReserveName returns a metadata name the mirror will never use, for an
+// entry it has not stored (an upgrade names every entry's metadata).
+func (m *Mirror) ReserveName() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	name := MetaName(m.next)
+	m.next++
+	return name
+}
+
 // Remove drops names from the store (FDSTOREREMOVE=1): what recovery found
 // stale. Failures are logged.
 func (m *Mirror) Remove(names []string) {
