@@ -20,8 +20,9 @@ const (
 	// name sd_listen_fds_with_names(3) and systemd's FDNAME= accept.
 	MaxNameLen = 255
 
-	// MaxRequestSize is the largest request a holder reads. Every version 1
-	// request fits in under 300 bytes; anything longer is refused.
+	// MaxRequestSize is the largest request a holder accepts, but for a
+	// load (MaxLoadRequestSize). Every other version 1 request fits in
+	// under 600 bytes; anything longer is refused.
 	MaxRequestSize = 1024
 
 	// MaxReplySize is the largest reply a holder sends; list replies are
