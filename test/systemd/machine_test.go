@@ -125,12 +125,13 @@ func boot(t testing.TB, dir string) *machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"fdholderd.socket", "fdholderd.service"} {
+	for _, name := range []string{"fdholderd.socket", "fdholderd.service", "example-web.service"} {
 		b, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/"), []byte(dir+"/"))
+		b = bytes.ReplaceAll(b, []byte("/srv/example-web"), []byte(dir+"/web"))
 		if err := os.WriteFile(filepath.Join(units, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/testutil"
 )
 
 // listed is one entry of `fdclient list --json`, without the live queue.
@@ -252,4 +256,67 @@ func TestManyEntriesSurviveKill9(t *testing.T) {
 		t.Errorf("after recovery: NFileDescriptorStore = %s, want %d", got, 2*n)
 	}
 	m.must("systemctl", "stop", "fdholderd.service", "fdholderd.socket")
+}
+
+// TestExampleService runs the shipped example unit, gunicorn started
+// through fdclient exec, under the shipped holder units: it serves on the
+// held socket, and after a restart of the service the very same socket
+// (same stored time, same owner) serves again.
+func TestExampleService(t *testing.T) {
+	needMachine(t)
+	out, err := exec.Command("/usr/bin/python3", "-c", "import gunicorn").CombinedOutput()
+	testutil.NeedPeer(t, err == nil, "the example runs /usr/bin/python3 -m gunicorn (apt-get install python3-gunicorn): %v %s", err, out)
+	dir := scratchDir(t)
+	buildBinaries(t, dir)
+	if err := os.MkdirAll(filepath.Join(dir, "web"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	app := "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'hello from the example\\n']\n"
+	if err := os.WriteFile(filepath.Join(dir, "web", "app.py"), []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := boot(t, dir)
+	fdclient := dir + "/fdclient"
+	const ctl = "/run/fdholder/fdholder.sock"
+
+	m.must("systemctl", "start", "example-web.service")
+	if s := m.show("fdholderd.socket", "ActiveState"); s != "active" {
+		t.Errorf("the example pulled in fdholderd.socket: ActiveState %q, want active", s)
+	}
+	get := func() string {
+		t.Helper()
+		var body string
+		m.waitFor("the example to answer", func() bool {
+			err := m.inNetns(func() error {
+				conn, err := net.DialTimeout("tcp", "127.0.0.1:8080", time.Second)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+					return err
+				}
+				b, err := io.ReadAll(conn)
+				body = string(b)
+				return err
+			})
+			return err == nil && strings.HasSuffix(body, "hello from the example\n")
+		})
+		return body
+	}
+	if r := get(); !strings.HasPrefix(r, "HTTP/1.0 200") {
+		t.Errorf("reply %q", r)
+	}
+	before := list(t, m, fdclient, ctl)
+	if len(before) != 1 || before[0].Name != "web" || before[0].Address != "127.0.0.1:8080" {
+		t.Fatalf("held: %+v, want web on 127.0.0.1:8080", before)
+	}
+
+	m.must("systemctl", "restart", "example-web.service")
+	get()
+	if after := list(t, m, fdclient, ctl); !reflect.DeepEqual(after, before) {
+		t.Errorf("after a restart of the service:\n got %+v\nwant %+v (the same socket)", after, before)
+	}
+	m.must("systemctl", "stop", "example-web.service", "fdholderd.service", "fdholderd.socket")
 }
