@@ -151,13 +151,24 @@ func boot(t testing.TB, dir string) *machine {
 		"--uts", "--ipc", "--cgroup", "--net", "--propagation", "private", script, dir)
 	m.unshare.Stdout, m.unshare.Stderr = m.log, m.log
 	m.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread() // Pdeathsig follows the thread that forked
-	err = m.unshare.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
+	// Pdeathsig fires when the *thread* that forked exits, and the Go
+	// runtime ends a thread whose goroutine exits while locked to it (as
+	// inNetns does). So fork from a thread of its own, kept until the end.
+	started, release := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- m.unshare.Start()
+		<-release
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
+		close(release)
 		t.Fatalf("unshare: %v", err)
 	}
-	t.Cleanup(m.kill)
+	t.Cleanup(func() {
+		m.kill()
+		close(release)
+	})
 
 	deadline := time.Now().Add(waitTimeout)
 	for m.pid == 0 {

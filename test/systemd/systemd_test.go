@@ -35,8 +35,8 @@ type listed struct {
 // socket activation, readiness and status, entries stored through
 // fdclient, kill -9 of the holder with every entry recovered with its
 // metadata from the file descriptor store and a recovered listener still
-// accepting, an upgrade in place (systemctl reload: SIGUSR2, same pid), and
-// a clean stop that empties the store.
+// accepting, an upgrade in place (systemctl reload: SIGUSR2, same pid), a
+// systemctl restart, and a clean stop that empties the store.
 func TestUnitsUnderSystemd(t *testing.T) {
 	needMachine(t)
 	dir := scratchDir(t)
@@ -110,6 +110,16 @@ func TestUnitsUnderSystemd(t *testing.T) {
 		t.Errorf("after the upgrade: NFileDescriptorStore = %s, want 6", n)
 	}
 	checkAccepts(t, m, ctl, "web")
+
+	// systemctl restart: a graceful stop, then a start; the store is kept.
+	pid = m.show("fdholderd.service", "MainPID")
+	m.must("systemctl", "restart", "fdholderd.service")
+	if p := m.show("fdholderd.service", "MainPID"); p == pid || m.show("fdholderd.service", "ActiveState") != "active" {
+		t.Fatalf("after systemctl restart: MainPID %s (was %s), %s", p, pid, m.show("fdholderd.service", "ActiveState"))
+	}
+	if after := list(t, m, fdclient, ctl); !reflect.DeepEqual(after, before) {
+		t.Errorf("after systemctl restart:\n got %+v\nwant %+v", after, before)
+	}
 
 	// A delete is mirrored: the store drops the socket and its metadata.
 	m.must(fdclient, "--socket", ctl, "delete", "app/unix")
@@ -313,10 +323,16 @@ func TestExampleService(t *testing.T) {
 		t.Fatalf("held: %+v, want web on 127.0.0.1:8080", before)
 	}
 
-	m.must("systemctl", "restart", "example-web.service")
+	if _, err := m.run("systemctl", "restart", "example-web.service"); err != nil {
+		j, _ := m.run("journalctl", "--no-pager", "-n", "80")
+		t.Fatalf("%v\n%s", err, j)
+	}
 	get()
 	if after := list(t, m, fdclient, ctl); !reflect.DeepEqual(after, before) {
 		t.Errorf("after a restart of the service:\n got %+v\nwant %+v (the same socket)", after, before)
 	}
-	m.must("systemctl", "stop", "example-web.service", "fdholderd.service", "fdholderd.socket")
+	if _, err := m.run("systemctl", "stop", "example-web.service", "fdholderd.service", "fdholderd.socket"); err != nil {
+		j, _ := m.run("journalctl", "--no-pager", "-n", "80")
+		t.Fatalf("%v\n%s", err, j)
+	}
 }
