@@ -2,6 +2,7 @@ package fdstore
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"reflect"
@@ -30,11 +31,13 @@ type store struct {
 	conn *net.UnixConn
 	path string
 
-	mu    sync.Mutex
-	fds   []stored
-	msgs  int
-	done  chan struct{}
-	close sync.Once
+	mu         sync.Mutex
+	fds        []stored
+	msgs       int
+	markers    int    // sync markers sent
+	lastMarker string // the last one handled
+	done       chan struct{}
+	close      sync.Once
 }
 
 type stored struct {
@@ -92,15 +95,16 @@ func (s *store) handle(msg string, fds []int) {
 		}
 	next:
 		for _, fd := range fds {
-			ino, _ := Inode(fd)
 			for _, have := range s.fds {
-				if i, _ := Inode(have.fd); i == ino {
+				if sameFile(have.fd, fd) {
 					unix.Close(fd) // already stored
 					continue next
 				}
 			}
 			s.fds = append(s.fds, stored{name: vars["FDNAME"], fd: fd})
 		}
+	case vars["FDSTOREREMOVE"] == "1" && strings.HasPrefix(vars["FDNAME"], "sync-marker-"):
+		s.lastMarker = vars["FDNAME"]
 	case vars["FDSTOREREMOVE"] == "1":
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -118,6 +122,18 @@ func (s *store) handle(msg string, fds []int) {
 		}
 		s.t.Errorf("unexpected notification %q", msg)
 	}
+}
+
+// sameFile reports whether a and b are the same file, by device and inode
+// (systemd's same_fd uses kcmp(2) KCMP_FILE first; for sockets, whose
+// kernel object has a single file, the two agree). The device matters: a
+// memfd's inode number can equal a socket's.
+func sameFile(a, b int) bool {
+	var sa, sb unix.Stat_t
+	if unix.Fstat(a, &sa) != nil || unix.Fstat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // passed hands the store's descriptors over, as systemd passes them at the
@@ -147,26 +163,28 @@ func (s *store) names() []string {
 	return out
 }
 
-// sync waits until the store has read every message sent so far: a
-// datagram socket delivers in order, so a marker message is enough.
+// sync waits until the store has handled every message sent so far: a
+// datagram socket delivers in order, so once a marker sent now has been
+// handled, so has everything before it.
 func (s *store) sync(n *Notifier) {
 	s.t.Helper()
 	s.mu.Lock()
-	want := s.msgs + 1
+	s.markers++
+	marker := fmt.Sprintf("sync-marker-%d", s.markers)
 	s.mu.Unlock()
-	if err := n.Send("FDSTOREREMOVE=1\nFDNAME=sync-marker"); err != nil {
+	if err := n.Send("FDSTOREREMOVE=1\nFDNAME=" + marker); err != nil {
 		s.t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
-		got := s.msgs
+		seen := s.lastMarker == marker
 		s.mu.Unlock()
-		if got >= want {
+		if seen {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatal("the store did not read the notifications")
+			s.t.Fatal("the store did not handle the notifications")
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -381,9 +399,16 @@ func TestMirrorStoreRacesDelete(t *testing.T) {
 	}
 	wg.Wait()
 	st.sync(n)
-	_, got := recovered(t, st)
+	rec, got := recovered(t, st)
 	if w := want(t, reg); !reflect.DeepEqual(got, w) {
-		t.Errorf("after the race, recovered:\n got %+v\nwant %+v", got, w)
+		brief := func(m map[string]Meta) string {
+			var b strings.Builder
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				fmt.Fprintf(&b, "%s:pid%d/ino%d/%v ", k, m[k].Entry.PID, m[k].Inode, m[k].Entry.StoredAt.Format("05.000000"))
+			}
+			return b.String()
+		}
+		t.Errorf("after the race, recovered:\n got %s\nwant %s\nstore %q, lost %d dropped %d", brief(got), brief(w), st.names(), rec.Lost, rec.Dropped)
 	}
 }
 

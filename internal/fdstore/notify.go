@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,8 +17,8 @@ const sendTimeout = 5 * time.Second
 
 // Notifier sends notifications with descriptors to the service manager
 // (sd_pid_notify_with_fds(3)). go-systemd's daemon.SdNotify cannot attach
-// descriptors, which FDSTORE=1 needs. A Notifier is not safe for
-// concurrent use.
+// descriptors, which FDSTORE=1 needs. A Notifier is safe for concurrent
+// use.
 //
 // It owns a blocking, unbound AF_UNIX SOCK_DGRAM socket kept out of the Go
 // netpoller, as sd_notify's own: Go's net package refuses WriteMsgUnix on a
@@ -25,6 +26,7 @@ const sendTimeout = 5 * time.Second
 // send, which sendmsg(2) takes here directly. SO_SNDTIMEO bounds a send.
 type Notifier struct {
 	fd int
+	mu sync.Mutex // guards sa: x/sys/unix encodes it in place on each send
 	sa *unix.SockaddrUnix
 }
 
@@ -75,6 +77,8 @@ func (n *Notifier) Send(state string, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	for {
 		err := unix.Sendmsg(n.fd, []byte(state), oob, n.sa, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
