@@ -212,16 +212,23 @@ func TestUpgradeUnderGets(t *testing.T) {
 // run, then asks for an upgrade: fdholderd logs why, keeps serving with
 // every entry, and upgrades once the binary is fixed.
 func TestFailedUpgradeKeepsServing(t *testing.T) {
+	const refused = "upgrade refused; still serving with every entry"
 	tests := []struct {
 		name  string
 		write func(w io.Writer)
 		mode  os.FileMode
-		want  error // in the error logged
+		want  error  // in the error logged
+		msg   string // the line logged
 	}{
-		{name: "not executable", write: copyOf(t), mode: 0o644},
-		{name: "not an ELF file", write: text("this is not a program\n"), mode: 0o755, want: syscall.ENOEXEC},
-		{name: "check fails", write: text("#!/bin/sh\necho broken >&2\nexit 3\n"), mode: 0o755},
-		{name: "missing"},
+		{name: "not executable", write: copyOf(t), mode: 0o644, msg: refused},
+		{name: "not an ELF file", write: text("this is not a program\n"), mode: 0o755, want: syscall.ENOEXEC, msg: refused},
+		{name: "check fails", write: text("#!/bin/sh\necho broken >&2\nexit 3\n"), mode: 0o755, msg: refused},
+		{name: "missing", msg: refused},
+		// The check passes, then the binary turns into one execve(2)
+		// refuses: the server was stopped, and serves again.
+		{name: "execve fails after the check", mode: 0o755, want: syscall.ENOEXEC,
+			msg: "upgrade failed; serving again with every entry",
+			write: text("#!/bin/sh\nprintf 'garbage\\n' > \"$0.new\" && chmod 755 \"$0.new\" && mv \"$0.new\" \"$0\"\n")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,6 +239,7 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 			d := startServing(t, daemonOpts{socket: path, bin: exe})
 			c := dial(t, path)
 			before := storeEntries(t, c, dir, 3)
+			fds := testutil.CountFDs(t, d.pid())
 
 			if tt.write == nil {
 				if err := os.Remove(exe); err != nil {
@@ -241,7 +249,7 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 				replaceBinary(t, exe, tt.write, tt.mode)
 			}
 			d.signal(syscall.SIGUSR2)
-			r := d.waitFor("refusal", func(r record) bool { return r.str("msg") == "upgrade refused; still serving with every entry" })
+			r := d.waitFor("refusal", func(r record) bool { return r.str("msg") == tt.msg })
 			t.Logf("logged: %s", r.str("error"))
 			if r.str("error") == "" {
 				t.Errorf("the refusal does not say why: %v", r)
@@ -257,6 +265,11 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 				t.Errorf("after the failed upgrade:\n got %+v\nwant %+v", after, before)
 			}
 			storeGet(t, c, "still-serving")
+			// No descriptor was left behind: one more entry is held, and
+			// the client is connected once, as before.
+			if now := testutil.CountFDs(t, d.pid()); now != fds+1 {
+				t.Errorf("fdholderd has %d descriptors open, want %d (%d before, and the new entry)", now, fds+1, fds)
+			}
 
 			// Fixed, the binary upgrades.
 			copyBinary(t, dir)
