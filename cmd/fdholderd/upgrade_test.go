@@ -227,7 +227,7 @@ func TestFailedUpgradeKeepsServing(t *testing.T) {
 		// The check passes, then the binary turns into one execve(2)
 		// refuses: the server was stopped, and serves again.
 		{name: "execve fails after the check", mode: 0o755, want: syscall.ENOEXEC,
-			msg: "upgrade failed; serving again with every entry",
+			msg:   "upgrade failed; serving again with every entry",
 			write: text("#!/bin/sh\nprintf 'garbage\\n' > \"$0.new\" && chmod 755 \"$0.new\" && mv \"$0.new\" \"$0\"\n")},
 	}
 	for _, tt := range tests {
