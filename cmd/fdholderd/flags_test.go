@@ -28,6 +28,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "error", args: []string{"--log-level", "error"}, want: config{logFormat: "console", logLevel: zapcore.ErrorLevel}},
 		{name: "last wins", args: []string{"--log-level", "debug", "--log-level", "warn"}, want: config{logFormat: "console", logLevel: zapcore.WarnLevel}},
 		{name: "all", args: []string{"--socket", "/s", "--log-format", "json", "--log-level", "error"}, want: config{socket: "/s", logFormat: "json", logLevel: zapcore.ErrorLevel}},
+		{name: "check", args: []string{"--check"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, check: true}},
 		{name: "help", args: []string{"--help"}, wantErr: flag.ErrHelp},
 		{name: "h", args: []string{"-h"}, wantErr: flag.ErrHelp},
 		{name: "unknown format", args: []string{"--log-format", "xml"}, wantErr: errUsage},
