@@ -1,7 +1,6 @@
 package holder
 
 import (
-	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -66,8 +65,8 @@ type Limits struct {
 	FDReserve int
 }
 
-// withDefaults fills in zero fields.
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -120,9 +119,4 @@ func (s *Server) storeLimits(uid uint32, privileged, newName bool, after Counts)
 		return proto.Errorf(proto.CodeLimit, "uid %d holds its maximum of %d entries", uid, s.limits.MaxEntriesPerUID)
 	}
 	return nil
-}
-
-func (l Limits) String() string {
-	return fmt.Sprintf("conns=%d entries=%d per_uid=%d idle=%v request=%v reserve=%d",
-		l.MaxConns, l.MaxEntries, l.MaxEntriesPerUID, l.IdleTimeout, l.RequestTimeout, l.FDReserve)
 }

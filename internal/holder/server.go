@@ -69,7 +69,7 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 	s := &Server{
 		reg:       reg,
 		log:       log,
-		limits:    opts.Limits.withDefaults(),
+		limits:    opts.Limits.WithDefaults(),
 		holderUID: uint32(os.Getuid()),
 		listeners: make(map[*net.UnixListener]struct{}),
 		conns:     make(map[*proto.Conn]bool),
@@ -397,8 +397,8 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 		return c.replyErr(req.Op, err)
 	}
 	guard := func(old *proto.Entry, after Counts) error {
-		if old != nil {
-			if err := c.ownerGuard(req.Op)(old); err != nil {
+		if og := c.ownerGuard(req.Op); old != nil && og != nil {
+			if err := og(old); err != nil {
 				return err
 			}
 		}
