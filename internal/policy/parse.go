@@ -311,7 +311,7 @@ func (p *parser) valueDepth(depth int) (value, error) {
 		return p.array()
 	case c == '{':
 		return value{}, p.errorf(line, "inline tables are not supported")
-	case c == 't' || c == 'f':
+	case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
 		w := p.bareKey()
 		switch w {
 		case "true":
