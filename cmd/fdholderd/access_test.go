@@ -82,7 +82,13 @@ func waitFDs(t testing.TB, d *daemon, want int) {
 	t.Helper()
 	got := d.settledFDs(want)
 	if got != want {
-		t.Errorf("the holder has %d descriptors open, want %d", got, want)
+		var open []string
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.pid()))
+		for _, e := range ents {
+			target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", d.pid(), e.Name()))
+			open = append(open, e.Name()+" -> "+target)
+		}
+		t.Errorf("the holder has %d descriptors open, want %d:\n  %s", got, want, strings.Join(open, "\n  "))
 	}
 }
 

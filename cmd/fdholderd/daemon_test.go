@@ -493,3 +493,21 @@ func (d *daemon) settledFDs(want int) int {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// stableFDs returns the daemon's descriptor count once it has stopped
+// changing (the same over 100ms): goroutines close connections a moment
+// after their clients hang up.
+func (d *daemon) stableFDs() int {
+	d.t.Helper()
+	last := testutil.CountFDs(d.t, d.pid())
+	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		n := testutil.CountFDs(d.t, d.pid())
+		if n == last {
+			return n
+		}
+		last = n
+	}
+	d.t.Fatalf("fdholderd's descriptor count did not settle in %v", waitTimeout)
+	return 0
+}
