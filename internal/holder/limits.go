@@ -1,6 +1,7 @@
 package holder
 
 import (
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -86,11 +87,12 @@ func (l Limits) WithDefaults() Limits {
 }
 
 // fdRoom refuses a store when the holder is near its descriptor limit. The
-// number of open descriptors is estimated without a system call per
-// descriptor: the kernel hands out the lowest free number (open(2)), so
-// the stored descriptor's number says that every number below it is in
-// use; and every held entry and connection has one. The soft limit is
-// read live (getrlimit(2)): an operator may change it with prlimit(1).
+// number of open descriptors is first estimated without reading anything:
+// the kernel hands out the lowest free number (open(2)), so every number
+// below the stored descriptor's is in use; and every held entry and
+// connection has one. Within twice the reserve of the limit it counts them
+// exactly in /proc/self/fd. The soft limit is read live (getrlimit(2)): an
+// operator may change it with prlimit(1).
 func (s *Server) fdRoom(fd *sockfd.FD) error {
 	if s.limits.FDReserve < 0 {
 		return nil
@@ -103,6 +105,12 @@ func (s *Server) fdRoom(fd *sockfd.FD) error {
 	conns := len(s.conns)
 	s.mu.Unlock()
 	used := uint64(max(fd.Sysfd()+1, s.reg.Len()+conns+1))
+	if used+2*uint64(s.limits.FDReserve) > rl.Cur {
+		// Close to the limit: count exactly, once per store from here on.
+		if n, err := openFDs(); err == nil {
+			used = max(used, uint64(n))
+		}
+	}
 	if used+uint64(s.limits.FDReserve) > rl.Cur {
 		return proto.Errorf(proto.CodeLimit, "the holder is near its descriptor limit (RLIMIT_NOFILE %d, %d kept in reserve)", rl.Cur, s.limits.FDReserve)
 	}
@@ -119,4 +127,14 @@ func (s *Server) storeLimits(uid uint32, privileged, newName bool, after Counts)
 		return proto.Errorf(proto.CodeLimit, "uid %d holds its maximum of %d entries", uid, s.limits.MaxEntriesPerUID)
 	}
 	return nil
+}
+
+// openFDs counts this process's open descriptors (proc(5), /proc/self/fd),
+// not counting the one reading the directory.
+func openFDs() (int, error) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	return len(ents) - 1, nil
 }
