@@ -267,11 +267,24 @@ type conn struct {
 	in         []byte        // the request buffer
 	out        []byte        // the reply buffer, reused
 	page       []proto.Entry // list page buffer, reused
+
+	// now is when the last request arrived (or the connection was
+	// accepted); readArmed and writeArmed when the read (idle) and write
+	// (request) deadlines were last set.
+	now, readArmed, writeArmed time.Time
 }
+
+// deadlineSlack: a deadline is set 1/deadlineSlack of its timeout further
+// than needed, and moved only once that slack is used up, rather than at
+// every request: setting a deadline updates a runtime timer on every
+// request otherwise. So a connection is closed after between IdleTimeout
+// and 9/8 of it without a request, and a reply may block between
+// RequestTimeout and 9/8 of it.
+const deadlineSlack = 8
 
 func (s *Server) serveConn(pc *proto.Conn) {
 	defer s.untrack(pc)
-	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512)}
+	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512), now: time.Now()}
 	p, err := peerOf(pc)
 	if err != nil {
 		s.log.Warn("cannot identify peer; closing", zap.Error(err))
@@ -281,15 +294,21 @@ func (s *Server) serveConn(pc *proto.Conn) {
 	c.privileged = p.UID == 0 || p.UID == s.holderUID
 	idle := s.limits.IdleTimeout
 	for {
-		if idle > 0 {
-			pc.SetReadDeadline(time.Now().Add(idle))
+		if idle > 0 && c.now.Sub(c.readArmed) > idle/deadlineSlack {
+			c.readArmed = c.now
+			pc.SetReadDeadline(c.now.Add(idle + idle/deadlineSlack))
 			// Shutdown sets the flag, then an expired deadline: either this
-			// sees the flag, or Shutdown's deadline comes after this one.
+			// sees the flag, or Shutdown's deadline comes after this one
+			// (and is not overwritten until the next re-arm, which checks
+			// the flag again).
 			if s.shutdown.Load() {
 				return
 			}
 		}
 		n, fd, err := pc.Recv(c.in)
+		// One clock reading per request serves both deadlines: they move
+		// only by eighths of their timeouts, so microseconds do not matter.
+		c.now = time.Now()
 		if err != nil {
 			var pe *proto.Error
 			if !errors.As(err, &pe) {
@@ -508,7 +527,10 @@ func (c *conn) reply(r *proto.Reply, fd *sockfd.FD) bool {
 	}
 	c.out = out
 	if t := c.s.limits.RequestTimeout; t > 0 {
-		c.c.UnixConn().SetWriteDeadline(time.Now().Add(t))
+		if c.now.Sub(c.writeArmed) > t/deadlineSlack {
+			c.writeArmed = c.now
+			c.c.UnixConn().SetWriteDeadline(c.now.Add(t + t/deadlineSlack))
+		}
 	}
 	if err := c.c.Send(out, fd); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
