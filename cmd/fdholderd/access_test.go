@@ -325,3 +325,15 @@ func TestBadPolicyStopsStartup(t *testing.T) {
 		t.Errorf("missing policy: exit %d, stderr %q", code, stderr)
 	}
 }
+
+func TestSIGHUPWithoutPolicy(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := socketPath(t)
+	d := startServing(t, daemonOpts{socket: path})
+	d.signal(syscall.SIGHUP)
+	d.waitFor("the SIGHUP line", func(r record) bool { return r.str("msg") == "SIGHUP: no --policy to reload" })
+	c := dial(t, path)
+	storeGet(t, c, "still")
+	c.Close()
+	d.stop()
+}

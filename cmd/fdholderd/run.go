@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
+	hup, releaseHUP := catchHUP()
+	defer releaseHUP()
 
 	// A policy that does not load stops the start, before any socket exists.
 	access, err := loadAccess(cfg, log)
@@ -106,7 +108,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	}
 
 	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits})
-	stopReload := reloadOnHUP(cfg, log, srv)
+	stopReload := reloadOnHUP(cfg, log, srv, hup)
 	defer stopReload()
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.

@@ -31,13 +31,19 @@ func loadAccess(cfg config, log *zap.Logger) (holder.Access, error) {
 	return p, nil
 }
 
-// reloadOnHUP reloads the policy on each SIGHUP until stop is called. A
-// policy that fails to load leaves the one in force: the holder never runs
-// with a half-read file. SIGHUP is caught from the start (its default
-// action would end the holder), even without --policy.
-func reloadOnHUP(cfg config, log *zap.Logger, srv *holder.Server) (stop func()) {
-	hup := make(chan os.Signal, 1)
+// catchHUP starts catching SIGHUP, whose default action would end the
+// holder, from the start of serve, even without --policy. The signals are
+// handled by reloadOnHUP once the server exists; release stops catching.
+func catchHUP() (hup chan os.Signal, release func()) {
+	hup = make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup, func() { signal.Stop(hup) }
+}
+
+// reloadOnHUP reloads the policy on each SIGHUP from hup until stop is
+// called. A policy that fails to load leaves the one in force: the holder
+// never runs with a half-read file.
+func reloadOnHUP(cfg config, log *zap.Logger, srv *holder.Server, hup <-chan os.Signal) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -59,7 +65,7 @@ func reloadOnHUP(cfg config, log *zap.Logger, srv *holder.Server) (stop func()) 
 			log.Info("policy reloaded", zap.String("policy", cfg.policy), zap.Int("rules", len(p.Rules())))
 		}
 	}()
-	return func() { signal.Stop(hup); close(done) }
+	return func() { close(done) }
 }
 
 // socketOptions turns --socket-mode and --socket-group into ctlsock's.
