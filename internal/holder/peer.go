@@ -78,6 +78,10 @@ func peerGroups(fd int) ([]uint32, error) {
 			return groups, nil
 		case errno == unix.ERANGE && int(n) > len(buf):
 			buf = make([]byte, n)
+		case errno == unix.ENOPROTOOPT:
+			// A kernel older than 4.13: only the primary group is known,
+			// so rules by gid match only that.
+			return nil, nil
 		default:
 			return nil, os.NewSyscallError("getsockopt SO_PEERGROUPS", errno)
 		}
