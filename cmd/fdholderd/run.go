@@ -57,6 +57,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
+	hup, releaseHUP := catchHUP()
+	defer releaseHUP()
+
+	// A policy that does not load stops the start, before any socket exists.
+	access, err := loadAccess(cfg, log)
+	if err != nil {
+		return err
+	}
+	limits := cfg.limits
+	raiseNoFile(log, limits.WithDefaults())
+	sockOpts, err := socketOptions(cfg)
+	if err != nil {
+		return err
+	}
 
 	// The registry reports changes to the notifier, which reads the count
 	// back from the registry on its own goroutine: OnChange never blocks.
@@ -75,12 +89,15 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		if cfg.socket != "" {
 			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
 		}
+		if cfg.socketMode != 0 || cfg.socketGroup != "" {
+			log.Warn("socket activation: --socket-mode and --socket-group are ignored; set SocketMode= and SocketGroup= in the .socket unit")
+		}
 	} else {
 		path := cfg.socket
 		if path == "" {
 			path = fdholder.SocketPath()
 		}
-		sock, err = ctlsock.Listen(sigCtx, path)
+		sock, err = ctlsock.ListenWith(sigCtx, path, sockOpts)
 		if err != nil {
 			return err
 		}
@@ -90,7 +107,9 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		lns = []*net.UnixListener{sock.Listener}
 	}
 
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log})
+	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits})
+	stopReload := reloadOnHUP(cfg, log, srv, hup)
+	defer stopReload()
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.
 	serveCtx := context.WithoutCancel(ctx)

@@ -6,6 +6,16 @@
 // taken, or the registry is closed, and never while a get is still sending
 // it (entries are reference counted for that).
 //
+// Access control: the Server identifies each peer once, when it accepts
+// the connection (SO_PEERCRED and SO_PEERGROUPS, socket(7)), and asks its
+// Access hook about every request of a peer other than root and the
+// holder's own uid; checks that depend on an entry's owner run under the
+// registry's lock, so that the entry cannot change in between. The policy
+// file and its parser live in internal/policy, which implements Access;
+// this package does not import it. The Server also enforces the Limits
+// (connections, entries in total and per uid, idle and request timeouts,
+// a reserve of descriptors).
+//
 // The package knows nothing of systemd, of command-line flags or of where
 // the control socket lives: cmd/fdholderd wires those.
 package holder
