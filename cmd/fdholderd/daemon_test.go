@@ -20,8 +20,9 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// binary is the fdholderd built by TestMain.
-var binary string
+// binary is the fdholderd built by TestMain; fdclientBin and peerBin are
+// the clients the security tests run as other uids.
+var binary, fdclientBin, peerBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fdholderd-test")
@@ -30,6 +31,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary, err = testutil.BuildBinary(dir, "fdholderd")
+	if err == nil {
+		fdclientBin, err = testutil.BuildBinary(dir, "fdclient")
+	}
+	if err == nil {
+		peerBin, err = buildPeer(dir)
+	}
+	if err == nil {
+		// Other uids run the clients from here.
+		err = os.Chmod(dir, 0o755)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
@@ -472,4 +483,36 @@ func (d *daemon) waitStalled(match func(record) bool, since int, quiet time.Dura
 			d.t.Fatalf("the holder did not stall within %v", waitTimeout)
 		}
 	}
+}
+
+// settledFDs waits up to waitTimeout for the daemon's descriptor count to
+// come down to want, and returns the last count seen.
+func (d *daemon) settledFDs(want int) int {
+	d.t.Helper()
+	var got int
+	for deadline := time.Now().Add(waitTimeout); ; {
+		got = testutil.CountFDs(d.t, d.pid())
+		if got <= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stableFDs returns the daemon's descriptor count once it has stopped
+// changing (the same over 100ms): goroutines close connections a moment
+// after their clients hang up.
+func (d *daemon) stableFDs() int {
+	d.t.Helper()
+	last := testutil.CountFDs(d.t, d.pid())
+	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		n := testutil.CountFDs(d.t, d.pid())
+		if n == last {
+			return n
+		}
+		last = n
+	}
+	d.t.Fatalf("fdholderd's descriptor count did not settle in %v", waitTimeout)
+	return 0
 }

@@ -5,8 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/fdholder/fdholder/internal/holder"
 )
 
 // config is the parsed command line.
@@ -15,12 +20,20 @@ type config struct {
 	logFormat string // console or json
 	logLevel  zapcore.Level
 	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+
+	policy      string      // from --policy; empty: root and the holder's uid only
+	socketMode  os.FileMode // from --socket-mode; 0: 0600
+	socketGroup string      // from --socket-group, a name or a gid; empty: the holder's group
+	// limits from the limit flags: a zero field is the default, a
+	// negative one turns the limit off (the flags take 0 for that).
+	limits holder.Limits
 }
 
 // errUsage marks a command line that cannot be run (exit status 2).
 var errUsage = errors.New("usage error")
 
-const usage = `Usage: fdholderd [--socket PATH] [--log-format console|json] [--log-level LEVEL]
+const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
+                 [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
        fdholderd --check
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
@@ -30,11 +43,35 @@ talk to it with fdclient or the Go package github.com/fdholder/fdholder.
 
 Options:
   --socket PATH         the control socket to create (see "Socket path")
+  --socket-mode MODE    the socket file's mode, in octal (default 0600): who
+                        may connect at all. 0660 with --socket-group lets a
+                        group connect; what it may then do is the policy's
+  --socket-group GROUP  the socket file's group, a name or a number
+  --policy FILE         the access policy (a TOML subset; docs/security.md).
+                        Without it root and fdholderd's own uid may do
+                        everything and every other uid nothing. A bad file
+                        stops start-up with the line at fault; SIGHUP reloads
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
   --check               print "fdholderd: ok" and exit 0: an upgrade runs the
                         new binary so before executing it
   -h, --help            print this help and exit
+
+Limits (0 turns a limit off; each refusal is logged and answered with
+"limit reached", and fdclient exits 1):
+  --max-conns N             connections served at once (default 1024); one
+                            more gets "limit reached" to its first request
+  --max-entries N           entries held in total (default 1048576)
+  --max-entries-per-uid N   entries held for one uid other than root and
+                            fdholderd's own (default 4096)
+  --idle-timeout DUR        close a connection idle this long (default 5m)
+  --request-timeout DUR     close a connection whose client does not read
+                            its reply within DUR (default 10s)
+  --fd-reserve N            descriptors kept free under RLIMIT_NOFILE: a
+                            store that would use them is refused (default 64)
+  Requests are at most 1024 bytes (a load, 64 KiB), and a store carries
+  exactly one descriptor; fdholderd raises its RLIMIT_NOFILE soft limit to the hard
+  limit at start.
 
 Socket path, the first that applies:
   1. systemd socket activation (LISTEN_FDS): every listening AF_UNIX
@@ -46,15 +83,18 @@ Socket path, the first that applies:
   6. $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR defaults to /tmp)
 
 The socket's directory is created (mode 0755) and the socket is an AF_UNIX
-SOCK_SEQPACKET socket in mode 0600. fdholderd refuses to start if a holder
-already serves on the path, or if the path exists and is not a socket; a
-stale socket file (nobody listening) is replaced. On exit the socket file is
+SOCK_SEQPACKET socket in mode 0600 (see --socket-mode and --socket-group),
+with that mode and group from its first moment. fdholderd refuses to start
+if a holder already serves on the path, or if the path exists and is not a
+socket; a stale socket file (nobody listening) is replaced. On exit the socket file is
 removed, unless another holder has replaced it since or systemd created it.
 
 Signals:
   SIGTERM, SIGINT   stop accepting, let the requests in flight finish (at
                     most 10s), close every held socket, and exit 0. A second
                     signal cuts the wait short and exits 1.
+  SIGHUP            reload --policy FILE; a file that does not load is
+                    logged and the policy in force is kept
   SIGUSR2           upgrade in place: run the binary at fdholderd's own path
                     with --check, then stop accepting, let the requests in
                     flight finish, close the open connections (clients
@@ -85,7 +125,8 @@ Environment:
                     set by an upgrade for the new binary; not for users
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
-peer_pid, result, error) and lines for start-up and shutdown. An error that
+peer_pid, result, error, and on a denial the rule that decided) and lines
+for start-up, reloads, limits hit and shutdown. An error that
 stops fdholderd is printed as one line "fdholderd: ..." on stderr.
 
 Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
@@ -122,6 +163,54 @@ func parseFlags(args []string) (config, error) {
 		}
 		return fmt.Errorf("%q is not debug, info, warn or error", s)
 	})
+	fs.StringVar(&cfg.policy, "policy", "", "")
+	fs.Func("socket-mode", "", func(s string) error {
+		m, err := strconv.ParseUint(s, 8, 32)
+		if err != nil || m == 0 || m > 0o777 {
+			return fmt.Errorf("%q is not an octal file mode between 0001 and 0777", s)
+		}
+		cfg.socketMode = os.FileMode(m)
+		return nil
+	})
+	fs.Func("socket-group", "", func(s string) error {
+		if s == "" {
+			return errors.New("empty group")
+		}
+		cfg.socketGroup = s
+		return nil
+	})
+	count := func(name string, v *int) {
+		fs.Func(name, "", func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%q is not a count (0 or more)", s)
+			}
+			*v = n
+			if n == 0 {
+				*v = -1 // off
+			}
+			return nil
+		})
+	}
+	duration := func(name string, v *time.Duration) {
+		fs.Func(name, "", func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return fmt.Errorf("%q is not a duration (such as 30s or 5m)", s)
+			}
+			*v = d
+			if d == 0 {
+				*v = -1 // off
+			}
+			return nil
+		})
+	}
+	count("max-conns", &cfg.limits.MaxConns)
+	count("max-entries", &cfg.limits.MaxEntries)
+	count("max-entries-per-uid", &cfg.limits.MaxEntriesPerUID)
+	count("fd-reserve", &cfg.limits.FDReserve)
+	duration("idle-timeout", &cfg.limits.IdleTimeout)
+	duration("request-timeout", &cfg.limits.RequestTimeout)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return config{}, err

@@ -5,8 +5,11 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/fdholder/fdholder/internal/holder"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -29,6 +32,21 @@ func TestParseFlags(t *testing.T) {
 		{name: "last wins", args: []string{"--log-level", "debug", "--log-level", "warn"}, want: config{logFormat: "console", logLevel: zapcore.WarnLevel}},
 		{name: "all", args: []string{"--socket", "/s", "--log-format", "json", "--log-level", "error"}, want: config{socket: "/s", logFormat: "json", logLevel: zapcore.ErrorLevel}},
 		{name: "check", args: []string{"--check"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, check: true}},
+		{name: "policy", args: []string{"--policy", "/etc/fdholder/policy.toml"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, policy: "/etc/fdholder/policy.toml"}},
+		{name: "socket mode and group", args: []string{"--socket-mode", "0660", "--socket-group", "web"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, socketMode: 0o660, socketGroup: "web"}},
+		{name: "socket mode without leading zero", args: []string{"--socket-mode", "666"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, socketMode: 0o666}},
+		{name: "limits", args: []string{"--max-conns", "10", "--max-entries", "100000", "--max-entries-per-uid", "5", "--idle-timeout", "30s", "--request-timeout", "2s", "--fd-reserve", "16"},
+			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, limits: holder.Limits{MaxConns: 10, MaxEntries: 100000, MaxEntriesPerUID: 5, IdleTimeout: 30 * time.Second, RequestTimeout: 2 * time.Second, FDReserve: 16}}},
+		{name: "zero turns limits off", args: []string{"--max-conns", "0", "--max-entries", "0", "--max-entries-per-uid", "0", "--idle-timeout", "0", "--request-timeout", "0s", "--fd-reserve", "0"},
+			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, limits: holder.Limits{MaxConns: -1, MaxEntries: -1, MaxEntriesPerUID: -1, IdleTimeout: -1, RequestTimeout: -1, FDReserve: -1}}},
+		{name: "socket mode not octal", args: []string{"--socket-mode", "0690"}, wantErr: errUsage},
+		{name: "socket mode too wide", args: []string{"--socket-mode", "04660"}, wantErr: errUsage},
+		{name: "socket mode zero", args: []string{"--socket-mode", "0"}, wantErr: errUsage},
+		{name: "empty socket group", args: []string{"--socket-group", ""}, wantErr: errUsage},
+		{name: "negative count", args: []string{"--max-conns", "-1"}, wantErr: errUsage},
+		{name: "count not a number", args: []string{"--max-entries", "lots"}, wantErr: errUsage},
+		{name: "duration without unit", args: []string{"--idle-timeout", "30"}, wantErr: errUsage},
+		{name: "negative duration", args: []string{"--request-timeout", "-1s"}, wantErr: errUsage},
 		{name: "help", args: []string{"--help"}, wantErr: flag.ErrHelp},
 		{name: "h", args: []string{"-h"}, wantErr: flag.ErrHelp},
 		{name: "unknown format", args: []string{"--log-format", "xml"}, wantErr: errUsage},
@@ -73,7 +91,9 @@ func TestUsage(t *testing.T) {
 			args:     []string{"--help"},
 			wantCode: 0,
 			wantStdout: []string{
-				"Usage: fdholderd [--socket PATH] [--log-format console|json] [--log-level LEVEL]",
+				"Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]",
+				"--policy FILE", "SIGHUP", "--max-conns N", "--max-entries N", "--max-entries-per-uid N",
+				"--idle-timeout DUR", "--request-timeout DUR", "--fd-reserve N", "RLIMIT_NOFILE",
 				"--socket PATH", "--log-format", "--log-level", "debug, info (the default), warn or error",
 				"systemd socket activation", "$FDHOLDER_SOCKET", "/run/fdholder/fdholder.sock",
 				"$XDG_RUNTIME_DIR/fdholder/fdholder.sock", "fdholder-UID/fdholder.sock",

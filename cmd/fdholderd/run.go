@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -63,9 +64,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
+	hup, releaseHUP := catchHUP()
+	defer releaseHUP()
 	usr2 := make(chan os.Signal, 1)
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
+
+	// A policy that does not load stops the start, before any socket exists.
+	access, err := loadAccess(cfg, log)
+	if err != nil {
+		return err
+	}
+	limits := cfg.limits
+	raiseNoFile(log, limits.WithDefaults())
+	sockOpts, err := socketOptions(cfg)
+	if err != nil {
+		return err
+	}
 
 	rec, file, source, err := passedDescriptors(log)
 	if err != nil {
@@ -100,12 +115,15 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		if cfg.socket != "" {
 			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
 		}
+		if cfg.socketMode != 0 || cfg.socketGroup != "" {
+			log.Warn("socket activation: --socket-mode and --socket-group are ignored; set SocketMode= and SocketGroup= in the .socket unit")
+		}
 	} else {
 		path := cfg.socket
 		if path == "" {
 			path = fdholder.SocketPath()
 		}
-		sock, err = ctlsock.Listen(sigCtx, path)
+		sock, err = ctlsock.ListenWith(sigCtx, path, sockOpts)
 		if err != nil {
 			return err
 		}
@@ -119,14 +137,26 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	defer stopWatchdog()
 	watchdog(wdCtx, log, func() { reg.Len() })
 
+	// The server is replaced after a failed upgrade; a policy reload goes
+	// to the one serving, and a new one starts with the policy in force.
+	var srv *holder.Server
+	var srvMu sync.Mutex // guards srv and access for the reload goroutine
+	stopReload := reloadOnHUP(cfg, log, func(a holder.Access) {
+		srvMu.Lock()
+		defer srvMu.Unlock()
+		access = a
+		srv.SetAccess(a)
+	}, hup)
+	defer stopReload()
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.
 	serveCtx := context.WithoutCancel(ctx)
-	var srv *holder.Server
 	var errc chan error
 	running := 0
 	startServing := func() {
-		srv = holder.NewServer(reg, holder.ServerOptions{Logger: log})
+		srvMu.Lock()
+		srv = holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits})
+		srvMu.Unlock()
 		errc = make(chan error, len(lns))
 		running = len(lns)
 		for _, ln := range lns {

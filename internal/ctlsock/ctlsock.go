@@ -62,9 +62,31 @@ type Socket struct {
 	dev, ino uint64 // identity of the file this process created
 }
 
-// Listen creates the directory of path if missing (mode 0755) and binds a
-// new AF_UNIX SOCK_SEQPACKET listener at path, in mode 0600 from its first
-// moment there.
+// DefaultMode is the control socket's mode without Options.Mode: only the
+// holder's own uid (and root) may connect.
+const DefaultMode fs.FileMode = 0o600
+
+// Options says who may connect to the socket Listen creates. The zero value
+// is valid.
+type Options struct {
+	// Mode is the socket file's permission bits; connect(2) needs write
+	// permission on it (unix(7)). Zero: DefaultMode.
+	Mode fs.FileMode
+	// GID, if not negative, is the group the socket file is given (chown(2));
+	// with Mode 0660 that group's members may connect. -1 leaves the
+	// creator's group.
+	GID int
+}
+
+// Listen is ListenWith and the default options: mode 0600, the creator's
+// group.
+func Listen(ctx context.Context, path string) (*Socket, error) {
+	return ListenWith(ctx, path, Options{GID: -1})
+}
+
+// ListenWith creates the directory of path if missing (mode 0755) and binds
+// a new AF_UNIX SOCK_SEQPACKET listener at path, with opts' mode and group
+// from its first moment there.
 //
 // If path is a socket on which a holder answers, Listen returns a
 // *HeldError naming its pid. If it is a socket nobody listens on (connect(2)
@@ -73,9 +95,9 @@ type Socket struct {
 // socket of another type), Listen fails and leaves it untouched.
 //
 // Why a private directory: bind(2) creates the file with the mode
-// 0777 &^ umask, and chmod(2) can only follow. Binding inside a fresh 0700
-// directory (os.MkdirTemp) that nobody else can enter, then chmod, then
-// rename(2) onto path, means the file is never reachable with a looser
+// 0777 &^ umask, and chmod(2) and chown(2) can only follow. Binding inside a
+// fresh 0700 directory (os.MkdirTemp) that nobody else can enter, then
+// chown and chmod, then rename(2) onto path, means the file is never reachable with a looser
 // mode, and never needs a process-wide umask change. rename(2) keeps the
 // inode, and with it the listening socket bound to it.
 //
@@ -84,7 +106,14 @@ type Socket struct {
 // nobody can reach. Listen and RemoveFile take flock(2) on the directory
 // for the few system calls of the check and the swap, so that whoever comes
 // second finds the first one's socket live.
-func Listen(ctx context.Context, path string) (_ *Socket, err error) {
+func ListenWith(ctx context.Context, path string, opts Options) (_ *Socket, err error) {
+	mode := opts.Mode
+	if mode == 0 {
+		mode = DefaultMode
+	}
+	if mode&^fs.ModePerm != 0 {
+		return nil, fmt.Errorf("listen %s: socket mode %#o has bits other than permissions", path, mode)
+	}
 	if path == "" {
 		return nil, errors.New("listen: empty socket path")
 	}
@@ -128,7 +157,14 @@ func Listen(ctx context.Context, path string) (_ *Socket, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	if opts.GID >= 0 {
+		if err := os.Lchown(tmp, -1, opts.GID); err != nil {
+			return nil, fmt.Errorf("listen %s: socket group %d: %w", path, opts.GID, err)
+		}
+	}
+	// After chown, which may clear set-id bits (none here), so the mode is
+	// exactly what was asked for.
+	if err := os.Chmod(tmp, mode); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	dev, ino, err := identity(tmp)

@@ -371,3 +371,53 @@ func TestFileListener(t *testing.T) {
 		t.Errorf("closing the listener removed the socket file: %v", err)
 	}
 }
+
+func TestListenWithModeAndGroup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("chown to another group needs root")
+	}
+	tests := []struct {
+		name     string
+		opts     Options
+		wantMode fs.FileMode
+		wantGID  int
+		wantErr  string
+	}{
+		{name: "defaults", opts: Options{GID: -1}, wantMode: 0o600, wantGID: os.Getgid()},
+		{name: "group may connect", opts: Options{Mode: 0o660, GID: 4242}, wantMode: 0o660, wantGID: 4242},
+		{name: "everyone may connect", opts: Options{Mode: 0o666, GID: -1}, wantMode: 0o666, wantGID: os.Getgid()},
+		{name: "set-id bits refused", opts: Options{Mode: 0o4660, GID: -1}, wantErr: "bits other than permissions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			path := filepath.Join(testutil.ShortDir(t), "h.sock")
+			s, err := ListenWith(ctx(t), path, tt.opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ListenWith = %v, want an error containing %q", err, tt.wantErr)
+				}
+				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("a refused ListenWith left %s: %v", path, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Listener.Close()
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != tt.wantMode || int(st.Gid) != tt.wantGID {
+				t.Errorf("socket mode %v group %d, want mode %v group %d", fi.Mode(), st.Gid, tt.wantMode, tt.wantGID)
+			}
+			accepts(t, s.Listener, path)
+			if _, err := s.RemoveFile(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

@@ -6,10 +6,20 @@
 // taken, or the registry is closed, and never while a get is still sending
 // it (entries are reference counted for that).
 //
+// Access control: the Server identifies each peer once, when it accepts
+// the connection (SO_PEERCRED and SO_PEERGROUPS, socket(7)), and asks its
+// Access hook about every request of a peer other than root and the
+// holder's own uid; checks that depend on an entry's owner run under the
+// registry's lock, so that the entry cannot change in between. The policy
+// file and its parser live in internal/policy, which implements Access;
+// this package does not import it. The Server also enforces the Limits
+// (connections, entries in total and per uid, idle and request timeouts,
+// a reserve of descriptors).
+//
 // An Observer (RegistryOptions.Observer) sees every entry that starts or
 // stops being held, in order, so that a copy can be kept elsewhere; dump and
 // load move entries in bulk between holders, behind one authorization point
-// (authorizeTransfer in transfer.go).
+// (authorizeTransfer in transfer.go, which asks the Access).
 //
 // The package knows nothing of systemd, of command-line flags or of where
 // the control socket lives: cmd/fdholderd wires those, and internal/fdstore

@@ -48,6 +48,7 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+	byUID   map[uint32]int // entries held per owner uid
 	closed  bool
 	// sorted holds the names in order for paging through List. It is
 	// rebuilt lazily, on the first List after a change.
@@ -83,7 +84,7 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry)}
+	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int)}
 }
 
 // Len returns the number of held entries.
@@ -105,6 +106,25 @@ func (r *Registry) changed(n int) {
 // in atomically, then closes the old copy once no Get is sending it.
 // Store does not validate the name or inspect fd: the caller does.
 func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool) (proto.Entry, error) {
+	return r.StoreGuarded(name, fd, info, owner, ttl, replace, nil)
+}
+
+// Counts is what a store would leave held: entries in total, and entries
+// whose owner has the new entry's uid.
+type Counts struct{ Total, OwnerUID int }
+
+// StoreGuard vets a store under the registry's write lock, so that nothing
+// it checks can change before the store takes effect. old is the entry the
+// store would replace (nil if the name is free); after is what would be
+// held once it is done. A non-nil error refuses the store.
+type StoreGuard func(old *proto.Entry, after Counts) error
+
+// EntryGuard vets a take or delete of e under the registry's write lock.
+type EntryGuard func(e *proto.Entry) error
+
+// StoreGuarded is Store, vetted by guard (nil: no vetting) once the name's
+// current entry is known. It takes ownership of fd, even on error.
+func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool, guard StoreGuard) (proto.Entry, error) {
 	now := time.Now()
 	e := proto.Entry{
 		Name:      name,
@@ -119,7 +139,7 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 	if ttl > 0 {
 		e.ExpiresAt = e.StoredAt.Add(ttl)
 	}
-	return r.hold(e, fd, ttl, replace, "store")
+	return r.hold(e, fd, ttl, replace, "store", guard)
 }
 
 // Load holds fd under e.Name with the metadata of e as it is (owner, stored
@@ -130,6 +150,12 @@ func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Own
 // not held: Load closes fd and fails with proto.ErrNotFound. replace is as
 // for Store. Load does not validate the name or inspect fd: the caller does.
 func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, replace bool) (proto.Entry, error) {
+	return r.LoadGuarded(e, fd, replace, nil)
+}
+
+// LoadGuarded is Load, vetted by guard (nil: no vetting) as StoreGuarded
+// is, the owner being e's.
+func (r *Registry) LoadGuarded(e proto.Entry, fd *sockfd.FD, replace bool, guard StoreGuard) (proto.Entry, error) {
 	e.HasQueue, e.Queued, e.Backlog = false, 0, 0
 	e.StoredAt = e.StoredAt.Round(0)
 	var ttl time.Duration
@@ -140,17 +166,17 @@ func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, replace bool) (proto.Entry
 			return proto.Entry{}, errExpired
 		}
 	}
-	return r.hold(e, fd, ttl, replace, "load")
+	return r.hold(e, fd, ttl, replace, "load", guard)
 }
 
 // errExpired is Load's error for an entry whose time has passed.
 var errExpired = &proto.Error{Code: proto.CodeNotFound, Message: "expired"}
 
-// hold puts a new entry for fd in the map; see Store.
-func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, replace bool, why string) (proto.Entry, error) {
+// hold puts a new entry for fd in the map; see StoreGuarded.
+func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, replace bool, why string, guard StoreGuard) (proto.Entry, error) {
 	e := &entry{fd: fd, info: info}
 	e.refs.Store(1)
-	name := info.Name
+	name, uid := info.Name, info.UID
 
 	r.mu.Lock()
 	if r.closed {
@@ -164,9 +190,31 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		fd.Close()
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
+	if guard != nil {
+		after := Counts{Total: len(r.entries), OwnerUID: r.byUID[uid]}
+		if old == nil {
+			after.Total++
+		}
+		if old == nil || old.info.UID != uid {
+			after.OwnerUID++
+		}
+		var oldInfo *proto.Entry
+		if old != nil {
+			oldInfo = &old.info
+		}
+		if err := guard(oldInfo, after); err != nil {
+			r.mu.Unlock()
+			fd.Close()
+			return proto.Entry{}, err
+		}
+	}
 	r.nextID++
 	e.id = r.nextID
 	r.entries[name] = e
+	r.byUID[uid]++
+	if old != nil {
+		r.uncount(old)
+	}
 	if old == nil {
 		r.dirty = true
 	}
@@ -208,6 +256,7 @@ func (r *Registry) expire(name string, e *entry) {
 		return
 	}
 	delete(r.entries, name)
+	r.uncount(e)
 	r.dirty = true
 	r.queueRemoved(e, "expire")
 	n := len(r.entries)
@@ -252,13 +301,32 @@ func (r *Registry) Get(name string) (Handle, error) {
 // messages leave out the op and the name: the client puts them in front.
 var errNotHeld = &proto.Error{Code: proto.CodeNotFound, Message: "not held"}
 
+// uncount drops e from the per-uid counts; the caller holds the write lock.
+func (r *Registry) uncount(e *entry) {
+	if r.byUID[e.info.UID]--; r.byUID[e.info.UID] <= 0 {
+		delete(r.byUID, e.info.UID)
+	}
+}
+
+// HeldBy returns how many entries owner uid holds.
+func (r *Registry) HeldBy(uid uint32) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byUID[uid]
+}
+
 // Take removes the entry held under name and returns the registry's
 // reference to it: releasing the handle closes the holder's copy. If the
 // descriptor cannot be handed on, Restore puts it back.
 func (r *Registry) Take(name string) (Handle, error) {
-	e, n := r.remove(name, "take")
-	if e == nil {
-		return Handle{}, errNotHeld
+	return r.TakeGuarded(name, nil)
+}
+
+// TakeGuarded is Take, vetted by guard (nil: no vetting) under the lock.
+func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
+	e, n, err := r.remove(name, guard, "take")
+	if err != nil {
+		return Handle{}, err
 	}
 	r.deliver()
 	r.changed(n)
@@ -287,6 +355,7 @@ func (r *Registry) Restore(h Handle) bool {
 		e.timer = time.AfterFunc(left, func() { r.expire(name, e) })
 	}
 	r.entries[name] = e
+	r.byUID[e.info.UID]++
 	r.dirty = true
 	r.queueAdded(e, "restore")
 	n := len(r.entries)
@@ -299,9 +368,14 @@ func (r *Registry) Restore(h Handle) bool {
 // Delete removes the entry held under name and closes the holder's copy
 // once no Get is sending it.
 func (r *Registry) Delete(name string) error {
-	e, n := r.remove(name, "delete")
-	if e == nil {
-		return errNotHeld
+	return r.DeleteGuarded(name, nil)
+}
+
+// DeleteGuarded is Delete, vetted by guard (nil: no vetting) under the lock.
+func (r *Registry) DeleteGuarded(name string, guard EntryGuard) error {
+	e, n, err := r.remove(name, guard, "delete")
+	if err != nil {
+		return err
 	}
 	e.release()
 	r.deliver()
@@ -309,28 +383,44 @@ func (r *Registry) Delete(name string) error {
 	return nil
 }
 
-// remove takes name out of the map and stops its timer; the caller owns the
-// registry's reference to the returned entry, and must call deliver.
-func (r *Registry) remove(name, why string) (*entry, int) {
+// remove takes name out of the map, if guard (when not nil) allows it, and
+// stops its timer; the caller owns the registry's reference to the returned
+// entry, and must call deliver.
+func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, int, error) {
 	r.mu.Lock()
 	e := r.entries[name]
-	if e != nil {
-		delete(r.entries, name)
-		r.dirty = true
-		r.queueRemoved(e, why)
+	if e == nil {
+		r.mu.Unlock()
+		return nil, 0, errNotHeld
 	}
+	if guard != nil {
+		if err := guard(&e.info); err != nil {
+			r.mu.Unlock()
+			return nil, 0, err
+		}
+	}
+	delete(r.entries, name)
+	r.uncount(e)
+	r.dirty = true
+	r.queueRemoved(e, why)
 	n := len(r.entries)
 	r.mu.Unlock()
-	if e != nil {
-		e.stop()
-	}
-	return e, n
+	e.stop()
+	return e, n, nil
 }
 
 // List appends to dst the entries whose names sort after the name after, in
 // order, as many as fit in one list reply, and reports whether more follow.
 // TCP listeners come with their live accept queue.
 func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
+	return r.ListFiltered(dst, after, nil)
+}
+
+// ListFiltered is List showing only the entries visible reports true for
+// (nil: all). It is called under the registry's read lock and must not call
+// the registry. Hidden entries are skipped inside the page, so a page still
+// fills up and the cursor (the last name sent) still advances past them.
+func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
 	r.mu.RLock()
 	for r.dirty {
 		r.mu.RUnlock()
@@ -351,6 +441,9 @@ func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
 	size := 0
 	for ; i < len(r.sorted); i++ {
 		e := r.entries[r.sorted[i]]
+		if visible != nil && !visible(&e.info) {
+			continue
+		}
 		info := e.info
 		if info.Listening && (info.Network == "tcp" || info.Network == "tcp6") {
 			// The entry is in the map, so its descriptor is open.
@@ -375,6 +468,7 @@ func (r *Registry) Close() {
 	r.mu.Lock()
 	old := r.entries
 	r.entries = make(map[string]*entry)
+	clear(r.byUID)
 	r.closed = true
 	r.dirty = true
 	r.mu.Unlock()
@@ -415,10 +509,11 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 }
 
 // Page returns references to the entries whose names sort after the name
-// after and satisfy match, in name order: at most max of them, as many as
+// after and satisfy match, in name order: at most limit of them, as many as
 // fit in one reply (proto.ListPageFits), and reports whether more follow.
-// The caller must release every Handle.
-func (r *Registry) Page(after string, match func(name string) bool, limit int) ([]Handle, bool) {
+// match is called under the registry's read lock and must not call the
+// registry. The caller must release every Handle.
+func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
 	r.mu.RLock()
 	for r.dirty {
 		r.mu.RUnlock()
@@ -438,11 +533,10 @@ func (r *Registry) Page(after string, match func(name string) bool, limit int) (
 	var out []Handle
 	size := 0
 	for i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after }); i < len(r.sorted); i++ {
-		name := r.sorted[i]
-		if !match(name) {
+		e := r.entries[r.sorted[i]]
+		if !match(&e.info) {
 			continue
 		}
-		e := r.entries[name]
 		size += proto.EntrySize(&e.info)
 		if len(out) == limit || !proto.ListPageFits(size) {
 			return out, true

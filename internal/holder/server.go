@@ -23,20 +23,38 @@ var ErrServerClosed = errors.New("holder: server closed")
 // ServerOptions configures a Server. The zero value is valid.
 type ServerOptions struct {
 	// Logger receives one audit line per request (fields op, name,
-	// peer_uid, peer_gid, peer_pid, result, err) and the server's own
-	// events. Nil: no logging.
+	// peer_uid, peer_gid, peer_pid, result, err; rule on a denial) and the
+	// server's own events. Nil: no logging.
 	Logger *zap.Logger
+
+	// Access decides what each peer may do. Nil: DefaultAccess for the
+	// holder's own uid (root and that uid may do everything, nobody else
+	// anything). Root and the holder's uid are never asked about: they may
+	// always do everything. SetAccess replaces it while serving.
+	Access Access
+
+	// Limits bounds what peers can make the holder spend; zero fields take
+	// their defaults.
+	Limits Limits
 }
+
+// accessBox lets an interface value live in an atomic.Pointer.
+type accessBox struct{ Access }
 
 // Server serves a Registry over AF_UNIX SOCK_SEQPACKET connections. Each
 // connection is served by its own goroutine, one request at a time.
 type Server struct {
-	reg *Registry
-	log *zap.Logger
+	reg       *Registry
+	log       *zap.Logger
+	limits    Limits
+	holderUID uint32
+	access    atomic.Pointer[accessBox]
+	refusing  atomic.Int32 // connections beyond MaxConns being answered
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
-	conns     map[*proto.Conn]struct{}
+	conns     map[*proto.Conn]bool // true: served, false: being refused
+	served    int                  // connections served, not counting those refused
 	shutdown  atomic.Bool
 	active    sync.WaitGroup // connection goroutines
 }
@@ -48,12 +66,26 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{
+	s := &Server{
 		reg:       reg,
 		log:       log,
+		limits:    opts.Limits.WithDefaults(),
+		holderUID: uint32(os.Getuid()),
 		listeners: make(map[*net.UnixListener]struct{}),
-		conns:     make(map[*proto.Conn]struct{}),
+		conns:     make(map[*proto.Conn]bool),
 	}
+	s.SetAccess(opts.Access)
+	return s
+}
+
+// SetAccess replaces the access decisions for every request from now on,
+// atomically: a request is decided wholly by the old or wholly by the new.
+// Nil restores DefaultAccess.
+func (s *Server) SetAccess(a Access) {
+	if a == nil {
+		a = DefaultAccess{HolderUID: s.holderUID}
+	}
+	s.access.Store(&accessBox{a})
 }
 
 // Serve accepts connections on ln and serves them until Shutdown or Close
@@ -96,32 +128,87 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		}
 		backoff = 0
 		c := proto.NewConn(uc)
-		if !s.track(c) {
+		switch s.track(c) {
+		case trackClosed:
 			c.Close()
 			return ErrServerClosed
+		case trackFull:
+			go s.refuse(c)
+		case trackServe:
+			go s.serveConn(c)
 		}
-		go s.serveConn(c)
 	}
 }
 
-// track registers a new connection unless the server is shutting down.
-func (s *Server) track(c *proto.Conn) bool {
+const (
+	trackServe  = iota // serve the connection
+	trackFull          // over MaxConns: refuse it
+	trackClosed        // shutting down
+)
+
+// track registers a new connection unless the server is shutting down, and
+// says whether to serve it.
+func (s *Server) track(c *proto.Conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {
-		return false
+		return trackClosed
 	}
-	s.conns[c] = struct{}{}
+	serve := s.limits.MaxConns < 0 || s.served < s.limits.MaxConns
+	s.conns[c] = serve
+	if serve {
+		s.served++
+	}
 	s.active.Add(1)
-	return true
+	if serve {
+		return trackServe
+	}
+	return trackFull
 }
 
 func (s *Server) untrack(c *proto.Conn) {
 	s.mu.Lock()
+	if s.conns[c] {
+		s.served--
+	}
 	delete(s.conns, c)
 	s.mu.Unlock()
 	c.Close()
 	s.active.Done()
+}
+
+// refuse answers a connection beyond MaxConns: the first request it sends
+// within refuseWait gets proto.CodeLimit, then the connection is closed.
+// When many are refused at once, the rest are closed without an answer, so
+// that a flood costs no more than a bounded number of goroutines.
+func (s *Server) refuse(pc *proto.Conn) {
+	defer s.untrack(pc)
+	p, _ := peerOf(pc)
+	fields := []zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns),
+		zap.Uint32("peer_uid", p.UID), zap.Uint32("peer_gid", p.GID), zap.Int32("peer_pid", p.PID)}
+	if s.refusing.Add(1) > maxRefusing {
+		s.refusing.Add(-1)
+		s.log.Warn("connection refused: too many connections; closed without an answer", fields...)
+		return
+	}
+	defer s.refusing.Add(-1)
+	s.log.Warn("connection refused: too many connections", fields...)
+	pc.SetDeadline(time.Now().Add(refuseWait))
+	in := make([]byte, proto.MaxRequestSize)
+	n, fd, err := pc.Recv(in)
+	if fd != nil {
+		fd.Close()
+	}
+	var pe *proto.Error
+	if err != nil && !errors.As(err, &pe) {
+		return
+	}
+	op := proto.PeekOp(in[:n])
+	out, err := proto.AppendReply(nil, &proto.Reply{Op: op, Code: proto.CodeLimit,
+		Message: fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)})
+	if err == nil {
+		pc.Send(out, nil)
+	}
 }
 
 // Shutdown stops accepting connections, lets every request in flight
@@ -169,43 +256,74 @@ func (s *Server) beginShutdown() {
 	}
 }
 
-// peer is the identity of a connected client.
-type peer struct {
-	Owner
-	known bool
-}
-
 // conn is the state of one served connection.
 type conn struct {
 	s    *Server
 	c    *proto.Conn
-	peer peer
-	in   []byte        // the request buffer
-	out  []byte        // the reply buffer, reused
-	page []proto.Entry // list page buffer, reused
-	fds  []*sockfd.FD  // descriptors received with a request, reused
+	peer Peer
+	// privileged: root or the holder's uid, allowed everything without
+	// asking the Access.
+	privileged bool
+	in         []byte        // the request buffer
+	out        []byte        // the reply buffer, reused
+	page       []proto.Entry // list page buffer, reused
+	fds        []*sockfd.FD  // descriptors received with a request, reused
+
+	// now is when the last request arrived (or the connection was
+	// accepted); readArmed and writeArmed when the read (idle) and write
+	// (request) deadlines were last set.
+	now, readArmed, writeArmed time.Time
 }
+
+// deadlineSlack: a deadline is set 1/deadlineSlack of its timeout further
+// than needed, and moved only once that slack is used up, rather than at
+// every request: setting a deadline updates a runtime timer on every
+// request otherwise. So a connection is closed after between IdleTimeout
+// and 9/8 of it without a request, and a reply may block between
+// RequestTimeout and 9/8 of it.
+const deadlineSlack = 8
 
 func (s *Server) serveConn(pc *proto.Conn) {
 	defer s.untrack(pc)
 	// The request buffer has room for a load request (a batch of entries);
 	// every other op must fit in proto.MaxRequestSize. 64 KiB is a third of
 	// what the kernel allows each Unix socket's buffers by default.
-	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxLoadRequestSize), out: make([]byte, 0, 512)}
-	if cred, err := pc.PeerCred(); err == nil {
-		c.peer = peer{Owner: Owner{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, known: true}
-	} else {
+	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxLoadRequestSize), out: make([]byte, 0, 512), now: time.Now()}
+	p, err := peerOf(pc)
+	if err != nil {
 		s.log.Warn("cannot identify peer; closing", zap.Error(err))
 		return
 	}
+	c.peer = p
+	c.privileged = p.UID == 0 || p.UID == s.holderUID
+	idle := s.limits.IdleTimeout
 	for {
+		if idle > 0 && c.now.Sub(c.readArmed) > idle/deadlineSlack {
+			c.readArmed = c.now
+			pc.SetReadDeadline(c.now.Add(idle + idle/deadlineSlack))
+			// Shutdown sets the flag, then an expired deadline: either this
+			// sees the flag, or Shutdown's deadline comes after this one
+			// (and is not overwritten until the next re-arm, which checks
+			// the flag again).
+			if s.shutdown.Load() {
+				return
+			}
+		}
 		n, fds, err := pc.RecvFDs(c.in, c.fds[:0])
 		c.fds = fds
+		// One clock reading per request serves both deadlines: they move
+		// only by eighths of their timeouts, so microseconds do not matter.
+		c.now = time.Now()
 		if err != nil {
 			var pe *proto.Error
 			if !errors.As(err, &pe) {
-				// The connection ended (EOF, shutdown) or failed.
-				if !proto.IsClosed(err) && !errors.Is(err, os.ErrDeadlineExceeded) && !s.shutdown.Load() {
+				// The connection ended (EOF, shutdown, idle) or failed.
+				switch {
+				case s.shutdown.Load() || proto.IsClosed(err):
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					s.log.Info("closing idle connection", c.peerFields(zap.String("result", "idle timeout"),
+						zap.Duration("idle_timeout", idle))...)
+				default:
 					s.log.Debug("connection failed", c.peerFields(zap.Error(err))...)
 				}
 				return
@@ -231,22 +349,25 @@ func (s *Server) serveConn(pc *proto.Conn) {
 // usable. It takes ownership of fds.
 func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	req, err := proto.DecodeRequest(msg)
-	if len(msg) > proto.MaxRequestSize && proto.PeekOp(msg) != proto.OpLoad {
+	// The checks of the message as a whole come first, in the order they
+	// had when only one descriptor was received (proto.Conn.Recv): size,
+	// then the number of descriptors, which only a load may exceed.
+	load := err == nil && req.Op == proto.OpLoad
+	switch {
+	case len(msg) > proto.MaxRequestSize && !load:
 		err = proto.Errorf(proto.CodeTooLarge, "message exceeds %d bytes", proto.MaxRequestSize)
+	case len(fds) > 1 && !load:
+		err = proto.Errorf(proto.CodeBadDescriptors, "%d descriptors attached, at most one is accepted", len(fds))
 	}
 	var fd *sockfd.FD
 	switch {
-	case err != nil:
-	case req.Op == proto.OpLoad:
-		return c.load(&req, fds)
-	case len(fds) > 1:
-		err = proto.Errorf(proto.CodeBadDescriptors, "%d descriptors attached, at most one is accepted", len(fds))
+	case err != nil, load:
 	case len(fds) == 1 && req.Op != proto.OpStore:
 		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one (and load, one per entry)")
 	case len(fds) == 1:
 		fd = fds[0]
 	}
-	if err == nil && req.Op != proto.OpList && req.Op != proto.OpDump {
+	if err == nil && req.Op != proto.OpList && req.Op != proto.OpDump && req.Op != proto.OpLoad {
 		err = proto.ValidateName(req.Name)
 	}
 	if err != nil {
@@ -258,7 +379,22 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 		c.audit(op, req.Name, err)
 		return c.replyErr(op, err)
 	}
+	// Ask about the op and name before looking anything up, so that a
+	// refused peer learns nothing about which names are held.
+	name := req.Name
+	if req.Op == proto.OpList || req.Op == proto.OpDump || req.Op == proto.OpLoad {
+		name = "" // may the peer list (dump, load) at all; each entry is asked about later
+	}
+	if err := c.check(req.Op, name, nil); err != nil {
+		closeAll(fds)
+		c.audit(req.Op, name, err)
+		return c.replyErr(req.Op, err)
+	}
 	switch req.Op {
+	case proto.OpLoad:
+		return c.load(&req, fds)
+	case proto.OpDump:
+		return c.dump(&req)
 	case proto.OpStore:
 		return c.store(&req, fd)
 	case proto.OpGet:
@@ -266,7 +402,7 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	case proto.OpTake:
 		return c.take(&req)
 	case proto.OpDelete:
-		err := c.s.reg.Delete(req.Name)
+		err := c.s.reg.DeleteGuarded(req.Name, c.ownerGuard(req.Op))
 		c.audit(req.Op, req.Name, err)
 		if err != nil {
 			return c.replyErr(req.Op, err)
@@ -274,8 +410,6 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 		return c.reply(&proto.Reply{Op: req.Op}, nil)
 	case proto.OpList:
 		return c.list(&req)
-	case proto.OpDump:
-		return c.dump(&req)
 	}
 	// Unreachable: DecodeRequest accepts only the ops above.
 	return c.replyErr(req.Op, proto.Errorf(proto.CodeUnknownOp, "unknown operation %d", req.Op))
@@ -298,7 +432,20 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	e, err := c.s.reg.Store(req.Name, fd, info, c.peer.Owner, req.TTL, req.Flags&proto.FlagReplace != 0)
+	if err := c.s.fdRoom(fd); err != nil {
+		fd.Close()
+		c.audit(req.Op, req.Name, err)
+		return c.replyErr(req.Op, err)
+	}
+	guard := func(old *proto.Entry, after Counts) error {
+		if og := c.ownerGuard(req.Op); old != nil && og != nil {
+			if err := og(old); err != nil {
+				return err
+			}
+		}
+		return c.s.storeLimits(c.peer.UID, c.privileged, old == nil, after)
+	}
+	e, err := c.s.reg.StoreGuarded(req.Name, fd, info, c.peer.Owner(), req.TTL, req.Flags&proto.FlagReplace != 0, guard)
 	c.audit(req.Op, req.Name, err)
 	if err != nil {
 		return c.replyErr(req.Op, err)
@@ -318,7 +465,7 @@ func (c *conn) get(req *proto.Request) bool {
 }
 
 func (c *conn) take(req *proto.Request) bool {
-	h, err := c.s.reg.Take(req.Name)
+	h, err := c.s.reg.TakeGuarded(req.Name, c.ownerGuard(req.Op))
 	if err != nil {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
@@ -336,7 +483,17 @@ func (c *conn) take(req *proto.Request) bool {
 }
 
 func (c *conn) list(req *proto.Request) bool {
-	page, more := c.s.reg.List(c.page[:0], req.Name)
+	var visible func(*proto.Entry) bool
+	if !c.privileged {
+		// list shows the entries the peer may both list and get.
+		acc := c.s.access.Load().Access
+		visible = func(e *proto.Entry) bool {
+			owner := Owner{UID: e.UID, GID: e.GID, PID: e.PID}
+			return acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpList, Name: e.Name, Owner: &owner}).Allowed &&
+				acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpGet, Name: e.Name, Owner: &owner}).Allowed
+		}
+	}
+	page, more := c.s.reg.ListFiltered(c.page[:0], req.Name, visible)
 	c.page = page
 	c.audit(req.Op, "", nil)
 	r := proto.Reply{Op: req.Op, Entries: page}
@@ -346,6 +503,30 @@ func (c *conn) list(req *proto.Request) bool {
 	ok := c.reply(&r, nil)
 	clear(c.page) // drop references to names until the next page
 	return ok
+}
+
+// check asks the Access whether the peer may do op on name (owner: see
+// AccessRequest) and returns the error to reply with if not.
+func (c *conn) check(op proto.Op, name string, owner *Owner) error {
+	if c.privileged {
+		return nil
+	}
+	d := c.s.access.Load().Allow(AccessRequest{Peer: &c.peer, Op: op, Name: name, Owner: owner})
+	if d.Allowed {
+		return nil
+	}
+	return denied(&c.peer, op, d)
+}
+
+// ownerGuard returns the registry guard that checks op against the owner
+// of the entry it acts on, under the registry's lock.
+func (c *conn) ownerGuard(op proto.Op) EntryGuard {
+	if c.privileged {
+		return nil
+	}
+	return func(e *proto.Entry) error {
+		return c.check(op, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID})
+	}
 }
 
 // replyErr sends err, an *proto.Error or an error wrapping a sentinel, as an
@@ -367,7 +548,19 @@ func (c *conn) reply(r *proto.Reply, fd *sockfd.FD) bool {
 		return false
 	}
 	c.out = out
+	if t := c.s.limits.RequestTimeout; t > 0 {
+		if c.now.Sub(c.writeArmed) > t/deadlineSlack {
+			c.writeArmed = c.now
+			c.c.UnixConn().SetWriteDeadline(c.now.Add(t + t/deadlineSlack))
+		}
+	}
 	if err := c.c.Send(out, fd); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.s.log.Warn("reply timed out: the client does not read; closing the connection",
+				c.peerFields(zap.String("op", r.Op.String()), zap.String("result", "request timeout"),
+					zap.Duration("request_timeout", c.s.limits.RequestTimeout))...)
+			return false
+		}
 		if !proto.IsClosed(err) {
 			c.s.log.Debug("cannot send reply", c.peerFields(zap.String("op", r.Op.String()), zap.Error(err))...)
 		}
@@ -397,6 +590,10 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 	fields = append(fields, zap.String("result", result))
 	if err != nil {
 		fields = append(fields, zap.Error(err))
+		var de *deniedError
+		if errors.As(err, &de) {
+			fields = append(fields, zap.String("rule", de.rule))
+		}
 	}
 	ce.Write(c.peerFields(fields...)...)
 }

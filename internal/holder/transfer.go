@@ -14,14 +14,14 @@ import (
 // authorizeTransfer is the one place that decides whether the peer may
 // dump (op proto.OpDump: receive the entry named name with its descriptor
 // and metadata) or load (proto.OpLoad: hold an entry under name with the
-// owner and times it claims). Both ops move descriptors in bulk and a load
-// sets metadata the holder would otherwise take from the kernel, so an
-// access policy must be able to refuse them separately from get and store:
-// this is where it plugs in. Until one exists, every peer that can connect
-// may (the control socket is mode 0600: root, or the holder's own user).
-// The error it returns is sent back as is: use CodePermission.
-func (c *conn) authorizeTransfer(op proto.Op, name string) error {
-	return nil
+// owner and times it claims, owner). Both move descriptors in bulk, and a
+// load sets metadata the holder would otherwise take from the kernel, so
+// they are asked about separately from get and store: the Access sees
+// op OpDump or OpLoad (the policy of internal/policy decides both as its
+// "transfer" op, like take: others' entries need any_owner). Root and the
+// holder's uid may always. It may be called under the registry's lock.
+func (c *conn) authorizeTransfer(op proto.Op, name string, owner *Owner) error {
+	return c.check(op, name, owner)
 }
 
 // dump replies with one page of the entries whose names sort after
@@ -34,13 +34,13 @@ func (c *conn) dump(req *proto.Request) bool {
 		c.audit(req.Op, "", err)
 		return c.replyErr(req.Op, err)
 	}
-	match := func(name string) bool {
+	match := func(e *proto.Entry) bool {
 		if req.Pattern != "" {
-			if ok, _ := path.Match(req.Pattern, name); !ok {
+			if ok, _ := path.Match(req.Pattern, e.Name); !ok {
 				return false
 			}
 		}
-		return c.authorizeTransfer(proto.OpDump, name) == nil
+		return c.authorizeTransfer(proto.OpDump, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID}) == nil
 	}
 	held, more := c.s.reg.Page(req.Name, match, proto.MaxBatchEntries)
 	r := proto.Reply{Op: req.Op, Entries: c.page[:0]}
@@ -106,7 +106,8 @@ func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
 		fd.Close()
 		return err
 	}
-	if err := c.authorizeTransfer(proto.OpLoad, e.Name); err != nil {
+	owner := &Owner{UID: e.UID, GID: e.GID, PID: e.PID}
+	if err := c.authorizeTransfer(proto.OpLoad, e.Name, owner); err != nil {
 		fd.Close()
 		return err
 	}
@@ -123,7 +124,20 @@ func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
 	if e.StoredAt.IsZero() {
 		return errorAndClose(fd, proto.Errorf(proto.CodeBadRequest, "no stored time"))
 	}
-	_, err = c.s.reg.Load(e, fd, replace)
+	if err := c.s.fdRoom(fd); err != nil {
+		return errorAndClose(fd, err)
+	}
+	// As for a store: a replace needs the right to act on the old entry's
+	// owner, and the entry limits hold (for the entry's owner).
+	guard := func(old *proto.Entry, after Counts) error {
+		if og := c.ownerGuard(proto.OpLoad); old != nil && og != nil {
+			if err := og(old); err != nil {
+				return err
+			}
+		}
+		return c.s.storeLimits(e.UID, c.privileged, old == nil, after)
+	}
+	_, err = c.s.reg.LoadGuarded(e, fd, replace, guard)
 	return err
 }
 

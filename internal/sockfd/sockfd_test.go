@@ -1,0 +1,184 @@
+package sockfd
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/testutil"
+)
+
+// dupOf returns an FD owning a duplicate of sc's descriptor.
+func dupOf(t testing.TB, sc syscall.Conn) *FD {
+	t.Helper()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { n, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	f := New(n)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// rawSocket returns an FD owning a new socket made with socket(2).
+func rawSocket(t testing.TB, domain, typ, proto int) *FD {
+	t.Helper()
+	n, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		t.Skipf("socket(%d, %d, %d): %v", domain, typ, proto, err)
+	}
+	f := New(n)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestInspect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := testutil.ShortDir(t)
+	open := func(t *testing.T, network, address string) (syscall.Conn, string) {
+		t.Helper()
+		var c any
+		var err error
+		switch network {
+		case "udp", "udp4", "udp6", "unixgram":
+			c, err = net.ListenPacket(network, address)
+		default:
+			c, err = net.Listen(network, address)
+		}
+		if err != nil {
+			t.Skipf("%s %s: %v", network, address, err)
+		}
+		t.Cleanup(func() { c.(interface{ Close() error }).Close() })
+		var addr string
+		switch c := c.(type) {
+		case net.Listener:
+			addr = c.Addr().String()
+		case net.PacketConn:
+			addr = c.LocalAddr().String()
+		}
+		return c.(syscall.Conn), addr
+	}
+	tests := []struct {
+		name, network, address string
+		want                   string
+		listening              bool
+	}{
+		{"tcp4", "tcp4", "127.0.0.1:0", "tcp", true},
+		{"tcp6", "tcp6", "[::1]:0", "tcp6", true},
+		{"dual stack is tcp6", "tcp", ":0", "tcp6", true},
+		{"udp4", "udp4", "127.0.0.1:0", "udp", false},
+		{"udp6", "udp6", "[::1]:0", "udp6", false},
+		{"unix", "unix", filepath.Join(dir, "s"), "unix", true},
+		{"unixpacket", "unixpacket", filepath.Join(dir, "p"), "unixpacket", true},
+		{"unixgram", "unixgram", filepath.Join(dir, "g"), "unixgram", false},
+		{"abstract", "unix", "@fdholder-sockfd-test", "unix", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, addr := open(t, tt.network, tt.address)
+			info, err := Inspect(dupOf(t, c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Network != tt.want || info.Listening != tt.listening || info.Address != addr {
+				t.Errorf("Inspect = %+v, want network %s, listening %v, address %s", info, tt.want, tt.listening, addr)
+			}
+		})
+	}
+	t.Run("unbound unix socket", func(t *testing.T) {
+		info, err := Inspect(rawSocket(t, unix.AF_UNIX, unix.SOCK_STREAM, 0))
+		if err != nil || info.Network != "unix" || info.Address != "" || info.Listening {
+			t.Errorf("Inspect = %+v, %v", info, err)
+		}
+	})
+	t.Run("netlink", func(t *testing.T) {
+		info, err := Inspect(rawSocket(t, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE))
+		if err != nil || info.Network != "netlink/raw" {
+			t.Errorf("Inspect = %+v, %v", info, err)
+		}
+	})
+}
+
+func TestInspectNotSocket(t *testing.T) {
+	testutil.CheckLeaks(t)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[1])
+	pipe := New(p[0])
+	defer pipe.Close()
+	if _, err := Inspect(pipe); !errors.Is(err, ErrNotSocket) || err.Error() != "not a socket (a pipe)" {
+		t.Errorf("Inspect(pipe) = %v, want ErrNotSocket naming a pipe", err)
+	}
+	n, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	null := New(n)
+	defer null.Close()
+	if _, err := Inspect(null); !errors.Is(err, ErrNotSocket) {
+		t.Errorf("Inspect(/dev/null) = %v, want ErrNotSocket", err)
+	}
+}
+
+func TestTCPQueue(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd := dupOf(t, ln)
+	for i := range 3 {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// The handshake completes in the kernel: the connection waits in
+		// the accept queue until someone accepts it.
+		if q, b, err := TCPQueue(fd); err != nil || q != uint32(i+1) || b == 0 {
+			t.Fatalf("after %d connects: queued %d, backlog %d, %v", i+1, q, b, err)
+		}
+	}
+}
+
+func TestFDOwnership(t *testing.T) {
+	testutil.CheckLeaks(t)
+	f := rawSocket(t, unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	d, err := f.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Sysfd() == f.Sysfd() {
+		t.Fatal("Dup returned the same descriptor")
+	}
+	file := d.File("dup")
+	if d.Sysfd() != -1 || d.File("again") != nil {
+		t.Error("File did not hand the descriptor over")
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("Close after File: %v", err)
+	}
+	file.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
