@@ -285,10 +285,10 @@ const deadlineSlack = 8
 
 func (s *Server) serveConn(pc *proto.Conn) {
 	defer s.untrack(pc)
-	// The request buffer has room for a load request (a batch of entries);
-	// every other op must fit in proto.MaxRequestSize. 64 KiB is a third of
-	// what the kernel allows each Unix socket's buffers by default.
-	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxLoadRequestSize), out: make([]byte, 0, 512), now: time.Now()}
+	// Every request but a load fits in proto.MaxRequestSize; a load (up to
+	// proto.MaxLoadRequestSize) is received into a buffer borrowed only
+	// while it is served (proto.Conn.RecvLarge).
+	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512), now: time.Now()}
 	p, err := peerOf(pc)
 	if err != nil {
 		s.log.Warn("cannot identify peer; closing", zap.Error(err))
@@ -309,7 +309,7 @@ func (s *Server) serveConn(pc *proto.Conn) {
 				return
 			}
 		}
-		n, fds, err := pc.RecvFDs(c.in, c.fds[:0])
+		msg, fds, release, err := pc.RecvLarge(c.in, c.fds[:0])
 		c.fds = fds
 		// One clock reading per request serves both deadlines: they move
 		// only by eighths of their timeouts, so microseconds do not matter.
@@ -330,14 +330,16 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			}
 			// A message arrived that cannot be served; Recv closed its
 			// descriptors. Answer it and carry on with the next one.
-			op := proto.PeekOp(c.in[:n])
+			op := proto.PeekOp(msg)
+			release()
 			c.audit(op, "", err)
 			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil) {
 				return
 			}
 			continue
 		}
-		ok := c.handle(c.in[:n], c.fds)
+		ok := c.handle(msg, c.fds)
+		release()
 		clear(c.fds) // handle owns them now
 		if !ok {
 			return

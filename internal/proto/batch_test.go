@@ -1,10 +1,18 @@
 package proto
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/testutil"
 )
 
 // TestLoadRequest round-trips load requests up to a full batch, and checks
@@ -76,5 +84,73 @@ func TestLoadRequestRefusesQueueFigures(t *testing.T) {
 	raw[flagAt] |= entryQueue
 	if _, err := DecodeRequest(raw); CodeOf(err) != CodeBadRequest {
 		t.Errorf("queue flag in a load request: %v, want bad request", err)
+	}
+}
+
+// TestRecvLarge receives messages of every size class through RecvLarge:
+// small ones land in the small buffer, a large one in a borrowed buffer,
+// one over the limit fails; every descriptor arrives or is closed; the
+// read deadline and the end of the stream come through.
+func TestRecvLarge(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c, peer := pair(t)
+	small := make([]byte, MaxRequestSize)
+	tests := []struct {
+		name    string
+		size    int
+		fds     int
+		inSmall bool
+		code    Code // CodeOK: received
+	}{
+		{name: "small", size: 100, fds: 1, inSmall: true},
+		{name: "exactly the small buffer", size: MaxRequestSize, inSmall: true},
+		{name: "a load", size: 40 << 10, fds: MaxBatchEntries},
+		{name: "the largest load", size: MaxLoadRequestSize, fds: 2},
+		{name: "over the limit", size: MaxLoadRequestSize + 1, fds: 3, code: CodeTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := bytes.Repeat([]byte{byte(tt.size)}, tt.size)
+			var oob []byte
+			if tt.fds > 0 {
+				oob = unix.UnixRights(pipes(t, tt.fds)...)
+			}
+			if err := unix.Sendmsg(peer, body, oob, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			msg, fds, release, err := c.RecvLarge(small, nil)
+			defer release()
+			for _, f := range fds {
+				f.Close()
+			}
+			if tt.code != CodeOK {
+				if CodeOf(err) != tt.code || len(fds) != 0 {
+					t.Fatalf("err %v, %d descriptors; want code %v and none", err, len(fds), tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(msg, body) || len(fds) != tt.fds {
+				t.Fatalf("received %d bytes, %d descriptors; want %d, %d", len(msg), len(fds), tt.size, tt.fds)
+			}
+			if inSmall := &msg[0] == &small[0]; inSmall != tt.inSmall {
+				t.Errorf("in the small buffer: %v, want %v", inSmall, tt.inSmall)
+			}
+		})
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if _, _, release, err := c.RecvLarge(small, nil); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("past the deadline: %v, want os.ErrDeadlineExceeded", err)
+	} else {
+		release()
+	}
+	c.SetReadDeadline(time.Time{})
+	unix.Shutdown(peer, unix.SHUT_WR)
+	if _, _, release, err := c.RecvLarge(small, nil); !errors.Is(err, io.EOF) {
+		t.Errorf("at the end: %v, want io.EOF", err)
+	} else {
+		release()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -273,4 +274,83 @@ func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
 		nums[i] = f.Sysfd()
 	}
 	return c.write(b, unix.UnixRights(nums...))
+}
+
+// largeBufs lends the buffers of RecvLarge.
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize); return &b }}
+
+// RecvLarge is RecvFDs for a message of up to MaxLoadRequestSize bytes that
+// holds no large buffer between messages: it waits until the socket is
+// readable (through the runtime's poller, honouring the read deadline) and
+// only then borrows a buffer from a pool for recvmsg(2). A message that
+// fits in small is copied there and the buffer goes back at once; a larger
+// one (a load) is returned in the borrowed buffer. Either way the caller
+// must call release, never nil, once done with msg. So a thousand idle
+// connections cost a thousand small buffers, not a thousand large ones.
+// Descriptors, errors and their closing are as for RecvFDs.
+func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockfd.FD, release func(), err error) {
+	release = func() {}
+	rc, err := c.uc.SyscallConn()
+	if err != nil {
+		return nil, fds, release, err
+	}
+	var bp *[]byte
+	var n, oobn, flags int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		bp = largeBufs.Get().(*[]byte)
+		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), *bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		if rerr == unix.EAGAIN || rerr == unix.EINTR {
+			largeBufs.Put(bp)
+			bp = nil
+			return false // not readable after all: wait again, holding nothing
+		}
+		return true
+	})
+	giveBack := func() {
+		if bp != nil {
+			largeBufs.Put(bp)
+			bp = nil
+		}
+	}
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("recvmsg", rerr)
+	}
+	start := len(fds)
+	if err == nil && oobn > 0 {
+		eachRight(c.oob[:oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
+	}
+	closeNew := func() {
+		for _, f := range fds[start:] {
+			f.Close()
+		}
+		clear(fds[start:])
+		fds = fds[:start]
+	}
+	switch {
+	case err != nil:
+		giveBack()
+		return nil, fds, release, err
+	case flags&unix.MSG_CTRUNC != 0:
+		closeNew()
+		return c.keep(small, bp, n, giveBack, fds, errCtrunc)
+	case flags&unix.MSG_TRUNC != 0:
+		closeNew()
+		return c.keep(small, bp, n, giveBack, fds, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", MaxLoadRequestSize)})
+	case n == 0 && len(fds) == start:
+		giveBack()
+		return nil, fds, release, io.EOF
+	}
+	return c.keep(small, bp, n, giveBack, fds, nil)
+}
+
+// keep returns the n bytes received into *bp: copied into small if they
+// fit (and *bp given back), else in *bp until release.
+func (c *Conn) keep(small []byte, bp *[]byte, n int, giveBack func(), fds []*sockfd.FD, err error) ([]byte, []*sockfd.FD, func(), error) {
+	if n <= len(small) {
+		m := small[:copy(small, (*bp)[:n])]
+		giveBack()
+		return m, fds, func() {}, err
+	}
+	return (*bp)[:n], fds, giveBack, err
 }
