@@ -36,11 +36,28 @@ type Conn struct {
 	uc    *net.UnixConn
 	oob   []byte // Recv's control buffer
 	sendb []byte // Send's control buffer
+
+	// RecvLarge's state, kept here so that a receive allocates nothing.
+	rc        syscall.RawConn
+	recvFn    func(uintptr) bool
+	releaseFn func()
+	large     largeRecv
+}
+
+// largeRecv is what RecvLarge's callback leaves behind.
+type largeRecv struct {
+	bp             *[]byte
+	n, oobn, flags int
+	err            error
 }
 
 // NewConn returns a Conn that owns uc and closes it on Close.
 func NewConn(uc *net.UnixConn) *Conn {
-	return &Conn{uc: uc, oob: make([]byte, oobSize), sendb: make([]byte, rightsOneSize)}
+	c := &Conn{uc: uc, oob: make([]byte, oobSize), sendb: make([]byte, rightsOneSize)}
+	c.rc, _ = uc.SyscallConn() // never fails for a *net.UnixConn
+	c.recvFn = c.recvLarge
+	c.releaseFn = c.giveBack
+	return c
 }
 
 // Dial connects to the holder listening at path.
@@ -289,68 +306,73 @@ var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize
 // connections cost a thousand small buffers, not a thousand large ones.
 // Descriptors, errors and their closing are as for RecvFDs.
 func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockfd.FD, release func(), err error) {
-	release = func() {}
-	rc, err := c.uc.SyscallConn()
-	if err != nil {
-		return nil, fds, release, err
-	}
-	var bp *[]byte
-	var n, oobn, flags int
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		bp = largeBufs.Get().(*[]byte)
-		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), *bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
-		if rerr == unix.EAGAIN || rerr == unix.EINTR {
-			largeBufs.Put(bp)
-			bp = nil
-			return false // not readable after all: wait again, holding nothing
-		}
-		return true
-	})
-	giveBack := func() {
-		if bp != nil {
-			largeBufs.Put(bp)
-			bp = nil
-		}
-	}
-	if err == nil && rerr != nil {
-		err = os.NewSyscallError("recvmsg", rerr)
+	c.large = largeRecv{}
+	err = c.rc.Read(c.recvFn)
+	r := &c.large
+	if err == nil && r.err != nil {
+		err = os.NewSyscallError("recvmsg", r.err)
 	}
 	start := len(fds)
-	if err == nil && oobn > 0 {
-		eachRight(c.oob[:oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
-	}
-	closeNew := func() {
-		for _, f := range fds[start:] {
-			f.Close()
-		}
-		clear(fds[start:])
-		fds = fds[:start]
+	if err == nil && r.oobn > 0 {
+		eachRight(c.oob[:r.oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
 	}
 	switch {
 	case err != nil:
-		giveBack()
-		return nil, fds, release, err
-	case flags&unix.MSG_CTRUNC != 0:
-		closeNew()
-		return c.keep(small, bp, n, giveBack, fds, errCtrunc)
-	case flags&unix.MSG_TRUNC != 0:
-		closeNew()
-		return c.keep(small, bp, n, giveBack, fds, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", MaxLoadRequestSize)})
-	case n == 0 && len(fds) == start:
-		giveBack()
-		return nil, fds, release, io.EOF
+		c.giveBack()
+		return nil, fds, noRelease, err
+	case r.flags&unix.MSG_CTRUNC != 0:
+		return c.keep(small, closeFrom(fds, start), errCtrunc)
+	case r.flags&unix.MSG_TRUNC != 0:
+		return c.keep(small, closeFrom(fds, start), &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", MaxLoadRequestSize)})
+	case r.n == 0 && len(fds) == start:
+		c.giveBack()
+		return nil, fds, noRelease, io.EOF
 	}
-	return c.keep(small, bp, n, giveBack, fds, nil)
+	return c.keep(small, fds, nil)
 }
 
-// keep returns the n bytes received into *bp: copied into small if they
-// fit (and *bp given back), else in *bp until release.
-func (c *Conn) keep(small []byte, bp *[]byte, n int, giveBack func(), fds []*sockfd.FD, err error) ([]byte, []*sockfd.FD, func(), error) {
-	if n <= len(small) {
-		m := small[:copy(small, (*bp)[:n])]
-		giveBack()
-		return m, fds, func() {}, err
+// closeFrom closes fds[start:] and returns fds[:start].
+func closeFrom(fds []*sockfd.FD, start int) []*sockfd.FD {
+	for _, f := range fds[start:] {
+		f.Close()
 	}
-	return (*bp)[:n], fds, giveBack, err
+	clear(fds[start:])
+	return fds[:start]
+}
+
+// giveBack returns RecvLarge's borrowed buffer, if it holds one.
+func (c *Conn) giveBack() {
+	if c.large.bp != nil {
+		largeBufs.Put(c.large.bp)
+		c.large.bp = nil
+	}
+}
+
+// keep returns the bytes received: copied into small if they fit (and the
+// buffer given back), else in the borrowed buffer until release.
+func (c *Conn) keep(small []byte, fds []*sockfd.FD, err error) ([]byte, []*sockfd.FD, func(), error) {
+	n := c.large.n
+	if n <= len(small) {
+		m := small[:copy(small, (*c.large.bp)[:n])]
+		c.giveBack()
+		return m, fds, noRelease, err
+	}
+	return (*c.large.bp)[:n], fds, c.releaseFn, err
+}
+
+func noRelease() {}
+
+// recvLarge is RecvLarge's callback for RawConn.Read: it borrows a buffer
+// only now that the socket is readable, and gives it back if recvmsg finds
+// nothing after all (the runtime then waits again).
+func (c *Conn) recvLarge(fd uintptr) bool {
+	r := &c.large
+	r.bp = largeBufs.Get().(*[]byte)
+	r.n, r.oobn, r.flags, _, r.err = unix.Recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+	if r.err == unix.EAGAIN || r.err == unix.EINTR {
+		largeBufs.Put(r.bp)
+		r.bp = nil
+		return false
+	}
+	return true
 }
