@@ -187,6 +187,8 @@ func parseArgs(args []string) (*app, command, error) {
 		cmd, err = parseList(args)
 	case "delete":
 		cmd, err = parseDelete(args)
+	case "transfer":
+		cmd, err = parseTransfer(args)
 	default:
 		return nil, nil, usagef("", "unknown command %q", name)
 	}

@@ -15,6 +15,7 @@ var synopses = []struct{ cmd, line string }{
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
+	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
 }
 
 // usageHint is what follows a usage error on stderr: the synopsis of cmd
@@ -119,6 +120,21 @@ Commands:
       Remove the entry; the holder closes its copy of the socket. It
       prints nothing.
 
+  transfer [--names GLOB] [--replace] --to PATH
+      Copy entries to the holder listening at PATH: the very same sockets
+      (not new ones bound to the same addresses) with their metadata (name,
+      owner, stored and expiry times). Both holders hold them afterwards;
+      delete them from this one when the move is done. Entries travel in
+      batches of up to 253, the most descriptors one message carries. It
+      prints "copied N entries to PATH". An entry the destination refuses
+      (already held, not allowed) is reported on standard error and does
+      not stop the others; the exit code is that of the first refusal.
+      --timeout limits the whole transfer.
+      --names GLOB  only the entries whose names match GLOB ('*', '?',
+                    '[...]' as in path.Match: '*' does not match '/')
+      --replace     replace entries PATH already holds under the same names
+      --to PATH     the destination holder's socket (required)
+
   help
       Print this text.
 
@@ -131,7 +147,8 @@ Exit codes:
   2  usage: unknown command or flag, wrong arguments, an invalid NAME or
      NETWORK:ADDRESS
   3  not found: NAME is not held
-  4  already held: NAME is held (listen and store without --replace)
+  4  already held: NAME is held (listen, store and transfer without
+     --replace)
   5  permission denied by the holder's policy
   6  holder unreachable: nothing listens at the socket path, or no
      connection to it could be made within --timeout
@@ -146,4 +163,5 @@ Examples:
   fdclient exec --wait 30s web admin -- ./server
   fdclient list
   fdclient delete web
+  fdclient transfer --names 'web*' --to /run/fdholder-new/fdholder.sock
 `

@@ -337,3 +337,80 @@ func TestSIGHUPWithoutPolicy(t *testing.T) {
 	c.Close()
 	d.stop()
 }
+
+// transferPolicy: www-data may transfer (dump from here, load there) any
+// owner's entries under www/; nobody may transfer its own entries under
+// pub/ only.
+const transferPolicy = `
+[[rule]]
+uid = 33
+ops = ["transfer", "list", "get"]
+names = ["www/**"]
+any_owner = true
+
+[[rule]]
+uid = 65534
+ops = ["transfer"]
+names = ["pub/*"]
+`
+
+// TestTransferPolicy checks that dump and load (fdclient transfer) are
+// decided by the policy's transfer op, entry by entry and with the owners
+// the entries carry, on both holders.
+func TestTransferPolicy(t *testing.T) {
+	needRoot(t)
+	testutil.CheckLeaks(t)
+	src, dst := sharedSocket(t), sharedSocket(t)
+	for _, path := range []string{src, dst} {
+		pol := writePolicy(t, filepath.Dir(path), transferPolicy)
+		startServing(t, daemonOpts{socket: path, args: []string{"--socket-mode", "0666", "--policy", pol}})
+	}
+	c := dial(t, src)
+	for _, name := range []string{"www/root", "www/deep/er", "pub/a", "priv/x"} {
+		storeNew(t, c, name)
+	}
+	steps := []struct {
+		who    cred
+		glob   string
+		want   int
+		stdout string
+	}{
+		// nobody may transfer only its own pub/ entries: root's are left
+		// out of the dump, so nothing is copied, and nothing refused.
+		{who: nobody, glob: "pub/*", want: peerOK, stdout: "copied 0\n"},
+		// www-data: every www/ entry, whoever owns it; the rest are left out.
+		{who: wwwData, want: peerOK, stdout: "copied 2\n"},
+		// Again: the destination holds them now; each is refused there.
+		{who: wwwData, want: peerExists, stdout: "copied 0\nwww/deep/er\nwww/root\n"},
+		// No rule grants transfer to the stranger at all.
+		{who: stranger, want: peerPermission, stdout: ""},
+	}
+	for i, st := range steps {
+		t.Run(fmt.Sprintf("%d %s", i, st.who.name), func(t *testing.T) {
+			args := []string{"transfer", dst}
+			if st.glob != "" {
+				args = append(args, st.glob)
+			}
+			r := peerDo(t, st.who, src, args...)
+			if r.code != st.want || r.stdout != st.stdout {
+				t.Errorf("exit %d, stdout %q (stderr %q); want %d, %q", r.code, r.stdout, strings.TrimSpace(r.stderr), st.want, st.stdout)
+			}
+		})
+	}
+	// The copies keep their owner (root), as in the source.
+	d := dial(t, dst)
+	got, err := d.List(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Name)
+		if e.OwnerUID != 0 {
+			t.Errorf("%s: owner uid %d after the transfer, want 0", e.Name, e.OwnerUID)
+		}
+	}
+	if !slices.Equal(names, []string{"www/deep/er", "www/root"}) {
+		t.Errorf("the destination holds %q, want the two www/ entries", names)
+	}
+}

@@ -2,92 +2,106 @@ package main
 
 import (
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
+	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"go.uber.org/zap"
 
 	"github.com/fdholder/fdholder/internal/ctlsock"
+	"github.com/fdholder/fdholder/internal/fdstore"
 	"github.com/fdholder/fdholder/internal/holder"
 )
 
-// listenFDsStart is the first descriptor systemd passes (SD_LISTEN_FDS_START,
-// sd_listen_fds(3)).
-const listenFDsStart = 3
-
-// activatedListeners takes every descriptor passed by socket activation
-// (LISTEN_FDS, LISTEN_PID; sd_listen_fds(3)) and unsets those variables. It
-// returns a listener for each listening AF_UNIX SOCK_SEQPACKET socket
-// among them, which the caller owns, and hands every other descriptor to
-// recoverFromFDStore. No descriptor passed stays open outside the returned
-// listeners, on any path.
-func activatedListeners(log *zap.Logger, reg *holder.Registry) (lns []*net.UnixListener, err error) {
-	files := activation.Files(true)
-	var others []*os.File
-	defer func() {
+// passedDescriptors returns what this process was started with: the
+// descriptors of an in-place upgrade (fdstore.HandoffEnv) if any, else
+// those of systemd (LISTEN_FDS: the activated control socket and the
+// file descriptor store; sd_listen_fds(3)), sorted into control listeners
+// and entries. source says which ("upgrade", "systemd" or "" for none).
+// file is the control socket's file when an upgraded holder had created it.
+func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, file *fdstore.SocketFile, source string, err error) {
+	passed, file, err := fdstore.FromHandoff()
+	if err != nil {
+		return rec, nil, "", fmt.Errorf("upgrade hand-off: %w", err)
+	}
+	source = "upgrade"
+	if passed == nil {
+		// Listened unsets LISTEN_* in any case, so that an upgraded
+		// binary never mistakes them for its own.
+		passed, err = fdstore.Listened()
 		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
-			lns = nil
+			return rec, nil, "", fmt.Errorf("socket activation: %w", err)
 		}
-		recoverFromFDStore(log, reg, others)
-	}()
-	for i, f := range files {
-		ok, ierr := ctlsock.IsControlListener(f)
-		if ierr != nil {
-			log.Warn("cannot inspect a passed descriptor", zap.Int("fd", listenFDsStart+i), zap.String("fd_name", f.Name()), zap.Error(ierr))
-		}
-		if !ok {
-			others = append(others, f)
+		source = "systemd"
+	}
+	if len(passed) == 0 {
+		return rec, nil, "", nil
+	}
+	return fdstore.Sort(log, passed, time.Now()), file, source, nil
+}
+
+// newMirror returns the file descriptor store mirror when a service
+// manager listens on NOTIFY_SOCKET, and nil otherwise (or if the socket
+// cannot be opened, which is logged). The mirror is harmless without
+// FileDescriptorStoreMax=: systemd then drops what it is sent.
+func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
+	n, err := fdstore.OpenNotifier()
+	if err == fdstore.ErrNoNotifySocket {
+		return nil
+	}
+	if err != nil {
+		log.Warn("file descriptor store: cannot open the notification socket; entries will not survive a crash of the holder", zap.Error(err))
+		return nil
+	}
+	return fdstore.NewMirror(n, log, nextSeq)
+}
+
+// recoverFromFDStore holds again every entry recovered from systemd's file
+// descriptor store or an upgrade's hand-off, with its metadata, then drops
+// from the store what recovery found stale (metadata of entries not
+// recovered, sockets no entry holds, unknown descriptors). The recovered
+// entries stay in the store as they are: the mirror adopts them. So the
+// store holds exactly the registry's entries afterwards. It takes
+// ownership of rec's entries; the control listeners are returned as
+// *net.UnixListener, which the caller owns.
+func recoverFromFDStore(log *zap.Logger, reg *holder.Registry, mirror *fdstore.Mirror, rec fdstore.Recovered, source string) ([]*net.UnixListener, error) {
+	if mirror != nil {
+		mirror.Expect(rec.Entries)
+	}
+	loaded := 0
+	for _, e := range rec.Entries {
+		if _, err := reg.Load(e.Entry, e.FD, false); err != nil {
+			log.Warn("recovery: entry not held again", zap.String("name", e.Entry.Name), zap.Error(err))
 			continue
 		}
-		ln, lerr := ctlsock.FileListener(f) // a duplicate: f is closed either way
-		f.Close()
-		if lerr != nil {
-			for _, rest := range files[i+1:] {
-				rest.Close()
+		loaded++
+	}
+	if mirror != nil {
+		mirror.EndRecovery()
+		mirror.Remove(rec.Stale)
+	}
+	if source != "" {
+		log.Info("recovered", zap.String("source", source), zap.Int("entries", loaded),
+			zap.Int("expired", rec.Expired), zap.Int("lost", rec.Lost), zap.Int("dropped", rec.Dropped),
+			zap.Int("control_sockets", len(rec.Controls)))
+	}
+	var lns []*net.UnixListener
+	var ferr error
+	for _, f := range rec.Controls {
+		if ferr == nil {
+			ln, err := ctlsock.FileListener(f) // a duplicate: f is closed either way
+			if err != nil {
+				ferr = fmt.Errorf("control socket %s: %w", f.Name(), err)
+			} else {
+				lns = append(lns, ln)
 			}
-			return lns, fmt.Errorf("socket activation: fd %d: %w", listenFDsStart+i, lerr)
 		}
-		lns = append(lns, ln)
+		f.Close()
+	}
+	if ferr != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, ferr
 	}
 	return lns, nil
-}
-
-// recoverFromFDStore is where held entries will come back after a restart
-// of the holder under systemd: a later change stores each entry in
-// systemd's file descriptor store (FDSTORE=1 with FDNAME=, sd_notify(3)),
-// which passes them back at the next start alongside the control sockets,
-// named by LISTEN_FDNAMES. Until then no descriptor passed is an entry, so
-// each one is logged and closed. It takes ownership of files.
-func recoverFromFDStore(log *zap.Logger, _ *holder.Registry, files []*os.File) {
-	for _, f := range files {
-		kind := "unknown"
-		if fi, err := f.Stat(); err == nil {
-			kind = fileKind(fi.Mode())
-		}
-		log.Warn("closing a passed descriptor that is not a control socket",
-			zap.String("fd_name", f.Name()), zap.String("type", kind))
-		f.Close()
-	}
-}
-
-func fileKind(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "file"
-	case t&fs.ModeSocket != 0:
-		return "socket"
-	case t&fs.ModeNamedPipe != 0:
-		return "pipe"
-	case t&fs.ModeDir != 0:
-		return "directory"
-	case t&fs.ModeDevice != 0:
-		return "device"
-	default:
-		return t.String()
-	}
 }

@@ -136,6 +136,7 @@ type daemonOpts struct {
 	env        []string // more environment, over a clean one
 	wrapper    []string // a command that runs fdholderd, such as systemd-socket-activate
 	extraFiles []*os.File
+	bin        string // the binary to run; empty: the one TestMain built
 }
 
 // cleanEnv is the test's environment without what would steer the daemon.
@@ -160,7 +161,11 @@ func start(t testing.TB, o daemonOpts) *daemon {
 		args = append(args, "--socket", o.socket)
 	}
 	args = append(args, o.args...)
-	argv := append(append(append([]string(nil), o.wrapper...), binary), args...)
+	bin := binary
+	if o.bin != "" {
+		bin = o.bin
+	}
+	argv := append(append(append([]string(nil), o.wrapper...), bin), args...)
 	d := &daemon{t: t, path: o.socket, log: newLogLines(), exited: make(chan struct{})}
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(cleanEnv(), o.env...)

@@ -19,6 +19,7 @@ type config struct {
 	socket    string // from --socket; empty: fdholder.SocketPath()
 	logFormat string // console or json
 	logLevel  zapcore.Level
+	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -33,6 +34,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
+       fdholderd --check
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -51,6 +53,8 @@ Options:
                         stops start-up with the line at fault; SIGHUP reloads
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
+  --check               print "fdholderd: ok" and exit 0: an upgrade runs the
+                        new binary so before executing it
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with
@@ -65,8 +69,8 @@ Limits (0 turns a limit off; each refusal is logged and answered with
                             its reply within DUR (default 10s)
   --fd-reserve N            descriptors kept free under RLIMIT_NOFILE: a
                             store that would use them is refused (default 64)
-  Requests are at most 1024 bytes, and a store carries exactly one
-  descriptor; fdholderd raises its RLIMIT_NOFILE soft limit to the hard
+  Requests are at most 1024 bytes (a load, 64 KiB), and a store carries
+  exactly one descriptor; fdholderd raises its RLIMIT_NOFILE soft limit to the hard
   limit at start.
 
 Socket path, the first that applies:
@@ -91,16 +95,34 @@ Signals:
                     signal cuts the wait short and exits 1.
   SIGHUP            reload --policy FILE; a file that does not load is
                     logged and the policy in force is kept
+  SIGUSR2           upgrade in place: run the binary at fdholderd's own path
+                    with --check, then stop accepting, let the requests in
+                    flight finish, close the open connections (clients
+                    reconnect), and execute it in the same process (same
+                    pid), passing the control socket and every held entry
+                    with its metadata. Connections made meanwhile wait in
+                    the socket's queue. If the check or the exec fails,
+                    fdholderd logs why and keeps serving with every entry.
 
 Environment:
   FDHOLDER_SOCKET   the socket path when --socket is not given
   XDG_RUNTIME_DIR   the base of the default socket path when not root
   TMPDIR            the base of the last-resort socket path
   LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
-                    sockets passed by systemd (sd_listen_fds(3)); other
-                    descriptors passed are closed
+                    descriptors passed by systemd (sd_listen_fds(3)): the
+                    activated control socket (FileDescriptorName=control, or
+                    any listening AF_UNIX SOCK_SEQPACKET socket) and the
+                    entries kept in the file descriptor store, which are
+                    held again with their metadata before READY=1; other
+                    descriptors passed are closed and removed from the store
   NOTIFY_SOCKET     where to send READY=1, STATUS= (the number of held
-                    entries) and STOPPING=1 (sd_notify(3))
+                    entries), STOPPING=1 and WATCHDOG=1 (sd_notify(3)), and
+                    a copy of every entry (FDSTORE=1, FDSTOREREMOVE=1), so
+                    that the entries survive a crash or restart of
+                    fdholderd when the unit sets FileDescriptorStoreMax=
+  WATCHDOG_USEC     WATCHDOG=1 is sent at half this interval
+  FDHOLDER_HANDOFF_FD
+                    set by an upgrade for the new binary; not for users
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error, and on a denial the rule that decided) and lines
@@ -133,6 +155,7 @@ func parseFlags(args []string) (config, error) {
 		}
 		return fmt.Errorf("%q is not console or json", s)
 	})
+	fs.BoolVar(&cfg.check, "check", false, "")
 	fs.Func("log-level", "", func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":

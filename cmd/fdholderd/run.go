@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fdholderd: %v\nRun 'fdholderd --help' for usage.\n", err)
 		return 2
 	}
+	if cfg.check {
+		io.WriteString(stdout, "fdholderd: ok\n")
+		return 0
+	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	err = serve(ctx, cfg, log)
 	log.Sync()
@@ -54,11 +59,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // serve runs the holder until a signal or a failure of a listener, then
 // shuts it down. The error it returns is the reason for a non-zero exit.
+// SIGUSR2 upgrades it in place (see upgrade.go); serve returns from an
+// upgrade only if it failed, and then keeps serving.
 func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
 	hup, releaseHUP := catchHUP()
 	defer releaseHUP()
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 
 	// A policy that does not load stops the start, before any socket exists.
 	access, err := loadAccess(cfg, log)
@@ -72,20 +82,36 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		return err
 	}
 
+	rec, file, source, err := passedDescriptors(log)
+	if err != nil {
+		return err
+	}
+	mirror := newMirror(log, rec.NextSeq)
+	nextSeq := rec.NextSeq // metadata names for an upgrade without a mirror
+
 	// The registry reports changes to the notifier, which reads the count
 	// back from the registry on its own goroutine: OnChange never blocks.
 	var reg *holder.Registry
 	notifier := sdnotify.New(log, func() int { return reg.Len() })
-	reg = holder.NewRegistry(holder.RegistryOptions{Logger: log, OnChange: func(int) { notifier.Changed() }})
+	opts := holder.RegistryOptions{Logger: log, OnChange: func(int) { notifier.Changed() }}
+	if mirror != nil {
+		opts.Observer = mirror
+	}
+	reg = holder.NewRegistry(opts)
 	defer reg.Close()
 
-	lns, err := activatedListeners(log, reg)
+	lns, err := recoverFromFDStore(log, reg, mirror, rec, source)
 	if err != nil {
 		return err
 	}
 	activated := len(lns) > 0
-	var sock *ctlsock.Socket // the socket this process bound, nil when activated
-	if activated {
+	var sock *ctlsock.Socket // the socket this process (or the one it upgraded) bound, nil when activated
+	if file != nil && len(lns) == 1 {
+		// An upgrade of a holder that had bound its own socket: it is
+		// still ours to remove on exit.
+		sock = ctlsock.Adopt(file.Path, file.Dev, file.Ino, lns[0])
+		activated = false
+	} else if activated {
 		if cfg.socket != "" {
 			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
 		}
@@ -107,32 +133,75 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 		lns = []*net.UnixListener{sock.Listener}
 	}
 
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits})
-	stopReload := reloadOnHUP(cfg, log, srv, hup)
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	watchdog(wdCtx, log, func() { reg.Len() })
+
+	// The server is replaced after a failed upgrade; a policy reload goes
+	// to the one serving, and a new one starts with the policy in force.
+	var srv *holder.Server
+	var srvMu sync.Mutex // guards srv and access for the reload goroutine
+	stopReload := reloadOnHUP(cfg, log, func(a holder.Access) {
+		srvMu.Lock()
+		defer srvMu.Unlock()
+		access = a
+		srv.SetAccess(a)
+	}, hup)
 	defer stopReload()
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.
 	serveCtx := context.WithoutCancel(ctx)
-	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		path := ln.Addr().String()
-		if sock != nil {
-			path = sock.Path // the listener knows only the name it was bound to before the rename
+	var errc chan error
+	running := 0
+	startServing := func() {
+		srvMu.Lock()
+		srv = holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits})
+		srvMu.Unlock()
+		errc = make(chan error, len(lns))
+		running = len(lns)
+		for _, ln := range lns {
+			path := ln.Addr().String()
+			if sock != nil {
+				path = sock.Path // the listener knows only the name it was bound to before the rename
+			}
+			log.Info("serving", zap.String("path", path), zap.Int("pid", os.Getpid()), zap.Bool("activated", activated))
+			go func() { errc <- srv.Serve(serveCtx, ln) }()
 		}
-		log.Info("serving", zap.String("path", path), zap.Int("pid", os.Getpid()), zap.Bool("activated", activated))
-		go func() { errc <- srv.Serve(serveCtx, ln) }()
 	}
+	startServing()
 	notifier.Ready()
 
-	running := len(lns)
 	var failure error
-	select {
-	case <-sigCtx.Done():
-		log.Info("shutting down", zap.String("reason", context.Cause(sigCtx).Error()))
-	case err := <-errc:
-		running--
-		failure = fmt.Errorf("serve: %w", err)
-		log.Info("shutting down", zap.String("reason", "a listener failed"))
+wait:
+	for {
+		select {
+		case <-sigCtx.Done():
+			log.Info("shutting down", zap.String("reason", context.Cause(sigCtx).Error()))
+			break wait
+		case err := <-errc:
+			running--
+			failure = fmt.Errorf("serve: %w", err)
+			log.Info("shutting down", zap.String("reason", "a listener failed"))
+			break wait
+		case <-usr2:
+			stopped, next, err := upgrade(ctx, log, srv, lns, sock, errc, running, reg, mirror, &nextSeq)
+			if !stopped {
+				// Nothing was stopped: the check failed.
+				log.Error("upgrade refused; still serving with every entry", zap.Error(err))
+				continue
+			}
+			if next == nil {
+				running = 0
+				failure = fmt.Errorf("upgrade: %w", err)
+				log.Error("upgrade failed and the control sockets are lost; exiting", zap.Error(err))
+				break wait
+			}
+			// The server was stopped and execve failed: serve again on
+			// the same control sockets, which never stopped queueing.
+			log.Error("upgrade failed; serving again with every entry", zap.Error(err))
+			lns = next
+			startServing()
+		}
 	}
 
 	// From here a second signal cuts the grace period short. second is

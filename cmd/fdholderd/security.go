@@ -41,9 +41,10 @@ func catchHUP() (hup chan os.Signal, release func()) {
 }
 
 // reloadOnHUP reloads the policy on each SIGHUP from hup until stop is
-// called. A policy that fails to load leaves the one in force: the holder
-// never runs with a half-read file.
-func reloadOnHUP(cfg config, log *zap.Logger, srv *holder.Server, hup <-chan os.Signal) (stop func()) {
+// called, and hands it to setAccess (the serving server's SetAccess). A
+// policy that fails to load leaves the one in force: the holder never runs
+// with a half-read file.
+func reloadOnHUP(cfg config, log *zap.Logger, setAccess func(holder.Access), hup <-chan os.Signal) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -61,7 +62,7 @@ func reloadOnHUP(cfg config, log *zap.Logger, srv *holder.Server, hup <-chan os.
 				log.Error("policy reload failed; keeping the policy in force", zap.String("policy", cfg.policy), zap.Error(err))
 				continue
 			}
-			srv.SetAccess(p)
+			setAccess(p)
 			log.Info("policy reloaded", zap.String("policy", cfg.policy), zap.Int("rules", len(p.Rules())))
 		}
 	}()

@@ -250,6 +250,18 @@ func Probe(ctx context.Context, path string) (int32, error) {
 	return cred.Pid, nil
 }
 
+// Identity returns the device and inode of the socket file Listen
+// created, for Adopt in the binary an upgrade executes.
+func (s *Socket) Identity() (dev, ino uint64) { return s.dev, s.ino }
+
+// Adopt returns the Socket of a file that Listen created before an upgrade
+// executed this binary in the same process (dev and ino from Identity), on
+// the listener passed across, so that RemoveFile works as if this process
+// image had created it.
+func Adopt(path string, dev, ino uint64, ln *net.UnixListener) *Socket {
+	return &Socket{Path: path, Listener: ln, dev: dev, ino: ino}
+}
+
 // RemoveFile removes the socket file if it is still the one Listen created
 // (same device and inode), and reports whether it did. A successor that
 // replaced it after this process stopped listening keeps its socket.

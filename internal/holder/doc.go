@@ -16,6 +16,12 @@
 // (connections, entries in total and per uid, idle and request timeouts,
 // a reserve of descriptors).
 //
+// An Observer (RegistryOptions.Observer) sees every entry that starts or
+// stops being held, in order, so that a copy can be kept elsewhere; dump and
+// load move entries in bulk between holders, behind one authorization point
+// (authorizeTransfer in transfer.go, which asks the Access).
+//
 // The package knows nothing of systemd, of command-line flags or of where
-// the control socket lives: cmd/fdholderd wires those.
+// the control socket lives: cmd/fdholderd wires those, and internal/fdstore
+// implements the Observer that copies entries into systemd's store.
 package holder

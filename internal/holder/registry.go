@@ -3,6 +3,7 @@ package holder
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type RegistryOptions struct {
 	// OnChange, if set, is called with the number of held entries after
 	// every change, outside the registry's lock. It must not block.
 	OnChange func(entries int)
+
+	// Observer, if set, sees every entry that starts or stops being held
+	// (see Observer). Nil: none.
+	Observer Observer
 }
 
 // Registry is the set of held descriptors, by name. It is safe for
@@ -36,6 +41,10 @@ type RegistryOptions struct {
 type Registry struct {
 	log      *zap.Logger
 	onChange func(int)
+	obs      Observer
+	// obsMu makes one goroutine at a time deliver the pending changes, so
+	// that the observer sees them in the order they were made.
+	obsMu sync.Mutex
 
 	mu      sync.RWMutex
 	entries map[string]*entry
@@ -45,11 +54,16 @@ type Registry struct {
 	// rebuilt lazily, on the first List after a change.
 	sorted []string
 	dirty  bool
+	// nextID numbers entries; pending queues changes for the observer, in
+	// the order they were made under mu.
+	nextID  uint64
+	pending []Change
 }
 
 // entry is one held descriptor. Its fields never change after it is stored,
 // except refs and timer.
 type entry struct {
+	id   uint64      // unique for the registry's life
 	info proto.Entry // without the live queue figures
 	fd   *sockfd.FD
 	// refs counts the registry's own reference while the entry is in the
@@ -70,7 +84,7 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Registry{log: log, onChange: opts.OnChange, entries: make(map[string]*entry), byUID: make(map[uint32]int)}
+	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int)}
 }
 
 // Len returns the number of held entries.
@@ -112,7 +126,7 @@ type EntryGuard func(e *proto.Entry) error
 // current entry is known. It takes ownership of fd, even on error.
 func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool, guard StoreGuard) (proto.Entry, error) {
 	now := time.Now()
-	e := &entry{fd: fd, info: proto.Entry{
+	e := proto.Entry{
 		Name:      name,
 		Network:   info.Network,
 		Address:   info.Address,
@@ -121,11 +135,48 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 		GID:       owner.GID,
 		PID:       owner.PID,
 		StoredAt:  now.Round(0), // wall clock for display; expiry runs on a monotonic timer
-	}}
-	if ttl > 0 {
-		e.info.ExpiresAt = e.info.StoredAt.Add(ttl)
 	}
+	if ttl > 0 {
+		e.ExpiresAt = e.StoredAt.Add(ttl)
+	}
+	return r.hold(e, fd, ttl, replace, "store", guard)
+}
+
+// Load holds fd under e.Name with the metadata of e as it is (owner, stored
+// and expiry times, network and address), for an entry that was held
+// before: recovered after a restart or an upgrade, or transferred from
+// another holder. The live queue figures of e are ignored. It takes
+// ownership of fd, even on error. An entry whose expiry time has passed is
+// not held: Load closes fd and fails with proto.ErrNotFound. replace is as
+// for Store. Load does not validate the name or inspect fd: the caller does.
+func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, replace bool) (proto.Entry, error) {
+	return r.LoadGuarded(e, fd, replace, nil)
+}
+
+// LoadGuarded is Load, vetted by guard (nil: no vetting) as StoreGuarded
+// is, the owner being e's.
+func (r *Registry) LoadGuarded(e proto.Entry, fd *sockfd.FD, replace bool, guard StoreGuard) (proto.Entry, error) {
+	e.HasQueue, e.Queued, e.Backlog = false, 0, 0
+	e.StoredAt = e.StoredAt.Round(0)
+	var ttl time.Duration
+	if !e.ExpiresAt.IsZero() {
+		e.ExpiresAt = e.ExpiresAt.Round(0)
+		if ttl = time.Until(e.ExpiresAt); ttl <= 0 {
+			fd.Close()
+			return proto.Entry{}, errExpired
+		}
+	}
+	return r.hold(e, fd, ttl, replace, "load", guard)
+}
+
+// errExpired is Load's error for an entry whose time has passed.
+var errExpired = &proto.Error{Code: proto.CodeNotFound, Message: "expired"}
+
+// hold puts a new entry for fd in the map; see StoreGuarded.
+func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, replace bool, why string, guard StoreGuard) (proto.Entry, error) {
+	e := &entry{fd: fd, info: info}
 	e.refs.Store(1)
+	name, uid := info.Name, info.UID
 
 	r.mu.Lock()
 	if r.closed {
@@ -140,11 +191,11 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
 	if guard != nil {
-		after := Counts{Total: len(r.entries), OwnerUID: r.byUID[owner.UID]}
+		after := Counts{Total: len(r.entries), OwnerUID: r.byUID[uid]}
 		if old == nil {
 			after.Total++
 		}
-		if old == nil || old.info.UID != owner.UID {
+		if old == nil || old.info.UID != uid {
 			after.OwnerUID++
 		}
 		var oldInfo *proto.Entry
@@ -157,8 +208,10 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 			return proto.Entry{}, err
 		}
 	}
+	r.nextID++
+	e.id = r.nextID
 	r.entries[name] = e
-	r.byUID[owner.UID]++
+	r.byUID[uid]++
 	if old != nil {
 		r.uncount(old)
 	}
@@ -168,6 +221,15 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 	if ttl > 0 {
 		e.timer = time.AfterFunc(ttl, func() { r.expire(name, e) })
 	}
+	// The new entry first, then the old one's removal: an observer that
+	// dies between the two leaves both behind, never neither.
+	if old != nil {
+		why = "replace"
+	}
+	r.queueAdded(e, why)
+	if old != nil {
+		r.queueRemoved(old, "replace")
+	}
 	n := len(r.entries)
 	r.mu.Unlock()
 
@@ -175,6 +237,7 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 		old.stop()
 		old.release()
 	}
+	r.deliver()
 	r.changed(n)
 	return e.info, nil
 }
@@ -195,10 +258,12 @@ func (r *Registry) expire(name string, e *entry) {
 	delete(r.entries, name)
 	r.uncount(e)
 	r.dirty = true
+	r.queueRemoved(e, "expire")
 	n := len(r.entries)
 	r.mu.Unlock()
 	e.release()
 	r.log.Info("entry expired", zap.String("op", "expire"), zap.String("name", name))
+	r.deliver()
 	r.changed(n)
 }
 
@@ -259,10 +324,11 @@ func (r *Registry) Take(name string) (Handle, error) {
 
 // TakeGuarded is Take, vetted by guard (nil: no vetting) under the lock.
 func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
-	e, n, err := r.remove(name, guard)
+	e, n, err := r.remove(name, guard, "take")
 	if err != nil {
 		return Handle{}, err
 	}
+	r.deliver()
 	r.changed(n)
 	return Handle{e}, nil
 }
@@ -291,8 +357,10 @@ func (r *Registry) Restore(h Handle) bool {
 	r.entries[name] = e
 	r.byUID[e.info.UID]++
 	r.dirty = true
+	r.queueAdded(e, "restore")
 	n := len(r.entries)
 	r.mu.Unlock()
+	r.deliver()
 	r.changed(n)
 	return true
 }
@@ -305,19 +373,20 @@ func (r *Registry) Delete(name string) error {
 
 // DeleteGuarded is Delete, vetted by guard (nil: no vetting) under the lock.
 func (r *Registry) DeleteGuarded(name string, guard EntryGuard) error {
-	e, n, err := r.remove(name, guard)
+	e, n, err := r.remove(name, guard, "delete")
 	if err != nil {
 		return err
 	}
 	e.release()
+	r.deliver()
 	r.changed(n)
 	return nil
 }
 
 // remove takes name out of the map, if guard (when not nil) allows it, and
 // stops its timer; the caller owns the registry's reference to the returned
-// entry.
-func (r *Registry) remove(name string, guard EntryGuard) (*entry, int, error) {
+// entry, and must call deliver.
+func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, int, error) {
 	r.mu.Lock()
 	e := r.entries[name]
 	if e == nil {
@@ -333,6 +402,7 @@ func (r *Registry) remove(name string, guard EntryGuard) (*entry, int, error) {
 	delete(r.entries, name)
 	r.uncount(e)
 	r.dirty = true
+	r.queueRemoved(e, why)
 	n := len(r.entries)
 	r.mu.Unlock()
 	e.stop()
@@ -391,7 +461,9 @@ func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*p
 }
 
 // Close closes every held descriptor (each once no Get is sending it) and
-// makes later Stores fail.
+// makes later Stores fail. The observer is not told: closing the registry
+// is the holder stopping, not its entries being deleted, and a copy kept
+// elsewhere (systemd's file descriptor store) must outlive it.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	old := r.entries
@@ -407,4 +479,70 @@ func (r *Registry) Close() {
 	if len(old) > 0 {
 		r.changed(0)
 	}
+}
+
+// Held is one entry of a Snapshot: a reference to its descriptor, which
+// the caller must release exactly once.
+type Held struct {
+	ID     uint64
+	Entry  proto.Entry
+	Handle Handle
+}
+
+// Snapshot returns a reference to every held entry whose name matches
+// match (every entry if match is nil), in name order. Each Held keeps its
+// descriptor open until its Handle is released, even if the entry is
+// deleted meanwhile.
+func (r *Registry) Snapshot(match func(name string) bool) []Held {
+	r.mu.RLock()
+	out := make([]Held, 0, len(r.entries))
+	for name, e := range r.entries {
+		if match != nil && !match(name) {
+			continue
+		}
+		e.refs.Add(1)
+		out = append(out, Held{ID: e.id, Entry: e.info, Handle: Handle{e}})
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Held) int { return strings.Compare(a.Entry.Name, b.Entry.Name) })
+	return out
+}
+
+// Page returns references to the entries whose names sort after the name
+// after and satisfy match, in name order: at most limit of them, as many as
+// fit in one reply (proto.ListPageFits), and reports whether more follow.
+// match is called under the registry's read lock and must not call the
+// registry. The caller must release every Handle.
+func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
+	r.mu.RLock()
+	for r.dirty {
+		r.mu.RUnlock()
+		r.mu.Lock()
+		if r.dirty {
+			r.sorted = r.sorted[:0]
+			for name := range r.entries {
+				r.sorted = append(r.sorted, name)
+			}
+			slices.Sort(r.sorted)
+			r.dirty = false
+		}
+		r.mu.Unlock()
+		r.mu.RLock()
+	}
+	defer r.mu.RUnlock()
+	var out []Handle
+	size := 0
+	for i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after }); i < len(r.sorted); i++ {
+		e := r.entries[r.sorted[i]]
+		if !match(&e.info) {
+			continue
+		}
+		size += proto.EntrySize(&e.info)
+		if len(out) == limit || !proto.ListPageFits(size) {
+			return out, true
+		}
+		e.refs.Add(1)
+		out = append(out, Handle{e})
+	}
+	return out, false
 }

@@ -267,6 +267,7 @@ type conn struct {
 	in         []byte        // the request buffer
 	out        []byte        // the reply buffer, reused
 	page       []proto.Entry // list page buffer, reused
+	fds        []*sockfd.FD  // descriptors received with a request, reused
 
 	// now is when the last request arrived (or the connection was
 	// accepted); readArmed and writeArmed when the read (idle) and write
@@ -284,6 +285,9 @@ const deadlineSlack = 8
 
 func (s *Server) serveConn(pc *proto.Conn) {
 	defer s.untrack(pc)
+	// Every request but a load fits in proto.MaxRequestSize; a load (up to
+	// proto.MaxLoadRequestSize) is received into a buffer borrowed only
+	// while it is served (proto.Conn.RecvLarge).
 	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512), now: time.Now()}
 	p, err := peerOf(pc)
 	if err != nil {
@@ -305,7 +309,8 @@ func (s *Server) serveConn(pc *proto.Conn) {
 				return
 			}
 		}
-		n, fd, err := pc.Recv(c.in)
+		msg, fds, release, err := pc.RecvLarge(c.in, c.fds[:0])
+		c.fds = fds
 		// One clock reading per request serves both deadlines: they move
 		// only by eighths of their timeouts, so microseconds do not matter.
 		c.now = time.Now()
@@ -325,33 +330,50 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			}
 			// A message arrived that cannot be served; Recv closed its
 			// descriptors. Answer it and carry on with the next one.
-			op := proto.PeekOp(c.in[:n])
+			op := proto.PeekOp(msg)
+			release()
 			c.audit(op, "", err)
 			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil) {
 				return
 			}
 			continue
 		}
-		if !c.handle(c.in[:n], fd) {
+		ok := c.handle(msg, c.fds)
+		release()
+		clear(c.fds) // handle owns them now
+		if !ok {
 			return
 		}
 	}
 }
 
 // handle serves one request and reports whether the connection is still
-// usable. It takes ownership of fd.
-func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
+// usable. It takes ownership of fds.
+func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	req, err := proto.DecodeRequest(msg)
-	if err == nil && fd != nil && req.Op != proto.OpStore {
-		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one")
+	// The checks of the message as a whole come first, in the order they
+	// had when only one descriptor was received (proto.Conn.Recv): size,
+	// then the number of descriptors, which only a load may exceed.
+	load := err == nil && req.Op == proto.OpLoad
+	switch {
+	case len(msg) > proto.MaxRequestSize && !load:
+		err = proto.Errorf(proto.CodeTooLarge, "message exceeds %d bytes", proto.MaxRequestSize)
+	case len(fds) > 1 && !load:
+		err = proto.Errorf(proto.CodeBadDescriptors, "%d descriptors attached, at most one is accepted", len(fds))
 	}
-	if err == nil && req.Op != proto.OpList {
+	var fd *sockfd.FD
+	switch {
+	case err != nil, load:
+	case len(fds) == 1 && req.Op != proto.OpStore:
+		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one (and load, one per entry)")
+	case len(fds) == 1:
+		fd = fds[0]
+	}
+	if err == nil && req.Op != proto.OpList && req.Op != proto.OpDump && req.Op != proto.OpLoad {
 		err = proto.ValidateName(req.Name)
 	}
 	if err != nil {
-		if fd != nil {
-			fd.Close()
-		}
+		closeAll(fds)
 		op := req.Op
 		if op == 0 {
 			op = proto.PeekOp(msg)
@@ -362,17 +384,19 @@ func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
 	// Ask about the op and name before looking anything up, so that a
 	// refused peer learns nothing about which names are held.
 	name := req.Name
-	if req.Op == proto.OpList {
-		name = ""
+	if req.Op == proto.OpList || req.Op == proto.OpDump || req.Op == proto.OpLoad {
+		name = "" // may the peer list (dump, load) at all; each entry is asked about later
 	}
 	if err := c.check(req.Op, name, nil); err != nil {
-		if fd != nil {
-			fd.Close()
-		}
+		closeAll(fds)
 		c.audit(req.Op, name, err)
 		return c.replyErr(req.Op, err)
 	}
 	switch req.Op {
+	case proto.OpLoad:
+		return c.load(&req, fds)
+	case proto.OpDump:
+		return c.dump(&req)
 	case proto.OpStore:
 		return c.store(&req, fd)
 	case proto.OpGet:

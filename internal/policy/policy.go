@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/proto"
 )
 
 // Op names as the policy file writes them. "transfer" is accepted for the
@@ -83,9 +84,14 @@ func (p *Policy) Rules() []Rule { return p.rules }
 // File returns the policy file's path, empty for Default.
 func (p *Policy) File() string { return p.file }
 
-// Allow implements holder.Access.
+// Allow implements holder.Access. The protocol's dump and load ops, which
+// move entries to or from another holder, are decided as "transfer".
 func (p *Policy) Allow(req holder.AccessRequest) holder.Decision {
-	return p.Check(req.Peer, req.Op.String(), req.Name, req.Owner)
+	op := req.Op.String()
+	if req.Op == proto.OpDump || req.Op == proto.OpLoad {
+		op = OpTransfer
+	}
+	return p.Check(req.Peer, op, req.Name, req.Owner)
 }
 
 // Check decides whether peer may do op (a policy op name: "get",

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -35,11 +36,28 @@ type Conn struct {
 	uc    *net.UnixConn
 	oob   []byte // Recv's control buffer
 	sendb []byte // Send's control buffer
+
+	// RecvLarge's state, kept here so that a receive allocates nothing.
+	rc        syscall.RawConn
+	recvFn    func(uintptr) bool
+	releaseFn func()
+	large     largeRecv
+}
+
+// largeRecv is what RecvLarge's callback leaves behind.
+type largeRecv struct {
+	bp             *[]byte
+	n, oobn, flags int
+	err            error
 }
 
 // NewConn returns a Conn that owns uc and closes it on Close.
 func NewConn(uc *net.UnixConn) *Conn {
-	return &Conn{uc: uc, oob: make([]byte, oobSize), sendb: make([]byte, rightsOneSize)}
+	c := &Conn{uc: uc, oob: make([]byte, oobSize), sendb: make([]byte, rightsOneSize)}
+	c.rc, _ = uc.SyscallConn() // never fails for a *net.UnixConn
+	c.recvFn = c.recvLarge
+	c.releaseFn = c.giveBack
+	return c
 }
 
 // Dial connects to the holder listening at path.
@@ -222,4 +240,139 @@ func (c *Conn) write(b, oob []byte) error {
 func IsClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// RecvFDs is Recv for a message that may carry many descriptors (a dump
+// reply, a load request): it appends every descriptor that arrived to fds,
+// in order, and returns the result, which the caller owns. On an error
+// every descriptor that arrived is closed, as Recv does, and fds is
+// returned as it was.
+func (c *Conn) RecvFDs(b []byte, fds []*sockfd.FD) (n int, _ []*sockfd.FD, err error) {
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	start := len(fds)
+	if oobn > 0 {
+		eachRight(c.oob[:oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
+	}
+	closeNew := func() {
+		for _, f := range fds[start:] {
+			f.Close()
+		}
+		clear(fds[start:])
+		fds = fds[:start]
+	}
+	switch {
+	case err != nil:
+		closeNew()
+		return 0, fds, err
+	case flags&unix.MSG_CTRUNC != 0:
+		closeNew()
+		return n, fds, errCtrunc
+	case flags&unix.MSG_TRUNC != 0:
+		closeNew()
+		return n, fds, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", len(b))}
+	case n == 0 && len(fds) == start:
+		return 0, fds, io.EOF
+	}
+	return n, fds, nil
+}
+
+// SendFDs writes one message with duplicates of fds attached, in order, in
+// one SCM_RIGHTS control message (at most MaxMessageFDs). fds stay owned
+// by the caller, who must keep them open until SendFDs returns.
+func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
+	if len(fds) == 0 {
+		return c.write(b, nil)
+	}
+	if len(fds) > MaxMessageFDs {
+		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+	}
+	nums := make([]int, len(fds))
+	for i, f := range fds {
+		nums[i] = f.Sysfd()
+	}
+	return c.write(b, unix.UnixRights(nums...))
+}
+
+// largeBufs lends the buffers of RecvLarge.
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize); return &b }}
+
+// RecvLarge is RecvFDs for a message of up to MaxLoadRequestSize bytes that
+// holds no large buffer between messages: it waits until the socket is
+// readable (through the runtime's poller, honouring the read deadline) and
+// only then borrows a buffer from a pool for recvmsg(2). A message that
+// fits in small is copied there and the buffer goes back at once; a larger
+// one (a load) is returned in the borrowed buffer. Either way the caller
+// must call release, never nil, once done with msg. So a thousand idle
+// connections cost a thousand small buffers, not a thousand large ones.
+// Descriptors, errors and their closing are as for RecvFDs.
+func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockfd.FD, release func(), err error) {
+	c.large = largeRecv{}
+	err = c.rc.Read(c.recvFn)
+	r := &c.large
+	if err == nil && r.err != nil {
+		err = os.NewSyscallError("recvmsg", r.err)
+	}
+	start := len(fds)
+	if err == nil && r.oobn > 0 {
+		eachRight(c.oob[:r.oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
+	}
+	switch {
+	case err != nil:
+		c.giveBack()
+		return nil, fds, noRelease, err
+	case r.flags&unix.MSG_CTRUNC != 0:
+		return c.keep(small, closeFrom(fds, start), errCtrunc)
+	case r.flags&unix.MSG_TRUNC != 0:
+		return c.keep(small, closeFrom(fds, start), &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", MaxLoadRequestSize)})
+	case r.n == 0 && len(fds) == start:
+		c.giveBack()
+		return nil, fds, noRelease, io.EOF
+	}
+	return c.keep(small, fds, nil)
+}
+
+// closeFrom closes fds[start:] and returns fds[:start].
+func closeFrom(fds []*sockfd.FD, start int) []*sockfd.FD {
+	for _, f := range fds[start:] {
+		f.Close()
+	}
+	clear(fds[start:])
+	return fds[:start]
+}
+
+// giveBack returns RecvLarge's borrowed buffer, if it holds one.
+func (c *Conn) giveBack() {
+	if c.large.bp != nil {
+		largeBufs.Put(c.large.bp)
+		c.large.bp = nil
+	}
+}
+
+// keep returns the bytes received: copied into small if they fit (and the
+// buffer given back), else in the borrowed buffer until release.
+func (c *Conn) keep(small []byte, fds []*sockfd.FD, err error) ([]byte, []*sockfd.FD, func(), error) {
+	n := c.large.n
+	if n <= len(small) {
+		m := small[:copy(small, (*c.large.bp)[:n])]
+		c.giveBack()
+		return m, fds, noRelease, err
+	}
+	return (*c.large.bp)[:n], fds, c.releaseFn, err
+}
+
+func noRelease() {}
+
+// recvLarge is RecvLarge's callback for RawConn.Read: it borrows a buffer
+// only now that the socket is readable, and gives it back if recvmsg finds
+// nothing after all (the runtime then waits again).
+func (c *Conn) recvLarge(fd uintptr) bool {
+	r := &c.large
+	r.bp = largeBufs.Get().(*[]byte)
+	r.n, r.oobn, r.flags, _, r.err = unix.Recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+	if r.err == unix.EAGAIN || r.err == unix.EINTR {
+		largeBufs.Put(r.bp)
+		r.bp = nil
+		return false
+	}
+	return true
 }

@@ -20,6 +20,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		{Op: OpDelete, Name: "y"},
 		{Op: OpList},
 		{Op: OpList, Name: "after"},
+		{Op: OpDump},
+		{Op: OpDump, Name: "svc/0001", Pattern: "svc/*"},
+		{Op: OpLoad, Entries: []Entry{{Name: "a", Network: "tcp", StoredAt: time.Unix(1, 2)}}},
+		{Op: OpLoad, Flags: FlagReplace, Entries: []Entry{
+			{Name: "a", Network: "tcp", Listening: true, UID: 1, StoredAt: time.Unix(1, 2), ExpiresAt: time.Unix(9, 0)},
+			{Name: "b", Network: "unix", Address: "/run/b.sock", StoredAt: time.Unix(3, 4)}}},
 	} {
 		b, err := AppendRequest(nil, &r)
 		if err != nil {
@@ -59,6 +65,9 @@ func FuzzDecodeReply(f *testing.F) {
 		{Op: OpDelete},
 		{Op: OpList, Flags: FlagMore, Entries: []Entry{e, e}},
 		{Op: OpList},
+		{Op: OpDump, Flags: FlagMore, Entries: []Entry{e, e}},
+		{Op: OpDump},
+		{Op: OpLoad, Results: []Result{{}, {Code: CodeExists, Message: "name already held"}}},
 		{Op: OpGet, Code: CodeNotFound, Message: "not held"},
 		{Op: 99, Code: CodeUnknownOp, Message: "unknown operation 99"},
 	} {

@@ -17,6 +17,14 @@ type Request struct {
 	// TTL, on OpStore only, makes the entry expire this long after it is
 	// stored; zero means never. It is carried in whole milliseconds.
 	TTL time.Duration
+
+	// Pattern, on OpDump only, selects the entries whose names match it
+	// (path.Match); empty selects every entry. Name is the cursor.
+	Pattern string
+
+	// Entries, on OpLoad only, are the entries to hold, one per attached
+	// descriptor, in the same order. Their queue figures are not sent.
+	Entries []Entry
 }
 
 // Reply is the holder's answer to one request.
@@ -32,8 +40,28 @@ type Reply struct {
 	// OpTake with CodeOK).
 	Entry Entry
 
-	// Entries is one page of an OpList reply, in name order.
+	// Entries is one page of an OpList or OpDump reply, in name order. A
+	// dump reply carries one descriptor per entry, in the same order.
 	Entries []Entry
+
+	// Results, in an OpLoad reply, says for each entry of the request, in
+	// order, whether it is held now.
+	Results []Result
+}
+
+// Result is the outcome of one entry of a load request: CodeOK, or a code
+// and a message.
+type Result struct {
+	Code    Code
+	Message string
+}
+
+// Err returns nil for CodeOK and an *Error otherwise.
+func (r Result) Err() error {
+	if r.Code == CodeOK {
+		return nil
+	}
+	return &Error{Code: r.Code, Message: r.Message}
 }
 
 // Err returns nil for a successful reply and an *Error otherwise.
@@ -111,8 +139,17 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 	if !r.Op.valid() {
 		return dst, Errorf(CodeUnknownOp, "unknown operation %d", uint8(r.Op))
 	}
-	if r.Flags&^FlagReplace != 0 || r.Flags != 0 && r.Op != OpStore {
+	if r.Flags&^FlagReplace != 0 || r.Flags != 0 && r.Op != OpStore && r.Op != OpLoad {
 		return dst, Errorf(CodeBadRequest, "%s: unknown flags %#x", r.Op, r.Flags)
+	}
+	if r.Pattern != "" && r.Op != OpDump || len(r.Entries) > 0 && r.Op != OpLoad || r.Name != "" && r.Op == OpLoad {
+		return dst, Errorf(CodeBadRequest, "%s: a field that goes with another op is set", r.Op)
+	}
+	if len(r.Pattern) > MaxPatternLen {
+		return dst, Errorf(CodeTooLarge, "%s: pattern is %d bytes, the limit is %d", r.Op, len(r.Pattern), MaxPatternLen)
+	}
+	if r.Op == OpLoad && (len(r.Entries) == 0 || len(r.Entries) > MaxBatchEntries) {
+		return dst, Errorf(CodeTooLarge, "load: %d entries; a batch holds 1 to %d", len(r.Entries), MaxBatchEntries)
 	}
 	if len(r.Name) > MaxNameLen {
 		return dst, Errorf(CodeTooLarge, "%s: name is %d bytes, the limit is %d", r.Op, len(r.Name), MaxNameLen)
@@ -123,12 +160,37 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 	if r.TTL < 0 || r.TTL%time.Millisecond != 0 {
 		return dst, Errorf(CodeBadRequest, "store: ttl %v is not a whole, positive number of milliseconds", r.TTL)
 	}
+	start := len(dst)
 	dst = appendHeader(dst, r.Op, r.Flags, CodeOK)
+	if r.Op == OpLoad {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(r.Entries)))
+		for i := range r.Entries {
+			e := r.Entries[i]
+			e.HasQueue, e.Queued, e.Backlog = false, 0, 0
+			var err error
+			if dst, err = appendEntry(dst, &e); err != nil {
+				return dst[:start], err
+			}
+		}
+		if len(dst)-start > MaxLoadRequestSize {
+			return dst[:start], Errorf(CodeTooLarge, "load: request of %d bytes exceeds %d", len(dst)-start, MaxLoadRequestSize)
+		}
+		return dst, nil
+	}
 	dst = appendStr8(dst, r.Name)
-	if r.Op == OpStore {
+	switch r.Op {
+	case OpStore:
 		dst = binary.BigEndian.AppendUint64(dst, uint64(r.TTL/time.Millisecond))
+	case OpDump:
+		dst = appendStr8(dst, r.Pattern)
 	}
 	return dst, nil
+}
+
+// LoadRequestFits reports whether a load request holding entries of the
+// given total EntrySize (without queue figures) fits in MaxLoadRequestSize.
+func LoadRequestFits(entriesSize int) bool {
+	return HeaderSize+2+entriesSize <= MaxLoadRequestSize
 }
 
 // maxTTL keeps a decoded TTL inside time.Duration.
@@ -149,12 +211,35 @@ func DecodeRequest(b []byte) (Request, error) {
 	if code != CodeOK {
 		return r, Errorf(CodeBadRequest, "%s: a request carries no status code", op)
 	}
-	if flags&^FlagReplace != 0 || flags != 0 && op != OpStore {
+	if flags&^FlagReplace != 0 || flags != 0 && op != OpStore && op != OpLoad {
 		return r, Errorf(CodeBadRequest, "%s: unknown flags %#x", op, flags)
 	}
 	r.Flags = flags
 	d := decoder{b: body}
+	if op == OpLoad {
+		n := int(d.u16())
+		if n == 0 || n > MaxBatchEntries {
+			return r, Errorf(CodeTooLarge, "load: %d entries; a batch holds 1 to %d", n, MaxBatchEntries)
+		}
+		if n > len(d.b)/(entryFixed+4) {
+			return r, Errorf(CodeBadRequest, "load: %d entries cannot fit in %d bytes", n, len(d.b))
+		}
+		r.Entries = make([]Entry, n)
+		for i := range r.Entries {
+			d.entry(&r.Entries[i])
+			if r.Entries[i].HasQueue && d.err == nil {
+				d.fail("entry %q: queue figures in a request", r.Entries[i].Name)
+			}
+		}
+		if err := d.finish(op); err != nil {
+			return r, err
+		}
+		return r, nil
+	}
 	r.Name = d.str8()
+	if op == OpDump {
+		r.Pattern = d.str8()
+	}
 	if op == OpStore {
 		ms := d.u64()
 		if ms > maxTTL {
@@ -213,15 +298,31 @@ func AppendReply(dst []byte, r *Reply) ([]byte, error) {
 			msg = msg[:MaxMessageLen]
 		}
 		dst = appendStr16(dst, msg)
-	case r.Flags&^FlagMore != 0 || r.Flags != 0 && r.Op != OpList:
+	case r.Flags&^FlagMore != 0 || r.Flags != 0 && r.Op != OpList && r.Op != OpDump:
 		return dst[:start], Errorf(CodeInternal, "%s: unknown reply flags %#x", r.Op, r.Flags)
+	case r.Op == OpLoad:
+		if len(r.Results) > MaxBatchEntries {
+			return dst[:start], Errorf(CodeTooLarge, "load: %d results", len(r.Results))
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(r.Results)))
+		for _, res := range r.Results {
+			msg := res.Message
+			if res.Code == CodeOK {
+				msg = ""
+			}
+			if len(msg) > MaxMessageLen {
+				msg = msg[:MaxMessageLen]
+			}
+			dst = binary.BigEndian.AppendUint16(dst, uint16(res.Code))
+			dst = appendStr16(dst, msg)
+		}
 	case r.Op == OpStore, r.Op == OpGet, r.Op == OpTake:
 		var err error
 		if dst, err = appendEntry(dst, &r.Entry); err != nil {
 			return dst[:start], err
 		}
-	case r.Op == OpList:
-		if len(r.Entries) > 0xffff {
+	case r.Op == OpList, r.Op == OpDump:
+		if len(r.Entries) > 0xffff || r.Op == OpDump && len(r.Entries) > MaxBatchEntries {
 			return dst[:start], Errorf(CodeTooLarge, "list: %d entries in one page", len(r.Entries))
 		}
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(r.Entries)))
@@ -264,12 +365,31 @@ func DecodeReply(b []byte) (Reply, error) {
 		if len(r.Message) > MaxMessageLen {
 			d.fail("error message of %d bytes", len(r.Message))
 		}
-	case flags&^FlagMore != 0 || flags != 0 && r.Op != OpList:
+	case flags&^FlagMore != 0 || flags != 0 && r.Op != OpList && r.Op != OpDump:
 		return r, Errorf(CodeBadRequest, "%s: unknown reply flags %#x", r.Op, flags)
 	case r.Op == OpStore, r.Op == OpGet, r.Op == OpTake:
 		d.entry(&r.Entry)
-	case r.Op == OpList:
+	case r.Op == OpLoad:
 		n := int(d.u16())
+		if n > MaxBatchEntries || n > len(d.b)/4 {
+			return r, Errorf(CodeBadRequest, "load: %d results cannot fit in %d bytes", n, len(d.b))
+		}
+		if n > 0 {
+			r.Results = make([]Result, n)
+			for i := range r.Results {
+				res := &r.Results[i]
+				res.Code = Code(d.u16())
+				res.Message = d.str16()
+				if res.Code == CodeOK && res.Message != "" || len(res.Message) > MaxMessageLen {
+					d.fail("load: result %d: message does not fit its code", i)
+				}
+			}
+		}
+	case r.Op == OpList, r.Op == OpDump:
+		n := int(d.u16())
+		if r.Op == OpDump && n > MaxBatchEntries {
+			return r, Errorf(CodeBadRequest, "dump: %d entries in one page, the limit is %d", n, MaxBatchEntries)
+		}
 		// Each entry takes at least entryFixed+4 bytes: refuse a count the
 		// body cannot hold before allocating for it.
 		if n > len(d.b)/(entryFixed+4) {

@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		{"delete", Request{Op: OpDelete, Name: "web"}},
 		{"list from the top", Request{Op: OpList}},
 		{"list after", Request{Op: OpList, Name: "web"}},
+		{"dump all", Request{Op: OpDump}},
+		{"dump after, by pattern", Request{Op: OpDump, Name: "svc/0100", Pattern: "svc/*"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,7 +37,7 @@ func TestRequestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.req {
+			if !reflect.DeepEqual(got, tt.req) {
 				t.Errorf("round trip: got %+v, want %+v", got, tt.req)
 			}
 		})
@@ -131,6 +134,8 @@ func TestReplyRoundTrip(t *testing.T) {
 		{"delete", Reply{Op: OpDelete}},
 		{"empty list", Reply{Op: OpList}},
 		{"list page", Reply{Op: OpList, Flags: FlagMore, Entries: []Entry{testEntry("a"), plain}}},
+		{"dump page", Reply{Op: OpDump, Flags: FlagMore, Entries: []Entry{testEntry("a"), plain}}},
+		{"load results", Reply{Op: OpLoad, Results: []Result{{}, {Code: CodeInvalidName, Message: "invalid name"}, {}}}},
 		{"error", Reply{Op: OpGet, Code: CodeNotFound, Message: "not held"}},
 		{"error for an unknown op", Reply{Op: 77, Code: CodeUnknownOp, Message: "unknown operation 77"}},
 	}

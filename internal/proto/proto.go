@@ -20,8 +20,9 @@ const (
 	// name sd_listen_fds_with_names(3) and systemd's FDNAME= accept.
 	MaxNameLen = 255
 
-	// MaxRequestSize is the largest request a holder reads. Every version 1
-	// request fits in under 300 bytes; anything longer is refused.
+	// MaxRequestSize is the largest request a holder accepts, but for a
+	// load (MaxLoadRequestSize). Every other version 1 request fits in
+	// under 600 bytes; anything longer is refused.
 	MaxRequestSize = 1024
 
 	// MaxReplySize is the largest reply a holder sends; list replies are
@@ -37,6 +38,19 @@ const (
 
 	// MaxMessageLen is the longest error message or address carried.
 	MaxMessageLen = 4096
+
+	// MaxBatchEntries is the most entries one dump reply or load request
+	// carries: one descriptor each, within MaxMessageFDs.
+	MaxBatchEntries = MaxMessageFDs
+
+	// MaxLoadRequestSize is the largest load request a holder reads, and
+	// the size of its request buffer: a load request carries up to
+	// MaxBatchEntries entries, as many as fit. Every other request must
+	// still fit in MaxRequestSize.
+	MaxLoadRequestSize = 64 << 10
+
+	// MaxPatternLen is the longest name pattern of a dump request.
+	MaxPatternLen = 255
 )
 
 // magic starts every message: "FH".
@@ -53,6 +67,8 @@ const (
 	OpTake   Op = 3 // like OpGet, and remove the entry in the same step
 	OpDelete Op = 4 // remove an entry and close the holder's copy
 	OpList   Op = 5 // one page of entries, in name order
+	OpDump   Op = 6 // one page of entries matching a pattern, with their descriptors
+	OpLoad   Op = 7 // hold a batch of entries with their metadata and descriptors
 
 	// ReplyBit marks a reply: a reply's Op is its request's Op|ReplyBit.
 	ReplyBit Op = 0x80
@@ -70,24 +86,29 @@ func (o Op) String() string {
 		return "delete"
 	case OpList:
 		return "list"
+	case OpDump:
+		return "dump"
+	case OpLoad:
+		return "load"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
 // valid reports whether o is a known request op (without ReplyBit).
-func (o Op) valid() bool { return o >= OpStore && o <= OpList }
+func (o Op) valid() bool { return o >= OpStore && o <= OpLoad }
 
 // Request flags.
 const (
 	// FlagReplace on OpStore replaces a held entry of the same name: the new
-	// descriptor is swapped in atomically, then the old copy is closed.
+	// descriptor is swapped in atomically, then the old copy is closed. On
+	// OpLoad it does so for each entry of the batch.
 	FlagReplace uint16 = 1 << 0
 )
 
 // Reply flags.
 const (
-	// FlagMore on an OpList reply says more entries follow the page: ask
-	// again with After set to the last name of this page.
+	// FlagMore on an OpList or OpDump reply says more entries follow the
+	// page: ask again with the cursor set to the last name of this page.
 	FlagMore uint16 = 1 << 0
 )
 

@@ -5,6 +5,8 @@
 //	peer SOCKET get|take NAME          print the entry's name and owner uid
 //	peer SOCKET delete NAME
 //	peer SOCKET list                   print the names, one per line
+//	peer SOCKET transfer DEST [GLOB]   copy entries to the holder at DEST;
+//	                                   print "copied N", then each refused name
 //
 // Exit status: 0 ok, 3 not found, 4 already held, 5 permission denied,
 // 6 unreachable, 7 limit reached, 1 anything else (on stderr).
@@ -64,6 +66,28 @@ func run(args []string) int {
 		return 0
 	case "delete":
 		return report(c.Delete(ctx, name))
+	case "transfer":
+		dst, err := fdholder.Dial(ctx, name)
+		if err != nil {
+			return report(err)
+		}
+		defer dst.Close()
+		opts := fdholder.TransferOptions{}
+		if len(args) > 3 {
+			opts.Names = args[3]
+		}
+		res, err := c.Transfer(ctx, dst, opts)
+		if err != nil {
+			return report(err)
+		}
+		fmt.Println("copied", res.Copied)
+		for _, f := range res.Failed {
+			fmt.Println(f.Name)
+		}
+		if len(res.Failed) > 0 {
+			return report(res.Failed[0].Err)
+		}
+		return 0
 	case "list":
 		es, err := c.List(ctx)
 		if err != nil {

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"go.uber.org/zap"
+)
+
+// watchdog sends WATCHDOG=1 at half the interval systemd asks for
+// (WatchdogSec=, $WATCHDOG_USEC; sd_watchdog_enabled(3)) until ctx is
+// done, each time after alive returns: alive takes the registry's lock, so
+// a holder stuck on it stops pinging, and systemd kills and restarts it.
+// The store keeps its entries across that restart.
+func watchdog(ctx context.Context, log *zap.Logger, alive func()) {
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	if err != nil {
+		log.Warn("watchdog: cannot read the interval", zap.Error(err))
+		return
+	}
+	if interval <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				alive()
+				if _, err := sddaemon.SdNotify(false, sddaemon.SdNotifyWatchdog); err != nil {
+					log.Warn("watchdog: cannot notify", zap.Error(err))
+				}
+			}
+		}
+	}()
+}

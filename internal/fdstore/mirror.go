@@ -1,0 +1,186 @@
+package fdstore
+
+import (
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/fdholder/fdholder/internal/holder"
+)
+
+// Mirror keeps a copy of a Registry's entries in systemd's file descriptor
+// store: it is the Registry's holder.Observer. Each new socket is stored
+// once under SocketName(inode), each entry's metadata under a new
+// MetaName; a removal drops the metadata, and the socket once no entry
+// holds it any more. Store the socket before the metadata and drop the
+// metadata before the socket, so a crash in between leaves a socket without
+// metadata (which recovery drops: its entry had not been acknowledged, or
+// was being removed), never metadata without its socket.
+//
+// systemd does not acknowledge store messages (sd_notify(3)): a store that
+// systemd refuses (FileDescriptorStoreMax= reached, or no store configured)
+// is only visible in systemd's own log.
+type Mirror struct {
+	log *zap.Logger
+	n   *Notifier
+
+	mu     sync.Mutex
+	next   uint64          // the next metadata sequence number
+	byID   map[uint64]item // held entries, by holder.Change.ID
+	socks  map[uint64]int  // stored sockets, by inode: entries holding each
+	expect map[string]item // recovered entries already in the store, by name
+	buf    []byte          // metadata encoding buffer
+}
+
+type item struct {
+	meta string // the metadata's store name
+	ino  uint64 // the socket's inode
+}
+
+// NewMirror returns a Mirror that sends through n, which it does not own,
+// numbering metadata from firstSeq on: pass Recovered.NextSeq so that new
+// metadata always sorts after what is already in the store.
+func NewMirror(n *Notifier, log *zap.Logger, firstSeq uint64) *Mirror {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Mirror{log: log, n: n, next: max(firstSeq, 1), byID: make(map[uint64]item), socks: make(map[uint64]int)}
+}
+
+// Observe mirrors one change; see holder.Observer. A failure is logged:
+// the entry stays held, but would not survive a crash of the holder.
+func (m *Mirror) Observe(c holder.Change) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c.Added {
+		m.add(c)
+	} else {
+		m.remove(c)
+	}
+}
+
+func (m *Mirror) add(c holder.Change) {
+	fd := c.FD.Sysfd()
+	ino, err := Inode(fd)
+	if err != nil {
+		m.failed(c, "inspect", err)
+		return
+	}
+	if it, ok := m.expect[c.Entry.Name]; ok && c.Why == "load" && it.ino == ino {
+		// Recovered, and still in the store as it is: adopt it, without a
+		// message. systemd compares every descriptor stored with all it
+		// holds, so storing thousands again would take seconds.
+		delete(m.expect, c.Entry.Name)
+		m.socks[ino]++
+		m.byID[c.ID] = it
+		return
+	}
+	if m.socks[ino] == 0 {
+		if err := m.n.Store(SocketName(ino), fd); err != nil {
+			m.failed(c, "store socket", err)
+			return
+		}
+	}
+	name := MetaName(m.next)
+	m.next++
+	meta := Meta{Entry: c.Entry, Inode: ino}
+	mfd, err := metaFile(&meta, m.buf)
+	if err == nil {
+		err = m.n.Store(name, mfd)
+		closeFD(mfd)
+	}
+	if err != nil {
+		if m.socks[ino] == 0 {
+			m.n.Remove(SocketName(ino))
+		}
+		m.failed(c, "store metadata", err)
+		return
+	}
+	m.socks[ino]++
+	m.byID[c.ID] = item{meta: name, ino: ino}
+}
+
+func (m *Mirror) remove(c holder.Change) {
+	it, ok := m.byID[c.ID]
+	if !ok {
+		return // its store had failed, and was logged then
+	}
+	delete(m.byID, c.ID)
+	if err := m.n.Remove(it.meta); err != nil {
+		m.failed(c, "remove metadata", err)
+	}
+	if m.socks[it.ino]--; m.socks[it.ino] <= 0 {
+		delete(m.socks, it.ino)
+		if err := m.n.Remove(SocketName(it.ino)); err != nil {
+			m.failed(c, "remove socket", err)
+		}
+	}
+}
+
+func (m *Mirror) failed(c holder.Change, step string, err error) {
+	m.log.Warn("file descriptor store: cannot mirror a change; the entry is held but may not survive a crash of the holder",
+		zap.String("op", "fdstore"), zap.String("name", c.Entry.Name), zap.String("why", c.Why),
+		zap.String("step", step), zap.Error(err))
+}
+
+// Expect tells the mirror that the recovered entries are in the store
+// already, under their metadata names: when the registry loads them, the
+// mirror adopts them rather than storing them again. Call EndRecovery
+// once they are loaded.
+func (m *Mirror) Expect(entries []Entry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expect = make(map[string]item, len(entries))
+	for _, e := range entries {
+		m.expect[e.Entry.Name] = item{meta: e.MetaName, ino: e.Inode}
+	}
+}
+
+// EndRecovery drops from the store the recovered entries that the
+// registry did not load after all (their metadata, and their sockets if no
+// entry holds them).
+func (m *Mirror) EndRecovery() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, it := range m.expect {
+		m.log.Info("file descriptor store: dropping an entry that was not held again", zap.String("op", "fdstore"),
+			zap.String("name", name), zap.String("fd_name", it.meta))
+		m.n.Remove(it.meta)
+		if m.socks[it.ino] == 0 {
+			m.n.Remove(SocketName(it.ino))
+		}
+	}
+	m.expect = nil
+}
+
+// MetaName returns the store name of the metadata of the entry with the
+// given holder.Change.ID, if it was mirrored.
+func (m *Mirror) MetaName(id uint64) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.byID[id]
+	return it.meta, ok
+}
+
+// ReserveName returns a metadata name the mirror will never use, for an
+// entry it has not stored (an upgrade names every entry's metadata).
+func (m *Mirror) ReserveName() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	name := MetaName(m.next)
+	m.next++
+	return name
+}
+
+// Remove drops names from the store (FDSTOREREMOVE=1): what recovery found
+// stale. Failures are logged.
+func (m *Mirror) Remove(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range names {
+		if err := m.n.Remove(name); err != nil {
+			m.log.Warn("file descriptor store: cannot remove a stale descriptor",
+				zap.String("op", "fdstore"), zap.String("fd_name", name), zap.Error(err))
+		}
+	}
+}

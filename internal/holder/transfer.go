@@ -1,0 +1,155 @@
+package holder
+
+import (
+	"errors"
+	"fmt"
+	"path"
+
+	"go.uber.org/zap"
+
+	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sockfd"
+)
+
+// authorizeTransfer is the one place that decides whether the peer may
+// dump (op proto.OpDump: receive the entry named name with its descriptor
+// and metadata) or load (proto.OpLoad: hold an entry under name with the
+// owner and times it claims, owner). Both move descriptors in bulk, and a
+// load sets metadata the holder would otherwise take from the kernel, so
+// they are asked about separately from get and store: the Access sees
+// op OpDump or OpLoad (the policy of internal/policy decides both as its
+// "transfer" op, like take: others' entries need any_owner). Root and the
+// holder's uid may always. It may be called under the registry's lock.
+func (c *conn) authorizeTransfer(op proto.Op, name string, owner *Owner) error {
+	return c.check(op, name, owner)
+}
+
+// dump replies with one page of the entries whose names sort after
+// req.Name and match req.Pattern, each with a duplicate of its descriptor:
+// at most proto.MaxBatchEntries, within proto.MaxReplySize. Entries the
+// peer may not transfer are left out.
+func (c *conn) dump(req *proto.Request) bool {
+	if _, err := path.Match(req.Pattern, ""); err != nil {
+		err = proto.Errorf(proto.CodeBadRequest, "pattern %q: %v", req.Pattern, err)
+		c.audit(req.Op, "", err)
+		return c.replyErr(req.Op, err)
+	}
+	match := func(e *proto.Entry) bool {
+		if req.Pattern != "" {
+			if ok, _ := path.Match(req.Pattern, e.Name); !ok {
+				return false
+			}
+		}
+		return c.authorizeTransfer(proto.OpDump, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID}) == nil
+	}
+	held, more := c.s.reg.Page(req.Name, match, proto.MaxBatchEntries)
+	r := proto.Reply{Op: req.Op, Entries: c.page[:0]}
+	fds := make([]*sockfd.FD, len(held))
+	for i, h := range held {
+		r.Entries = append(r.Entries, *h.Entry())
+		fds[i] = h.FD()
+	}
+	if more {
+		r.Flags = proto.FlagMore
+	}
+	c.audit(req.Op, req.Pattern, nil)
+	out, err := proto.AppendReply(c.out[:0], &r)
+	ok := err == nil
+	if ok {
+		c.out = out
+		if err = c.c.SendFDs(out, fds); err != nil && !proto.IsClosed(err) {
+			c.s.log.Debug("cannot send reply", c.peerFields(zap.String("op", "dump"), zap.Error(err))...)
+		}
+		ok = err == nil
+	} else {
+		c.s.log.Error("cannot encode reply", c.peerFields(zap.String("op", "dump"), zap.Error(err))...)
+	}
+	for _, h := range held {
+		h.Release()
+	}
+	c.page = r.Entries
+	clear(c.page)
+	return ok
+}
+
+// load holds each entry of req with its descriptor (fds[i] goes with
+// req.Entries[i]) and the owner and times it carries; the network, address
+// and listening state come from the kernel, not from the request. It takes
+// ownership of fds. The reply has one result per entry.
+func (c *conn) load(req *proto.Request, fds []*sockfd.FD) bool {
+	if len(fds) != len(req.Entries) {
+		closeAll(fds)
+		err := proto.Errorf(proto.CodeBadDescriptors, "%d entries but %d descriptors attached", len(req.Entries), len(fds))
+		c.audit(req.Op, "", err)
+		return c.replyErr(req.Op, err)
+	}
+	replace := req.Flags&proto.FlagReplace != 0
+	results := make([]proto.Result, len(fds))
+	for i, e := range req.Entries {
+		err := c.loadOne(e, fds[i], replace)
+		fds[i] = nil
+		c.audit(req.Op, e.Name, err)
+		if err != nil {
+			var pe *proto.Error
+			if !errors.As(err, &pe) {
+				pe = &proto.Error{Code: proto.CodeOf(err), Message: err.Error()}
+			}
+			results[i] = proto.Result{Code: pe.Code, Message: pe.Message}
+		}
+	}
+	return c.reply(&proto.Reply{Op: req.Op, Results: results}, nil)
+}
+
+// loadOne holds one entry of a load; it takes ownership of fd.
+func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
+	if err := proto.ValidateName(e.Name); err != nil {
+		fd.Close()
+		return err
+	}
+	owner := &Owner{UID: e.UID, GID: e.GID, PID: e.PID}
+	if err := c.authorizeTransfer(proto.OpLoad, e.Name, owner); err != nil {
+		fd.Close()
+		return err
+	}
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		fd.Close()
+		code := proto.CodeInternal
+		if errors.Is(err, sockfd.ErrNotSocket) {
+			code = proto.CodeNotSocket
+		}
+		return &proto.Error{Code: code, Message: fmt.Sprintf("%v; only sockets are held", err)}
+	}
+	e.Network, e.Address, e.Listening = info.Network, info.Address, info.Listening
+	if e.StoredAt.IsZero() {
+		return errorAndClose(fd, proto.Errorf(proto.CodeBadRequest, "no stored time"))
+	}
+	if err := c.s.fdRoom(fd); err != nil {
+		return errorAndClose(fd, err)
+	}
+	// As for a store: a replace needs the right to act on the old entry's
+	// owner, and the entry limits hold (for the entry's owner).
+	guard := func(old *proto.Entry, after Counts) error {
+		if og := c.ownerGuard(proto.OpLoad); old != nil && og != nil {
+			if err := og(old); err != nil {
+				return err
+			}
+		}
+		return c.s.storeLimits(e.UID, c.privileged, old == nil, after)
+	}
+	_, err = c.s.reg.LoadGuarded(e, fd, replace, guard)
+	return err
+}
+
+func errorAndClose(fd *sockfd.FD, err error) error {
+	fd.Close()
+	return err
+}
+
+func closeAll(fds []*sockfd.FD) {
+	for _, f := range fds {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

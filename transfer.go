@@ -1,0 +1,187 @@
+package fdholder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sockfd"
+)
+
+// TransferOptions configures Transfer. The zero value transfers every
+// entry and fails the ones whose names the destination already holds.
+type TransferOptions struct {
+	// Names selects the entries whose names match this pattern (path.Match
+	// syntax: '*' does not match '/'). Empty: every entry.
+	Names string
+
+	// Replace makes the destination replace the entries it already holds
+	// under the same names.
+	Replace bool
+}
+
+// TransferError is an entry Transfer could not copy.
+type TransferError struct {
+	Name string
+	Err  error // wraps a sentinel error (ErrExists, ErrPermission, ...)
+}
+
+func (e TransferError) Error() string { return fmt.Sprintf("transfer %q: %v", e.Name, e.Err) }
+func (e TransferError) Unwrap() error { return e.Err }
+
+// TransferResult says what Transfer did.
+type TransferResult struct {
+	Copied int             // entries the destination holds now
+	Failed []TransferError // entries it refused, in name order
+}
+
+// Transfer copies the entries of c's holder to dst's holder: each entry's
+// socket (the very same kernel socket, not a new one) and its metadata (name,
+// owner, stored and expiry times). The entries stay held by c's holder too.
+// It moves them in batches of at most 253 entries, the most descriptors one
+// message can carry (SCM_MAX_FD, unix(7)): a dump page from c, then a load
+// of that batch into dst. The error is for a failure that stopped the
+// transfer (a holder unreachable, say); entries the destination refused are
+// listed in the result.
+func (c *Client) Transfer(ctx context.Context, dst *Client, opts TransferOptions) (TransferResult, error) {
+	var res TransferResult
+	if _, err := path.Match(opts.Names, ""); err != nil {
+		return res, fmt.Errorf("transfer: pattern %q: %w: %w", opts.Names, ErrBadRequest, err)
+	}
+	after := ""
+	for {
+		rep, fds, err := c.batch(ctx, &proto.Request{Op: proto.OpDump, Name: after, Pattern: opts.Names}, nil, true)
+		if err != nil {
+			return res, fmt.Errorf("transfer: dump from %s: %w", c.path, err)
+		}
+		if len(fds) != len(rep.Entries) {
+			closeAllFDs(fds)
+			return res, fmt.Errorf("transfer: dump from %s: %w: %d entries, %d descriptors", c.path, ErrBadDescriptors, len(rep.Entries), len(fds))
+		}
+		if len(rep.Entries) > 0 {
+			err = dst.load(ctx, rep.Entries, fds, opts.Replace, &res)
+		}
+		closeAllFDs(fds)
+		if err != nil {
+			return res, fmt.Errorf("transfer: load into %s: %w", dst.path, err)
+		}
+		if rep.Flags&proto.FlagMore == 0 || len(rep.Entries) == 0 {
+			return res, nil
+		}
+		after = rep.Entries[len(rep.Entries)-1].Name
+	}
+}
+
+// load sends entries with their descriptors in as few load requests as fit.
+func (c *Client) load(ctx context.Context, entries []proto.Entry, fds []*sockfd.FD, replace bool, res *TransferResult) error {
+	for len(entries) > 0 {
+		n, size := 0, 0
+		for n < len(entries) {
+			e := entries[n]
+			e.HasQueue, e.Queued, e.Backlog = false, 0, 0
+			size += proto.EntrySize(&e)
+			if n > 0 && !proto.LoadRequestFits(size) {
+				break
+			}
+			n++
+		}
+		req := proto.Request{Op: proto.OpLoad, Entries: entries[:n]}
+		if replace {
+			req.Flags = proto.FlagReplace
+		}
+		rep, _, err := c.batch(ctx, &req, fds[:n], false)
+		if err != nil {
+			return err
+		}
+		if len(rep.Results) != n {
+			return fmt.Errorf("%w: %d results for %d entries", ErrBadRequest, len(rep.Results), n)
+		}
+		for i, r := range rep.Results {
+			if err := r.Err(); err != nil {
+				res.Failed = append(res.Failed, TransferError{Name: entries[i].Name, Err: err})
+			} else {
+				res.Copied++
+			}
+		}
+		entries, fds = entries[n:], fds[n:]
+	}
+	return nil
+}
+
+// batch is roundTrip for the ops that carry many descriptors: it sends req
+// with fds (which stay owned by the caller) and returns the reply with the
+// descriptors that came with it, which the caller owns.
+func (c *Client) batch(ctx context.Context, req *proto.Request, fds []*sockfd.FD, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := proto.AppendRequest(nil, req)
+	if err != nil {
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
+	}
+	for attempt := 0; ; attempt++ {
+		reused := c.conn != nil
+		if !reused {
+			if c.conn, err = c.dial(ctx); err != nil {
+				return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
+			}
+		}
+		rep, got, sent, err := c.exchangeFDs(ctx, out, fds)
+		if err == nil {
+			if err := rep.Err(); err != nil {
+				closeAllFDs(got)
+				return rep, nil, fmt.Errorf("%s: %w", req.Op, err)
+			}
+			if rep.Op != req.Op {
+				closeAllFDs(got)
+				c.drop()
+				return rep, nil, fmt.Errorf("%s: %w: reply to %s", req.Op, ErrBadRequest, rep.Op)
+			}
+			return rep, got, nil
+		}
+		c.drop()
+		if ctx.Err() != nil {
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, ctx.Err())
+		}
+		var pe *proto.Error
+		if errors.As(err, &pe) {
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
+		}
+		if reused && attempt == 0 && (!sent || idempotent) {
+			continue
+		}
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w at %s: %w", req.Op, ErrUnreachable, c.path, err)
+	}
+}
+
+func (c *Client) exchangeFDs(ctx context.Context, out []byte, fds []*sockfd.FD) (rep proto.Reply, got []*sockfd.FD, sent bool, err error) {
+	if d, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(d)
+	} else {
+		c.conn.SetDeadline(time.Time{})
+	}
+	pc := c.conn
+	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := pc.SendFDs(out, fds); err != nil {
+		return rep, nil, false, err
+	}
+	n, got, err := pc.RecvFDs(c.in, nil)
+	if err != nil {
+		return rep, nil, true, err
+	}
+	rep, err = proto.DecodeReply(c.in[:n])
+	if err != nil {
+		closeAllFDs(got)
+		return rep, nil, true, err
+	}
+	return rep, got, true, nil
+}
+
+func closeAllFDs(fds []*sockfd.FD) {
+	for _, f := range fds {
+		f.Close()
+	}
+}
