@@ -183,6 +183,7 @@ type conn struct {
 	in   []byte        // the request buffer
 	out  []byte        // the reply buffer, reused
 	page []proto.Entry // list page buffer, reused
+	name string        // the last name requested: decoding it again allocates nothing
 }
 
 func (s *Server) serveConn(pc *proto.Conn) {
@@ -223,7 +224,8 @@ func (s *Server) serveConn(pc *proto.Conn) {
 // handle serves one request and reports whether the connection is still
 // usable. It takes ownership of fd.
 func (c *conn) handle(msg []byte, fd *sockfd.FD) bool {
-	req, err := proto.DecodeRequest(msg)
+	req, err := proto.DecodeRequestReuse(msg, c.name)
+	c.name = req.Name
 	if err == nil && fd != nil && req.Op != proto.OpStore {
 		err = proto.Errorf(proto.CodeBadDescriptors, "a descriptor was attached; only store carries one")
 	}
