@@ -25,8 +25,9 @@ import (
 // Server on a real socket, a real held TCP listener, and a client that
 // sends a get and receives the descriptor with raw blocking system calls
 // and preallocated buffers, so that it allocates nothing: the allocations
-// reported are the holder's. "audit" logs each request as fdholderd does
-// (zap's console encoder, here into io.Discard); "nolog" does not.
+// reported are the holder's. "audit" logs each request as fdholderd does by
+// default (zap's console encoder, here into io.Discard), "audit-json" as
+// fdholderd --log-format json does; "nolog" does not log.
 //
 //	go test -run '^$' -bench ServerGet -benchmem ./internal/holder
 func BenchmarkServerGet(b *testing.B) {
@@ -35,7 +36,8 @@ func BenchmarkServerGet(b *testing.B) {
 		log  *zap.Logger
 	}{
 		{name: "nolog"},
-		{name: "audit", log: auditLogger()},
+		{name: "audit", log: auditLogger(false)},
+		{name: "audit-json", log: auditLogger(true)},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			testutil.CheckLeaks(b)
@@ -102,13 +104,19 @@ func (r *rawRecv) recv(fd int) (n, oobn int, err error) {
 	}
 }
 
-// auditLogger logs like fdholderd's default (console encoder, info level),
-// into io.Discard.
-func auditLogger() *zap.Logger {
+// auditLogger logs at info into io.Discard with the encoder settings of
+// fdholderd (cmd/fdholderd/logger.go): console, its default, or json.
+func auditLogger(json bool) *zap.Logger {
 	ec := zap.NewProductionEncoderConfig()
-	ec.EncodeLevel = zapcore.CapitalLevelEncoder
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(ec), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	if !json {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))
 }
 
 // serveBench serves a registry holding one TCP listener, "web", and returns

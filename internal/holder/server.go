@@ -184,6 +184,9 @@ type conn struct {
 	out  []byte        // the reply buffer, reused
 	page []proto.Entry // list page buffer, reused
 	name string        // the last name requested: decoding it again allocates nothing
+	// fields holds the audit line's fields: a slice of it passed to zap
+	// does not escape, so logging a request allocates no field slice.
+	fields [7]zap.Field
 }
 
 func (s *Server) serveConn(pc *proto.Conn) {
@@ -373,7 +376,7 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 	if err != nil {
 		result = proto.CodeOf(err).String()
 	}
-	fields := []zap.Field{zap.String("op", op.String())}
+	fields := append(c.fields[:0], zap.String("op", op.String()))
 	if name != "" {
 		fields = append(fields, zap.String("name", name))
 	}
@@ -381,7 +384,12 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 	}
-	ce.Write(c.peerFields(fields...)...)
+	fields = append(fields,
+		zap.Uint32("peer_uid", c.peer.UID),
+		zap.Uint32("peer_gid", c.peer.GID),
+		zap.Int32("peer_pid", c.peer.PID))
+	ce.Write(fields...)
+	clear(fields) // let go of err until the next line
 }
 
 func (c *conn) peerFields(fields ...zap.Field) []zap.Field {
