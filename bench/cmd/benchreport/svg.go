@@ -32,7 +32,7 @@ type panel struct {
 }
 
 var colors = map[string]string{
-	"c-raw": "#555555", "s6": "#d62728", "go": "#1f77b4", "c-fdh": "#2ca02c",
+	"c-raw": "#555555", "s6": "#d62728", "go": "#1f77b4", "c-fdh": "#2ca02c", "c-fdh-quiet": "#9467bd",
 	"with fdholder": "#1f77b4", "without a holder": "#d62728",
 }
 
@@ -158,7 +158,7 @@ func latencyChart(s *suite) []byte {
 		lat.xticks = append(lat.xticks, float64(c))
 	}
 	tp.xticks = lat.xticks
-	for _, sys := range []string{"c-raw", "s6", "go", "c-fdh"} {
+	for _, sys := range []string{"c-raw", "s6", "go", "c-fdh", "c-fdh-quiet"} {
 		ls := series{name: sys, color: colors[sys]}
 		ts := series{name: sys, color: colors[sys]}
 		for _, c := range s.concs {

@@ -6,6 +6,8 @@
 //	fdbench scale   -socket PATH -pid PID -fdclient BIN -n N
 //	fdbench upgrade -socket PATH -pid PID -name NAME
 //
+//	fdbench get -mode raw|rawfile ...  (blocking system calls, no client package)
+//
 // It is a benchmark driver, not a test: it asserts nothing, it reports.
 package main
 
@@ -18,6 +20,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
 )
@@ -183,6 +187,18 @@ func runGet(args []string) error {
 				}
 				return f.Close()
 			}
+		case "raw", "rawfile":
+			// The decomposition of the Go client's cost: the same get with
+			// blocking system calls straight from Go (raw), then with the
+			// descriptor wrapped in an *os.File as Client.Get returns it
+			// (rawfile).
+			r, err := dialBlocking(*socket, *name)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(r.fd)
+			wrap := *mode == "rawfile"
+			ops[i] = func(context.Context) error { return r.get(wrap) }
 		default:
 			return fmt.Errorf("unknown mode %q", *mode)
 		}
