@@ -86,6 +86,7 @@ type scaleResult struct {
 	ListMaxNs    float64 `json:"list_max_ns"`
 	GetSmall     metrics `json:"get_small"`
 	GetLarge     metrics `json:"get_large"`
+	GetLarge10   metrics `json:"get_large_same10"`
 }
 
 type upgradeResult struct {
@@ -362,8 +363,9 @@ func report(s *suite, quick bool) []byte {
 		for _, r := range h.Results {
 			m[r.Command] = r.Median
 		}
-		p("| `fdclient exec NAME -- /bin/true`, whole process, median, %s | ≤ 1.5× s6-fdholder-retrieve | %s | `s6-fdholder-retrieve PATH NAME /bin/true` %s; `/bin/true` %s | %s | %s |\n",
-			pin, us(m["fdclient-exec"]*1e9), us(m["s6-retrieve"]*1e9), us(m["true"]*1e9), ratio(m["fdclient-exec"], m["s6-retrieve"]), met(m["fdclient-exec"] <= 1.5*m["s6-retrieve"]))
+		p("| `fdclient exec NAME -- /bin/true`, whole process, median, %s | ≤ 1.5× s6-fdholder-retrieve | %s | `s6-fdholder-retrieve PATH NAME /bin/true` %s; `/bin/true` %s; start-up floors: `fdclient --help` %s, an empty Go program %s | %s | %s |\n",
+			pin, us(m["fdclient-exec"]*1e9), us(m["s6-retrieve"]*1e9), us(m["true"]*1e9), us(m["fdclient-help"]*1e9), us(m["go-start"]*1e9),
+			ratio(m["fdclient-exec"], m["s6-retrieve"]), met(m["fdclient-exec"] <= 1.5*m["s6-retrieve"]))
 	}
 	if h, ok := s.restart[true]; ok {
 		n := s.restart[false]
@@ -399,6 +401,22 @@ func report(s *suite, quick bool) []byte {
 			}
 		}
 	}
+	// Unpinned, cross-core wakeups dominate and the steps do not add up.
+	for _, pin := range []string{"pinned"} {
+		l := func(sys string) float64 { return s.lat[sys+"/conn/"+pin].P50 }
+		if l("go-raw") == 0 || l("c-fdh-quiet") == 0 {
+			continue
+		}
+		d := func(a, b float64) string { return fmt.Sprintf("%+.1f µs", (a-b)/1e3) }
+		p("\n### Where the Go client's get goes, %s (p50s of the rows above, one connection)\n\n", pin)
+		p("| Step | p50 | added |\n|---|---|---|\n")
+		p("| the physical limit: C client, C server (c-raw) | %s | |\n", us(l("c-raw")))
+		p("| fdholderd instead of the C server, audit log off (c-fdh-quiet) | %s | %s |\n", us(l("c-fdh-quiet")), d(l("c-fdh-quiet"), l("c-raw")))
+		p("| the audit line of each request, fdholderd's default (c-fdh) | %s | %s |\n", us(l("c-fdh")), d(l("c-fdh"), l("c-fdh-quiet")))
+		p("| a Go client with blocking system calls instead of the C client (go-raw) | %s | %s |\n", us(l("go-raw")), d(l("go-raw"), l("c-fdh")))
+		p("| the descriptor wrapped in an `*os.File`, as `Client.Get` returns it (go-rawfile) | %s | %s |\n", us(l("go-rawfile")), d(l("go-rawfile"), l("go-raw")))
+		p("| the client package: netpoller, deadline, context, decoding (go) | %s | %s |\n", us(l("go")), d(l("go"), l("go-rawfile")))
+	}
 	p("\n## Throughput and latency against concurrency\n\nEach client has its own connection; clients and servers are not pinned (both cores). ")
 	p("![p50 latency of a get against the number of concurrent clients](bench/latency.svg)\n\n")
 	p("| Clients | c-raw gets/s | s6 gets/s | c-fdh gets/s | c-fdh-quiet gets/s | go gets/s | c-fdh vs s6 | go vs s6 | s6 p50 / p99 | c-fdh p50 / p99 | go p50 / p99 |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -431,7 +449,10 @@ func report(s *suite, quick bool) []byte {
 		}
 		p("| | %d held | %d held |\n|---|---|---|\n", small, sc.Held)
 		p("| RSS | %.1f MiB | %.1f MiB |\n", float64(sc.RSSSmallKiB)/1024, float64(sc.RSSLargeKiB)/1024)
-		p("| get p50 / p99 (random names) | %s / %s | %s / %s |\n", us(sc.GetSmall.P50), us(sc.GetSmall.P99), us(sc.GetLarge.P50), us(sc.GetLarge.P99))
+		p("| get p50 / p99, names at random among all held | %s / %s | %s / %s |\n", us(sc.GetSmall.P50), us(sc.GetSmall.P99), us(sc.GetLarge.P50), us(sc.GetLarge.P99))
+		if sc.GetLarge10.P50 > 0 {
+			p("| get p50 / p99, the same %d names | %s / %s | %s / %s |\n", small, us(sc.GetSmall.P50), us(sc.GetSmall.P99), us(sc.GetLarge10.P50), us(sc.GetLarge10.P99))
+		}
 		p("| `fdclient list`, median / max of 5 | | %s / %s (%d lines) |\n", us(sc.ListMedianNs), us(sc.ListMaxNs), sc.ListLines)
 	}
 	if h, ok := s.restart[true]; ok {

@@ -36,6 +36,7 @@ type scaleResult struct {
 	ListMaxNs    int64   `json:"list_max_ns"`
 	GetSmall     result  `json:"get_small"`
 	GetLarge     result  `json:"get_large"`
+	GetLarge10   result  `json:"get_large_same10"` // the same 10 names as GetSmall, with all held
 }
 
 // small is the "few entries" reference point of the scale row.
@@ -96,6 +97,9 @@ func runScale(args []string) error {
 	}
 	r.ListMedianNs, _, r.ListMaxNs = percentiles(runs)
 	if r.GetLarge, err = getLatency(ctx, *socket, names, *iters); err != nil {
+		return err
+	}
+	if r.GetLarge10, err = getLatency(ctx, *socket, names[:small], *iters); err != nil {
 		return err
 	}
 	return emit(r)
