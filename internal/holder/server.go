@@ -268,6 +268,11 @@ type conn struct {
 	out        []byte        // the reply buffer, reused
 	page       []proto.Entry // list page buffer, reused
 	fds        []*sockfd.FD  // descriptors received with a request, reused
+	name       string        // the last name requested: decoding it again allocates nothing
+
+	// fields holds the audit line's fields: a slice of it passed to zap
+	// does not escape, so logging a request allocates no field slice.
+	fields [8]zap.Field
 
 	// now is when the last request arrived (or the connection was
 	// accepted); readArmed and writeArmed when the read (idle) and write
@@ -350,7 +355,8 @@ func (s *Server) serveConn(pc *proto.Conn) {
 // handle serves one request and reports whether the connection is still
 // usable. It takes ownership of fds.
 func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
-	req, err := proto.DecodeRequest(msg)
+	req, err := proto.DecodeRequestReuse(msg, c.name)
+	c.name = req.Name
 	// The checks of the message as a whole come first, in the order they
 	// had when only one descriptor was received (proto.Conn.Recv): size,
 	// then the number of descriptors, which only a load may exceed.
@@ -585,7 +591,7 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 	if err != nil {
 		result = proto.CodeOf(err).String()
 	}
-	fields := []zap.Field{zap.String("op", op.String())}
+	fields := append(c.fields[:0], zap.String("op", op.String()))
 	if name != "" {
 		fields = append(fields, zap.String("name", name))
 	}
@@ -597,7 +603,12 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 			fields = append(fields, zap.String("rule", de.rule))
 		}
 	}
-	ce.Write(c.peerFields(fields...)...)
+	fields = append(fields,
+		zap.Uint32("peer_uid", c.peer.UID),
+		zap.Uint32("peer_gid", c.peer.GID),
+		zap.Int32("peer_pid", c.peer.PID))
+	ce.Write(fields...)
+	clear(fields) // let go of err until the next line
 }
 
 func (c *conn) peerFields(fields ...zap.Field) []zap.Field {

@@ -198,7 +198,13 @@ const maxTTL = uint64(1<<63-1) / uint64(time.Millisecond)
 
 // DecodeRequest decodes one request. Errors are *Error values whose code is
 // the one to reply with.
-func DecodeRequest(b []byte) (Request, error) {
+func DecodeRequest(b []byte) (Request, error) { return DecodeRequestReuse(b, "") }
+
+// DecodeRequestReuse is DecodeRequest, except that a name equal to prev
+// comes back as prev itself rather than as a new copy: a connection that
+// asks for the same name again and again then decodes without allocating.
+// (Comparing string(b) == prev does not allocate.)
+func DecodeRequestReuse(b []byte, prev string) (Request, error) {
 	var r Request
 	op, flags, code, body, err := decodeHeader(b)
 	if err != nil {
@@ -236,7 +242,7 @@ func DecodeRequest(b []byte) (Request, error) {
 		}
 		return r, nil
 	}
-	r.Name = d.str8()
+	r.Name = d.str8Reuse(prev)
 	if op == OpDump {
 		r.Pattern = d.str8()
 	}
@@ -520,7 +526,16 @@ func (d *decoder) u64() uint64 {
 	return 0
 }
 
-func (d *decoder) str8() string  { return string(d.take(int(d.u8()))) }
+func (d *decoder) str8() string { return string(d.take(int(d.u8()))) }
+
+// str8Reuse is str8 that returns prev, not a copy, when the bytes equal it.
+func (d *decoder) str8Reuse(prev string) string {
+	p := d.take(int(d.u8()))
+	if string(p) == prev {
+		return prev
+	}
+	return string(p)
+}
 func (d *decoder) str16() string { return string(d.take(int(d.u16()))) }
 
 func (d *decoder) entry(e *Entry) {
