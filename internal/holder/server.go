@@ -577,12 +577,21 @@ func (c *conn) reply(r *proto.Reply, fd *sockfd.FD) bool {
 	return true
 }
 
+// auditLevel is info for a request served or refused in the ordinary course
+// of things (a get-or-create's first get finds nothing; a store without
+// replace finds the name held), and warn for anything an operator should
+// look at: denials, malformed input, limits, holder failures.
+func auditLevel(err error) zapcore.Level {
+	switch proto.CodeOf(err) {
+	case proto.CodeOK, proto.CodeNotFound, proto.CodeExists:
+		return zapcore.InfoLevel
+	}
+	return zapcore.WarnLevel
+}
+
 // audit writes the audit line of one request.
 func (c *conn) audit(op proto.Op, name string, err error) {
-	level := zapcore.InfoLevel
-	if err != nil {
-		level = zapcore.WarnLevel
-	}
+	level := auditLevel(err)
 	ce := c.s.log.Check(level, "request")
 	if ce == nil {
 		return

@@ -289,6 +289,9 @@ func TestCodes(t *testing.T) {
 			t.Errorf("CodeOf(*Error{%d}) = %d", c, got)
 		}
 	}
+	if CodeOf(nil) != CodeOK {
+		t.Errorf("CodeOf(nil) = %v, want ok", CodeOf(nil))
+	}
 	if CodeOK.Sentinel() != nil {
 		t.Error("CodeOK has a sentinel")
 	}

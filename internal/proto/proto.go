@@ -187,8 +187,12 @@ func (c Code) String() string {
 	return fmt.Sprintf("code %d", uint16(c))
 }
 
-// CodeOf returns the code whose sentinel err wraps, or CodeInternal.
+// CodeOf returns CodeOK for a nil err, the code whose sentinel err wraps,
+// or CodeInternal.
 func CodeOf(err error) Code {
+	if err == nil {
+		return CodeOK
+	}
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.Code
