@@ -317,14 +317,8 @@ func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall
 // exchange writes one request and reads its reply; sent reports whether the
 // request reached the holder's socket.
 func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (rep proto.Reply, fd *sockfd.FD, sent bool, err error) {
-	if d, ok := ctx.Deadline(); ok {
-		c.conn.SetDeadline(d)
-	} else {
-		c.conn.SetDeadline(time.Time{})
-	}
 	pc := c.conn
-	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer c.watch(ctx)()
 
 	if conn != nil {
 		err = pc.SendConn(out, conn)
@@ -344,6 +338,15 @@ func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (r
 		return rep, nil, true, err
 	}
 	return rep, fd, true, nil
+}
+
+// watch makes ctx's deadline the connection's, and its cancellation an
+// immediate deadline, until the returned function is called.
+func (c *Client) watch(ctx context.Context) (stop func() bool) {
+	d, _ := ctx.Deadline() // the zero time when ctx has none: no deadline
+	pc := c.conn
+	pc.SetDeadline(d)
+	return context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
 }
 
 // drop closes a connection that failed, so the next request dials again.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"time"
 
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -157,14 +156,8 @@ func (c *Client) batch(ctx context.Context, req *proto.Request, fds []*sockfd.FD
 }
 
 func (c *Client) exchangeFDs(ctx context.Context, out []byte, fds []*sockfd.FD) (rep proto.Reply, got []*sockfd.FD, sent bool, err error) {
-	if d, ok := ctx.Deadline(); ok {
-		c.conn.SetDeadline(d)
-	} else {
-		c.conn.SetDeadline(time.Time{})
-	}
 	pc := c.conn
-	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer c.watch(ctx)()
 	if err := pc.SendFDs(out, fds); err != nil {
 		return rep, nil, false, err
 	}

@@ -416,11 +416,10 @@ func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
 	return r.ListFiltered(dst, after, nil)
 }
 
-// ListFiltered is List showing only the entries visible reports true for
-// (nil: all). It is called under the registry's read lock and must not call
-// the registry. Hidden entries are skipped inside the page, so a page still
-// fills up and the cursor (the last name sent) still advances past them.
-func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
+// rlockSorted takes the read lock with the sorted index of names current,
+// rebuilding the index first if a change made it stale. The caller must
+// RUnlock.
+func (r *Registry) rlockSorted() {
 	r.mu.RLock()
 	for r.dirty {
 		r.mu.RUnlock()
@@ -436,6 +435,14 @@ func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*p
 		r.mu.Unlock()
 		r.mu.RLock()
 	}
+}
+
+// ListFiltered is List showing only the entries visible reports true for
+// (nil: all). It is called under the registry's read lock and must not call
+// the registry. Hidden entries are skipped inside the page, so a page still
+// fills up and the cursor (the last name sent) still advances past them.
+func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
+	r.rlockSorted()
 	defer r.mu.RUnlock()
 	i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after })
 	size := 0
@@ -514,21 +521,7 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 // match is called under the registry's read lock and must not call the
 // registry. The caller must release every Handle.
 func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
-	r.mu.RLock()
-	for r.dirty {
-		r.mu.RUnlock()
-		r.mu.Lock()
-		if r.dirty {
-			r.sorted = r.sorted[:0]
-			for name := range r.entries {
-				r.sorted = append(r.sorted, name)
-			}
-			slices.Sort(r.sorted)
-			r.dirty = false
-		}
-		r.mu.Unlock()
-		r.mu.RLock()
-	}
+	r.rlockSorted()
 	defer r.mu.RUnlock()
 	var out []Handle
 	size := 0
