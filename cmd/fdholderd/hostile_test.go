@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -87,114 +88,6 @@ func (h *hostileHolder) check(t testing.TB) {
 	waitFDs(t, h.d, h.before)
 }
 
-// rawConn is a client that can send anything, with any descriptors.
-type rawConn struct {
-	t  testing.TB
-	fd int
-}
-
-func dialRawTo(t testing.TB, path string) *rawConn {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		t.Fatalf("connect %s: %v", path, err)
-	}
-	tv := unix.NsecToTimeval(int64(waitTimeout))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	c := &rawConn{t: t, fd: fd}
-	t.Cleanup(c.close)
-	return c
-}
-
-func (c *rawConn) close() {
-	if c.fd >= 0 {
-		unix.Close(c.fd)
-		c.fd = -1
-	}
-}
-
-// send sends msg with fds attached; it reports false if the holder has
-// closed the connection.
-func (c *rawConn) send(msg []byte, fds ...int) bool {
-	c.t.Helper()
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	err := unix.Sendmsg(c.fd, msg, oob, nil, 0)
-	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
-		return false
-	}
-	if err != nil {
-		c.t.Fatalf("sendmsg of %d bytes, %d descriptors: %v", len(msg), len(fds), err)
-	}
-	return true
-}
-
-// recv reads one reply and closes any descriptor in it, which it counts.
-// ok is false when the holder closed the connection instead.
-func (c *rawConn) recv() (rep proto.Reply, fds int, ok bool) {
-	c.t.Helper()
-	buf := make([]byte, proto.MaxReplySize)
-	rights := make([]byte, unix.CmsgSpace(proto.MaxMessageFDs*4))
-	var n, oobn int
-	var err error
-	for {
-		// The runtime's preemption signals interrupt a blocking recvmsg.
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, rights, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if errors.Is(err, unix.ECONNRESET) || err == nil && n == 0 {
-		return proto.Reply{}, 0, false
-	}
-	if err != nil {
-		c.t.Fatalf("recvmsg: %v", err)
-	}
-	if oobn > 0 {
-		msgs, _ := unix.ParseSocketControlMessage(rights[:oobn])
-		for _, m := range msgs {
-			rs, _ := unix.ParseUnixRights(&m)
-			for _, fd := range rs {
-				unix.Close(fd)
-				fds++
-			}
-		}
-	}
-	rep, err = proto.DecodeReply(buf[:n])
-	if err != nil {
-		c.t.Fatalf("the holder's reply does not decode: %v (% x)", err, buf[:n])
-	}
-	return rep, fds, true
-}
-
-// roundTrip sends msg and returns the reply; the connection must stay open.
-func (c *rawConn) roundTrip(msg []byte, fds ...int) (proto.Reply, int) {
-	c.t.Helper()
-	if !c.send(msg, fds...) {
-		c.t.Fatal("the holder closed the connection before the request")
-	}
-	rep, n, ok := c.recv()
-	if !ok {
-		c.t.Fatal("the holder closed the connection instead of answering")
-	}
-	return rep, n
-}
-
-func encode(t testing.TB, r proto.Request) []byte {
-	t.Helper()
-	b, err := proto.AppendRequest(nil, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // pipeFDs returns both ends of a new pipe, closed at the end of the test.
 func pipeFDs(t testing.TB) (int, int) {
 	t.Helper()
@@ -223,7 +116,7 @@ func TestHostileBytes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	c := dialRawTo(t, h.path)
+	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	answered, closed := 0, 0
 	// Random bytes of every size up to past the request limit, then some
 	// far larger; half of them start with a valid magic and version, to
@@ -242,14 +135,14 @@ func TestHostileBytes(t *testing.T) {
 			msg[0], msg[1], msg[2] = 'F', 'H', proto.Version
 			msg[3] &^= byte(proto.ReplyBit)
 		}
-		if !c.send(msg) {
-			c = dialRawTo(t, h.path)
+		if !c.Send(msg) {
+			c = holdertest.DialRaw(t, h.path, waitTimeout)
 			closed++
 			continue
 		}
-		rep, fds, ok := c.recv()
+		rep, fds, ok := c.Recv()
 		if !ok {
-			c = dialRawTo(t, h.path)
+			c = holdertest.DialRaw(t, h.path, waitTimeout)
 			closed++
 			continue
 		}
@@ -265,15 +158,15 @@ func TestHostileBytes(t *testing.T) {
 	if closed > 0 {
 		t.Errorf("the holder closed the connection on %d messages it could have answered", closed)
 	}
-	c.close()
+	c.Close()
 	h.check(t)
 }
 
 func TestHostileMalformed(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t)
-	get := encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"})
-	store := encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
+	get := holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"})
+	store := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
 	withVersion := func(b []byte, v byte) []byte { b = append([]byte(nil), b...); b[2] = v; return b }
 	withOp := func(b []byte, op byte) []byte { b = append([]byte(nil), b...); b[3] = op; return b }
 	tests := []struct {
@@ -309,10 +202,10 @@ func TestHostileMalformed(t *testing.T) {
 			want proto.Code
 		}{name: fmt.Sprintf("store cut to %d bytes", n), msg: store[:n], want: proto.CodeBadRequest})
 	}
-	c := dialRawTo(t, h.path)
+	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, fds := c.roundTrip(tt.msg)
+			rep, fds := c.RoundTrip(tt.msg)
 			if rep.Code == proto.CodeOK || fds != 0 {
 				t.Fatalf("served: %+v with %d descriptors", rep, fds)
 			}
@@ -323,8 +216,8 @@ func TestHostileMalformed(t *testing.T) {
 	}
 	// An empty message is the end of the stream on SOCK_SEQPACKET: the
 	// holder closes the connection.
-	c.send(nil)
-	if _, _, ok := c.recv(); ok {
+	c.Send(nil)
+	if _, _, ok := c.Recv(); ok {
 		t.Error("the holder answered an empty message; want the connection closed")
 	}
 	h.check(t)
@@ -362,8 +255,8 @@ func TestHostileDescriptors(t *testing.T) {
 		}
 		return fds
 	}
-	store := encode(t, proto.Request{Op: proto.OpStore, Name: "hostile"})
-	replace := encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
+	store := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "hostile"})
+	replace := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
 	tests := []struct {
 		name string
 		msg  []byte
@@ -374,9 +267,9 @@ func TestHostileDescriptors(t *testing.T) {
 		{name: "store with two", msg: store, fds: []int{sock, sock}, want: proto.CodeBadDescriptors},
 		{name: "store with 253", msg: store, fds: many(sock, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
 		{name: "replace with 253", msg: replace, fds: many(sock, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
-		{name: "get with 253", msg: encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"}), fds: many(rd, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
-		{name: "list with 253 pipes", msg: encode(t, proto.Request{Op: proto.OpList}), fds: many(wr, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
-		{name: "delete with one", msg: encode(t, proto.Request{Op: proto.OpDelete, Name: "keep/a"}), fds: []int{sock}, want: proto.CodeBadDescriptors},
+		{name: "get with 253", msg: holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"}), fds: many(rd, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
+		{name: "list with 253 pipes", msg: holdertest.Encode(t, proto.Request{Op: proto.OpList}), fds: many(wr, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
+		{name: "delete with one", msg: holdertest.Encode(t, proto.Request{Op: proto.OpDelete, Name: "keep/a"}), fds: []int{sock}, want: proto.CodeBadDescriptors},
 		{name: "garbage with 253", msg: []byte("garbage"), fds: many(sock, proto.MaxMessageFDs), want: proto.CodeBadDescriptors},
 		{name: "oversized with 253", msg: make([]byte, 4*proto.MaxRequestSize), fds: many(sock, proto.MaxMessageFDs), want: proto.CodeTooLarge},
 		{name: "store a pipe", msg: store, fds: []int{rd}, want: proto.CodeNotSocket},
@@ -386,16 +279,16 @@ func TestHostileDescriptors(t *testing.T) {
 		{name: "store an eventfd", msg: store, fds: []int{efd}, want: proto.CodeNotSocket},
 		{name: "store a memfd", msg: store, fds: []int{memfd}, want: proto.CodeNotSocket},
 	}
-	c := dialRawTo(t, h.path)
+	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, fds := c.roundTrip(tt.msg, tt.fds...)
+			rep, fds := c.RoundTrip(tt.msg, tt.fds...)
 			if rep.Code != tt.want || fds != 0 {
 				t.Errorf("code %v (%s) with %d descriptors, want %v", rep.Code, rep.Message, fds, tt.want)
 			}
 		})
 	}
-	c.close()
+	c.Close()
 	h.check(t)
 }
 
@@ -414,20 +307,20 @@ func TestHostileVanishingPeers(t *testing.T) {
 	seen := h.d.count(handled)
 	const peers = 50
 	for i := range peers {
-		c := dialRawTo(t, h.path)
+		c := holdertest.DialRaw(t, h.path, waitTimeout)
 		switch i % 5 {
 		case 0: // a store, gone before the reply
-			c.send(encode(t, proto.Request{Op: proto.OpStore, Name: fmt.Sprintf("gone/%d", i)}), sock)
+			c.Send(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: fmt.Sprintf("gone/%d", i)}), sock)
 		case 1: // 253 descriptors, gone
-			c.send(encode(t, proto.Request{Op: proto.OpStore, Name: "gone"}), many...)
+			c.Send(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "gone"}), many...)
 		case 2: // a get, gone before its descriptor is read
-			c.send(encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"}))
+			c.Send(holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"}))
 		case 3: // a take, gone before its descriptor is read: the entry comes back, or was taken
-			c.send(encode(t, proto.Request{Op: proto.OpTake, Name: "keep/b"}))
+			c.Send(holdertest.Encode(t, proto.Request{Op: proto.OpTake, Name: "keep/b"}))
 		case 4: // half a store (cut), with a descriptor, gone
-			c.send(encode(t, proto.Request{Op: proto.OpStore, Name: "gone/cut"})[:10], sock)
+			c.Send(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "gone/cut"})[:10], sock)
 		}
-		c.close()
+		c.Close()
 	}
 	// Each vanished peer's message is handled (and logged) on its own
 	// goroutine: wait for all of them before looking.
@@ -467,9 +360,9 @@ func TestHostileIdleConnections(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t)
 	const idle = 300
-	conns := make([]*rawConn, idle)
+	conns := make([]*holdertest.RawConn, idle)
 	for i := range conns {
-		conns[i] = dialRawTo(t, h.path)
+		conns[i] = holdertest.DialRaw(t, h.path, waitTimeout)
 	}
 	// Served all the same, while they idle.
 	busy := dial(t, h.path)
@@ -482,7 +375,7 @@ func TestHostileIdleConnections(t *testing.T) {
 		t.Errorf("the holder has %d descriptors with %d connections open, want at least %d", n, idle, h.before+idle)
 	}
 	for _, c := range conns {
-		c.close()
+		c.Close()
 	}
 	h.check(t)
 }
@@ -492,15 +385,15 @@ func TestHostileIdleTimeout(t *testing.T) {
 	h := startHostile(t, "--idle-timeout", "1s")
 	// A client that connects and sends nothing, one that sends half of a
 	// request (a truncated message) and then nothing: both closed.
-	silent := dialRawTo(t, h.path)
-	half := dialRawTo(t, h.path)
-	rep, _ := half.roundTrip(encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"})[:9])
+	silent := holdertest.DialRaw(t, h.path, waitTimeout)
+	half := holdertest.DialRaw(t, h.path, waitTimeout)
+	rep, _ := half.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "keep/a"})[:9])
 	if rep.Code != proto.CodeBadRequest {
 		t.Errorf("half a request: %v, want bad request", rep.Code)
 	}
-	for _, c := range []*rawConn{silent, half} {
+	for _, c := range []*holdertest.RawConn{silent, half} {
 		start := time.Now()
-		if _, _, ok := c.recv(); ok {
+		if _, _, ok := c.Recv(); ok {
 			t.Error("an idle connection got a message; want it closed")
 		}
 		if time.Since(start) > waitTimeout/2 {
@@ -551,24 +444,24 @@ func TestHostileConnectionFlood(t *testing.T) {
 	// h.c holds one connection. Flood: many connections at once, each
 	// sending a list and waiting for its answer.
 	const flood = 400
-	get := encode(t, proto.Request{Op: proto.OpList})
+	get := holdertest.Encode(t, proto.Request{Op: proto.OpList})
 	var mu sync.Mutex
 	served, refused, closed := 0, 0, 0
-	var open []*rawConn
+	var open []*holdertest.RawConn
 	for range flood {
-		c := dialRawTo(t, h.path)
+		c := holdertest.DialRaw(t, h.path, waitTimeout)
 		open = append(open, c)
 	}
 	var wg sync.WaitGroup
 	for _, c := range open {
 		wg.Go(func() {
-			if !c.send(get) {
+			if !c.Send(get) {
 				mu.Lock()
 				closed++
 				mu.Unlock()
 				return
 			}
-			rep, _, ok := c.recv()
+			rep, _, ok := c.Recv()
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -607,7 +500,7 @@ func TestHostileConnectionFlood(t *testing.T) {
 		return strings.HasPrefix(r.str("msg"), "connection refused: too many connections") && r.num("max_conns") == maxConns
 	})
 	for _, c := range open {
-		c.close()
+		c.Close()
 	}
 	h.check(t)
 }
@@ -616,7 +509,7 @@ func TestHostileNames(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t)
 	max := strings.Repeat("n", proto.MaxNameLen)
-	c := dialRawTo(t, h.path)
+	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	// A raw get with a name of n bytes that the encoder would refuse.
 	rawGet := func(name string) []byte {
 		return append([]byte{'F', 'H', proto.Version, byte(proto.OpGet), 0, 0, 0, 0, byte(len(name))}, name...)
@@ -642,13 +535,13 @@ func TestHostileNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, fds := c.roundTrip(tt.msg)
+			rep, fds := c.RoundTrip(tt.msg)
 			if rep.Code != tt.want || fds != 0 {
 				t.Errorf("code %v (%s) with %d descriptors, want %v", rep.Code, rep.Message, fds, tt.want)
 			}
 		})
 	}
-	c.close()
+	c.Close()
 	// A name of exactly 255 bytes is held like any other.
 	storeGet(t, h.c, max)
 	if err := h.c.Delete(testCtx(t), max); err != nil {

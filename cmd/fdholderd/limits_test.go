@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -153,8 +154,8 @@ func TestAcceptBackoffOnEMFILE(t *testing.T) {
 	defer unix.Prlimit(d.pid(), unix.RLIMIT_NOFILE, &old, nil)
 
 	// A client connects (the kernel queues it on the listener) and asks.
-	waiting := dialRawTo(t, h.path)
-	waiting.send(encode(t, proto.Request{Op: proto.OpList}))
+	waiting := holdertest.DialRaw(t, h.path, waitTimeout)
+	waiting.Send(holdertest.Encode(t, proto.Request{Op: proto.OpList}))
 	d.waitFor("a backoff line", func(r record) bool { return isBackoff(r) && strings.Contains(r.str("error"), "too many open files") })
 
 	// Meanwhile the open connection is served, a held listener included.
@@ -172,10 +173,10 @@ func TestAcceptBackoffOnEMFILE(t *testing.T) {
 	}
 	// Descriptors back: the queued client is accepted and answered.
 	unix.Prlimit(d.pid(), unix.RLIMIT_NOFILE, &old, nil)
-	rep, fds, ok := waiting.recv()
+	rep, fds, ok := waiting.Recv()
 	if !ok || rep.Code != proto.CodeOK || rep.Op != proto.OpList || fds != 0 {
 		t.Fatalf("the queued client got %+v (ok %v), want its list", rep, ok)
 	}
-	waiting.close()
+	waiting.Close()
 	h.check(t)
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
@@ -42,7 +43,7 @@ func BenchmarkServerGet(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			testutil.CheckLeaks(b)
 			path := serveBench(b, tt.log)
-			c := dialRaw(b, path)
+			c := holdertest.DialRaw(b, path, 5*time.Second)
 			req, err := proto.AppendRequest(nil, &proto.Request{Op: proto.OpGet, Name: "web"})
 			if err != nil {
 				b.Fatal(err)
@@ -50,10 +51,10 @@ func BenchmarkServerGet(b *testing.B) {
 			r := newRawRecv(proto.MaxReplySize, unix.CmsgSpace(4*4))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, errno := unix.Syscall(unix.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&req[0])), uintptr(len(req))); errno != 0 {
+				if _, _, errno := unix.Syscall(unix.SYS_SENDTO, uintptr(c.FD), uintptr(unsafe.Pointer(&req[0])), uintptr(len(req))); errno != 0 {
 					b.Fatal(errno)
 				}
-				n, oobn, err := r.recv(c.fd)
+				n, oobn, err := r.recv(c.FD)
 				if err != nil {
 					b.Fatal(err)
 				}

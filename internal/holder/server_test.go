@@ -19,80 +19,6 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// rawConn is a client end that can send any bytes with any descriptors.
-type rawConn struct {
-	t  testing.TB
-	fd int
-}
-
-func dialRaw(t testing.TB, path string) *rawConn {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	tv := unix.NsecToTimeval(int64(5 * time.Second))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	t.Cleanup(func() { unix.Close(fd) })
-	return &rawConn{t: t, fd: fd}
-}
-
-// roundTrip sends msg with fds attached and returns the decoded reply,
-// closing any descriptor that came with it (and counting them).
-func (c *rawConn) roundTrip(msg []byte, fds ...int) (proto.Reply, int) {
-	c.t.Helper()
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	if err := unix.Sendmsg(c.fd, msg, oob, nil, 0); err != nil {
-		c.t.Fatalf("sendmsg: %v", err)
-	}
-	buf := make([]byte, proto.MaxReplySize)
-	rights := make([]byte, unix.CmsgSpace(proto.MaxMessageFDs*4))
-	var n, oobn int
-	var err error
-	for {
-		// The Go runtime's preemption signals interrupt a blocking recvmsg.
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, rights, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		c.t.Fatalf("recvmsg: %v", err)
-	}
-	got := 0
-	if oobn > 0 {
-		msgs, _ := unix.ParseSocketControlMessage(rights[:oobn])
-		for _, m := range msgs {
-			rs, _ := unix.ParseUnixRights(&m)
-			for _, fd := range rs {
-				unix.Close(fd)
-				got++
-			}
-		}
-	}
-	rep, err := proto.DecodeReply(buf[:n])
-	if err != nil {
-		c.t.Fatalf("decode reply %x: %v", buf[:n], err)
-	}
-	return rep, got
-}
-
-func request(t testing.TB, r proto.Request) []byte {
-	t.Helper()
-	b, err := proto.AppendRequest(nil, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // tcpListener returns the raw descriptor of a new TCP listener, closed at
 // the end of the test.
 func tcpListener(t testing.TB) int {
@@ -127,17 +53,17 @@ func pipeFD(t testing.TB) int {
 func TestBadInput(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	c := dialRaw(t, h.Path)
+	c := holdertest.DialRaw(t, h.Path, 5*time.Second)
 	ln := tcpListener(t)
-	if rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: "held"}), ln); rep.Code != proto.CodeOK {
+	if rep, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "held"}), ln); rep.Code != proto.CodeOK {
 		t.Fatalf("store: %v", rep.Err())
 	}
 	many := make([]int, proto.MaxMessageFDs)
 	for i := range many {
 		many[i] = ln
 	}
-	get := request(t, proto.Request{Op: proto.OpGet, Name: "held"})
-	storeX := request(t, proto.Request{Op: proto.OpStore, Name: "x"})
+	get := holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "held"})
+	storeX := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "x"})
 	other := append([]byte(nil), get...)
 	other[2] = 9
 	tests := []struct {
@@ -158,11 +84,11 @@ func TestBadInput(t *testing.T) {
 		{"store with two", storeX, []int{ln, ln}, proto.CodeBadDescriptors, "2 descriptors"},
 		{"store with 253", storeX, many, proto.CodeBadDescriptors, "253 descriptors"},
 		{"store a pipe", storeX, []int{pipeFD(t)}, proto.CodeNotSocket, "a pipe"},
-		{"invalid name", request(t, proto.Request{Op: proto.OpStore, Name: "a:b"}), []int{ln}, proto.CodeInvalidName, proto.NameRule},
+		{"invalid name", holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "a:b"}), []int{ln}, proto.CodeInvalidName, proto.NameRule},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep, fds := c.roundTrip(tt.msg, tt.fds...)
+			rep, fds := c.RoundTrip(tt.msg, tt.fds...)
 			if rep.Code != tt.code || !strings.Contains(rep.Message, tt.want) {
 				t.Errorf("reply = %v %q, want %v containing %q", rep.Code, rep.Message, tt.code, tt.want)
 			}
@@ -170,7 +96,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("an error reply carried %d descriptors", fds)
 			}
 			// The connection still serves, and the held entry is intact.
-			if rep, fds := c.roundTrip(get); rep.Code != proto.CodeOK || fds != 1 {
+			if rep, fds := c.RoundTrip(get); rep.Code != proto.CodeOK || fds != 1 {
 				t.Fatalf("get after bad input: %v, %d descriptors", rep.Err(), fds)
 			}
 		})
@@ -186,18 +112,18 @@ func TestPeerVanishes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	for range 20 {
-		c := dialRaw(t, h.Path)
+		c := holdertest.DialRaw(t, h.Path, 5*time.Second)
 		ln := tcpListener(t)
 		fds := []int{ln, ln, ln}
-		if err := unix.Sendmsg(c.fd, request(t, proto.Request{Op: proto.OpStore, Name: "v"}), unix.UnixRights(fds...), nil, 0); err != nil {
+		if err := unix.Sendmsg(c.FD, holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "v"}), unix.UnixRights(fds...), nil, 0); err != nil {
 			t.Fatal(err)
 		}
-		unix.Close(c.fd)
-		c.fd = -1
+		unix.Close(c.FD)
+		c.FD = -1
 	}
 	// The holder processed or dropped every message: nothing is held.
-	c := dialRaw(t, h.Path)
-	rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpList}))
+	c := holdertest.DialRaw(t, h.Path, 5*time.Second)
+	rep, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpList}))
 	if rep.Code != proto.CodeOK || len(rep.Entries) != 0 {
 		t.Fatalf("list = %v %+v", rep.Err(), rep.Entries)
 	}
@@ -206,10 +132,10 @@ func TestPeerVanishes(t *testing.T) {
 func TestShutdownFinishesAndCloses(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	idle := dialRaw(t, h.Path)
+	idle := holdertest.DialRaw(t, h.Path, 5*time.Second)
 	// One round trip, so that the holder has accepted the connection: a
 	// connection still in the listen queue is reset when the listener closes.
-	if rep, _ := idle.roundTrip(request(t, proto.Request{Op: proto.OpList})); rep.Code != proto.CodeOK {
+	if rep, _ := idle.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpList})); rep.Code != proto.CodeOK {
 		t.Fatal(rep.Err())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -218,7 +144,7 @@ func TestShutdownFinishesAndCloses(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 	// The idle connection was closed: a read sees the end of the stream.
-	n, err := unix.Read(idle.fd, make([]byte, 8))
+	n, err := unix.Read(idle.FD, make([]byte, 8))
 	if n != 0 || err != nil {
 		t.Errorf("read on an idle connection after shutdown = %d, %v; want end of stream", n, err)
 	}
@@ -233,8 +159,8 @@ func TestConcurrentClients(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	ln := tcpListener(t)
-	setup := dialRaw(t, h.Path)
-	if rep, _ := setup.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: "shared"}), ln); rep.Code != proto.CodeOK {
+	setup := holdertest.DialRaw(t, h.Path, 5*time.Second)
+	if rep, _ := setup.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "shared"}), ln); rep.Code != proto.CodeOK {
 		t.Fatal(rep.Err())
 	}
 	var wg sync.WaitGroup
@@ -242,10 +168,10 @@ func TestConcurrentClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dialRaw(t, h.Path)
-			get := request(t, proto.Request{Op: proto.OpGet, Name: "shared"})
+			c := holdertest.DialRaw(t, h.Path, 5*time.Second)
+			get := holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "shared"})
 			for range 100 {
-				rep, fds := c.roundTrip(get)
+				rep, fds := c.RoundTrip(get)
 				if rep.Code != proto.CodeOK || fds != 1 || rep.Entry.Name != "shared" {
 					t.Errorf("get: %v, %d descriptors", rep.Err(), fds)
 					return

@@ -17,22 +17,22 @@ import (
 func TestDumpPages(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	c := dialRaw(t, h.Path)
+	c := holdertest.DialRaw(t, h.Path, 5*time.Second)
 	const n = 300
 	ln := tcpListener(t)
 	for i := range n {
-		if rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: fmt.Sprintf("svc/%03d", i)}), ln); rep.Code != proto.CodeOK {
+		if rep, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: fmt.Sprintf("svc/%03d", i)}), ln); rep.Code != proto.CodeOK {
 			t.Fatal(rep.Err())
 		}
 	}
-	if rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpStore, Name: "other"}), ln); rep.Code != proto.CodeOK {
+	if rep, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "other"}), ln); rep.Code != proto.CodeOK {
 		t.Fatal(rep.Err())
 	}
 	var names []string
 	pages := 0
 	after := ""
 	for {
-		rep, fds := c.roundTrip(request(t, proto.Request{Op: proto.OpDump, Name: after, Pattern: "svc/*"}))
+		rep, fds := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpDump, Name: after, Pattern: "svc/*"}))
 		if rep.Code != proto.CodeOK {
 			t.Fatal(rep.Err())
 		}
@@ -56,7 +56,7 @@ func TestDumpPages(t *testing.T) {
 			t.Fatalf("name %d = %q", i, name)
 		}
 	}
-	if rep, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpDump, Pattern: "[x"})); rep.Code != proto.CodeBadRequest {
+	if rep, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpDump, Pattern: "[x"})); rep.Code != proto.CodeBadRequest {
 		t.Errorf("a malformed pattern: %v, want bad request", rep.Err())
 	}
 }
@@ -67,7 +67,7 @@ func TestDumpPages(t *testing.T) {
 func TestLoad(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	c := dialRaw(t, h.Path)
+	c := holdertest.DialRaw(t, h.Path, 5*time.Second)
 	ln := tcpListener(t)
 	stored := time.Unix(1700000000, 5)
 	entries := []proto.Entry{
@@ -77,8 +77,8 @@ func TestLoad(t *testing.T) {
 		{Name: "expired", StoredAt: stored, ExpiresAt: time.Unix(1, 0)},
 		{Name: "good", StoredAt: stored}, // held by then, no replace
 	}
-	msg := request(t, proto.Request{Op: proto.OpLoad, Entries: entries})
-	rep, fds := c.roundTrip(msg, ln, ln, pipeFD(t), ln, ln)
+	msg := holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: entries})
+	rep, fds := c.RoundTrip(msg, ln, ln, pipeFD(t), ln, ln)
 	if rep.Code != proto.CodeOK || fds != 0 {
 		t.Fatalf("load: %v, %d descriptors", rep.Err(), fds)
 	}
@@ -91,7 +91,7 @@ func TestLoad(t *testing.T) {
 	if len(rep.Results) != len(want) {
 		t.Fatalf("%d results, want %d", len(rep.Results), len(want))
 	}
-	get, _ := c.roundTrip(request(t, proto.Request{Op: proto.OpGet, Name: "good"}))
+	get, _ := c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpGet, Name: "good"}))
 	e := get.Entry
 	if e.Network != "tcp" || !strings.HasPrefix(e.Address, "127.0.0.1:") || !e.Listening ||
 		e.UID != 33 || e.GID != 44 || e.PID != 55 || !e.StoredAt.Equal(stored) || !e.ExpiresAt.Equal(entries[0].ExpiresAt) {
@@ -99,7 +99,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	// The count of descriptors must match the count of entries.
-	rep, _ = c.roundTrip(request(t, proto.Request{Op: proto.OpLoad, Entries: entries[:2]}), ln)
+	rep, _ = c.RoundTrip(holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: entries[:2]}), ln)
 	if rep.Code != proto.CodeBadDescriptors {
 		t.Errorf("2 entries, 1 descriptor: %v, want wrong number of descriptors", rep.Err())
 	}
@@ -107,7 +107,7 @@ func TestLoad(t *testing.T) {
 	// still bounded.
 	big := make([]byte, proto.MaxLoadRequestSize+1)
 	copy(big, msg)
-	if rep, _ := c.roundTrip(big); rep.Code != proto.CodeTooLarge {
+	if rep, _ := c.RoundTrip(big); rep.Code != proto.CodeTooLarge {
 		t.Errorf("oversized load: %v, want too large", rep.Err())
 	}
 }
