@@ -91,7 +91,8 @@ func (c *Client) load(ctx context.Context, entries []proto.Entry, fds []*sockfd.
 		if replace {
 			req.Flags = proto.FlagReplace
 		}
-		rep, _, err := c.batch(ctx, &req, fds[:n], false)
+		rep, got, err := c.batch(ctx, &req, fds[:n], false)
+		closeAllFDs(got) // a load reply carries none; a holder that sends some anyway leaks nothing
 		if err != nil {
 			return err
 		}
