@@ -342,11 +342,25 @@ func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (r
 
 // watch makes ctx's deadline the connection's, and its cancellation an
 // immediate deadline, until the returned function is called.
-func (c *Client) watch(ctx context.Context) (stop func() bool) {
+//
+// The returned function waits for a cancellation that fired meanwhile to
+// finish setting its deadline: otherwise, with ctx cancelled just as a round
+// trip ends, that deadline could land after the next request set its own,
+// and fail a request that has nothing to do with ctx.
+func (c *Client) watch(ctx context.Context) (stop func()) {
 	d, _ := ctx.Deadline() // the zero time when ctx has none: no deadline
 	pc := c.conn
 	pc.SetDeadline(d)
-	return context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		pc.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	return func() {
+		if !unwatch() {
+			<-fired
+		}
+	}
 }
 
 // drop closes a connection that failed, so the next request dials again.
