@@ -612,10 +612,7 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 			fields = append(fields, zap.String("rule", de.rule))
 		}
 	}
-	fields = append(fields,
-		zap.Uint32("peer_uid", c.peer.UID),
-		zap.Uint32("peer_gid", c.peer.GID),
-		zap.Int32("peer_pid", c.peer.PID))
+	fields = c.peerFields(fields...) // appends in place: c.fields has room
 	ce.Write(fields...)
 	clear(fields) // let go of err until the next line
 }

@@ -132,23 +132,19 @@ func (c *Conn) Recv(b []byte) (n int, fd *sockfd.FD, err error) {
 			unix.Close(n)
 		})
 	}
-	switch {
-	case err != nil:
-		// recvmsg failed: nothing was received, so there is nothing to close,
-		// but stay safe should a future kernel return both.
-		closeRaw(kept)
-		return 0, nil, err
-	case flags&unix.MSG_CTRUNC != 0:
-		closeRaw(kept)
-		return n, nil, errCtrunc
-	case flags&unix.MSG_TRUNC != 0:
-		closeRaw(kept)
-		return n, nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", len(b))}
-	case count > 1:
-		closeRaw(kept)
-		return n, nil, Errorf(CodeBadDescriptors, "%d descriptors attached, at most one is accepted", count)
-	case n == 0 && count == 0:
-		return 0, nil, io.EOF
+	if err == nil {
+		err = recvStatus(n, count, flags, len(b))
+	}
+	if err == nil && count > 1 {
+		err = Errorf(CodeBadDescriptors, "%d descriptors attached, at most one is accepted", count)
+	}
+	if err != nil {
+		// On a failed recvmsg nothing was received, so kept is -1, but stay
+		// safe should a future kernel return both.
+		if kept >= 0 {
+			unix.Close(kept)
+		}
+		return n, nil, err
 	}
 	if kept >= 0 {
 		fd = sockfd.New(kept)
@@ -156,10 +152,21 @@ func (c *Conn) Recv(b []byte) (n int, fd *sockfd.FD, err error) {
 	return n, fd, nil
 }
 
-func closeRaw(n int) {
-	if n >= 0 {
-		unix.Close(n)
+// recvStatus says what a successful recvmsg(2) of n bytes with fds
+// descriptors and these msg_flags amounts to: nil for a whole message, an
+// *Error for one the kernel truncated (MSG_CTRUNC: descriptors were lost;
+// MSG_TRUNC: longer than limit bytes), io.EOF at the end of the stream.
+// On a non-nil result the caller closes every descriptor that arrived.
+func recvStatus(n, fds, flags, limit int) error {
+	switch {
+	case flags&unix.MSG_CTRUNC != 0:
+		return errCtrunc
+	case flags&unix.MSG_TRUNC != 0:
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", limit)}
+	case n == 0 && fds == 0:
+		return io.EOF
 	}
+	return nil
 }
 
 // eachRight calls fn with every descriptor in the SCM_RIGHTS messages of a
@@ -253,25 +260,11 @@ func (c *Conn) RecvFDs(b []byte, fds []*sockfd.FD) (n int, _ []*sockfd.FD, err e
 	if oobn > 0 {
 		eachRight(c.oob[:oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
 	}
-	closeNew := func() {
-		for _, f := range fds[start:] {
-			f.Close()
-		}
-		clear(fds[start:])
-		fds = fds[:start]
+	if err == nil {
+		err = recvStatus(n, len(fds)-start, flags, len(b))
 	}
-	switch {
-	case err != nil:
-		closeNew()
-		return 0, fds, err
-	case flags&unix.MSG_CTRUNC != 0:
-		closeNew()
-		return n, fds, errCtrunc
-	case flags&unix.MSG_TRUNC != 0:
-		closeNew()
-		return n, fds, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", len(b))}
-	case n == 0 && len(fds) == start:
-		return 0, fds, io.EOF
+	if err != nil {
+		return n, closeFrom(fds, start), err
 	}
 	return n, fds, nil
 }
@@ -316,19 +309,19 @@ func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockf
 	if err == nil && r.oobn > 0 {
 		eachRight(c.oob[:r.oobn], func(n int) { fds = append(fds, sockfd.New(n)) })
 	}
-	switch {
-	case err != nil:
-		c.giveBack()
-		return nil, fds, noRelease, err
-	case r.flags&unix.MSG_CTRUNC != 0:
-		return c.keep(small, closeFrom(fds, start), errCtrunc)
-	case r.flags&unix.MSG_TRUNC != 0:
-		return c.keep(small, closeFrom(fds, start), &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message exceeds %d bytes", MaxLoadRequestSize)})
-	case r.n == 0 && len(fds) == start:
-		c.giveBack()
-		return nil, fds, noRelease, io.EOF
+	if err == nil {
+		err = recvStatus(r.n, len(fds)-start, r.flags, MaxLoadRequestSize)
 	}
-	return c.keep(small, fds, nil)
+	switch err.(type) {
+	case nil:
+		return c.keep(small, fds, nil)
+	case *Error: // as recvStatus returns it, unwrapped
+		// A truncated message: its bytes are kept so that the request can
+		// be answered; its descriptors are not.
+		return c.keep(small, closeFrom(fds, start), err)
+	}
+	c.giveBack() // the end of the stream, or recvmsg failed
+	return nil, closeFrom(fds, start), noRelease, err
 }
 
 // closeFrom closes fds[start:] and returns fds[:start].
@@ -368,11 +361,34 @@ func noRelease() {}
 func (c *Conn) recvLarge(fd uintptr) bool {
 	r := &c.large
 	r.bp = largeBufs.Get().(*[]byte)
-	r.n, r.oobn, r.flags, _, r.err = unix.Recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+	r.n, r.oobn, r.flags, r.err = recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
 	if r.err == unix.EAGAIN || r.err == unix.EINTR {
 		largeBufs.Put(r.bp)
 		r.bp = nil
 		return false
 	}
 	return true
+}
+
+// recvmsg is recvmsg(2) into one buffer, without a source address: the
+// peer of a connected socket is known. x/sys's Recvmsg asks for the address
+// and so moves its address buffer to the heap on every call, which would be
+// the holder's only allocation per request.
+func recvmsg(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, err error) {
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+	}
+	msg := unix.Msghdr{Iov: &iov}
+	msg.SetIovlen(1)
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	if e != 0 {
+		return 0, 0, 0, e
+	}
+	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
