@@ -189,7 +189,7 @@ func (c *Client) Store(ctx context.Context, name string, conn syscall.Conn, opts
 	if err != nil {
 		return Entry{}, err
 	}
-	closeFD(fd) // a store reply carries none; a holder that sends one anyway leaks nothing
+	fd.Close() // a store reply carries none; a holder that sends one anyway leaks nothing
 	return entryFrom(&rep.Entry), nil
 }
 
@@ -227,7 +227,7 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %q: %w", name, err)
 	}
 	_, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDelete, Name: name}, nil, false)
-	closeFD(fd)
+	fd.Close()
 	return err
 }
 
@@ -238,7 +238,7 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 	after := ""
 	for {
 		rep, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpList, Name: after}, nil, true)
-		closeFD(fd)
+		fd.Close()
 		if err != nil {
 			return nil, err
 		}
@@ -249,12 +249,6 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 			return all, nil
 		}
 		after = rep.Entries[len(rep.Entries)-1].Name
-	}
-}
-
-func closeFD(fd *sockfd.FD) {
-	if fd != nil {
-		fd.Close()
 	}
 }
 
@@ -285,11 +279,11 @@ func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall
 		rep, fd, sent, err := c.exchange(ctx, out, conn)
 		if err == nil {
 			if err := rep.Err(); err != nil {
-				closeFD(fd)
+				fd.Close()
 				return rep, nil, fmt.Errorf("%s: %w", what, err)
 			}
 			if rep.Op != req.Op {
-				closeFD(fd)
+				fd.Close()
 				c.drop()
 				return rep, nil, fmt.Errorf("%s: %w: reply to %s", what, ErrBadRequest, rep.Op)
 			}
@@ -334,7 +328,7 @@ func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (r
 	}
 	rep, err = proto.DecodeReply(c.in[:n])
 	if err != nil {
-		closeFD(fd)
+		fd.Close()
 		return rep, nil, true, err
 	}
 	return rep, fd, true, nil

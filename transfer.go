@@ -57,13 +57,13 @@ func (c *Client) Transfer(ctx context.Context, dst *Client, opts TransferOptions
 			return res, fmt.Errorf("transfer: dump from %s: %w", c.path, err)
 		}
 		if len(fds) != len(rep.Entries) {
-			closeAllFDs(fds)
+			sockfd.CloseAll(fds)
 			return res, fmt.Errorf("transfer: dump from %s: %w: %d entries, %d descriptors", c.path, ErrBadDescriptors, len(rep.Entries), len(fds))
 		}
 		if len(rep.Entries) > 0 {
 			err = dst.load(ctx, rep.Entries, fds, opts.Replace, &res)
 		}
-		closeAllFDs(fds)
+		sockfd.CloseAll(fds)
 		if err != nil {
 			return res, fmt.Errorf("transfer: load into %s: %w", dst.path, err)
 		}
@@ -92,7 +92,7 @@ func (c *Client) load(ctx context.Context, entries []proto.Entry, fds []*sockfd.
 			req.Flags = proto.FlagReplace
 		}
 		rep, got, err := c.batch(ctx, &req, fds[:n], false)
-		closeAllFDs(got) // a load reply carries none; a holder that sends some anyway leaks nothing
+		sockfd.CloseAll(got) // a load reply carries none; a holder that sends some anyway leaks nothing
 		if err != nil {
 			return err
 		}
@@ -131,11 +131,11 @@ func (c *Client) batch(ctx context.Context, req *proto.Request, fds []*sockfd.FD
 		rep, got, sent, err := c.exchangeFDs(ctx, out, fds)
 		if err == nil {
 			if err := rep.Err(); err != nil {
-				closeAllFDs(got)
+				sockfd.CloseAll(got)
 				return rep, nil, fmt.Errorf("%s: %w", req.Op, err)
 			}
 			if rep.Op != req.Op {
-				closeAllFDs(got)
+				sockfd.CloseAll(got)
 				c.drop()
 				return rep, nil, fmt.Errorf("%s: %w: reply to %s", req.Op, ErrBadRequest, rep.Op)
 			}
@@ -168,14 +168,8 @@ func (c *Client) exchangeFDs(ctx context.Context, out []byte, fds []*sockfd.FD) 
 	}
 	rep, err = proto.DecodeReply(c.in[:n])
 	if err != nil {
-		closeAllFDs(got)
+		sockfd.CloseAll(got)
 		return rep, nil, true, err
 	}
 	return rep, got, true, nil
-}
-
-func closeAllFDs(fds []*sockfd.FD) {
-	for _, f := range fds {
-		f.Close()
-	}
 }

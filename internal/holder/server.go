@@ -379,7 +379,7 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 		err = proto.ValidateName(req.Name)
 	}
 	if err != nil {
-		closeAll(fds)
+		sockfd.CloseAll(fds)
 		op := req.Op
 		if op == 0 {
 			op = proto.PeekOp(msg)
@@ -394,7 +394,7 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 		name = "" // may the peer list (dump, load) at all; each entry is asked about later
 	}
 	if err := c.check(req.Op, name, nil); err != nil {
-		closeAll(fds)
+		sockfd.CloseAll(fds)
 		c.audit(req.Op, name, err)
 		return c.replyErr(req.Op, err)
 	}
@@ -429,31 +429,16 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	info, err := sockfd.Inspect(fd)
+	info, err := inspect(fd)
+	if err == nil {
+		err = c.room(fd)
+	}
 	if err != nil {
-		fd.Close()
-		code := proto.CodeInternal
-		if errors.Is(err, sockfd.ErrNotSocket) {
-			code = proto.CodeNotSocket
-		}
-		err = &proto.Error{Code: code, Message: fmt.Sprintf("%v; only sockets are held", err)}
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	if err := c.s.fdRoom(fd); err != nil {
-		fd.Close()
-		c.audit(req.Op, req.Name, err)
-		return c.replyErr(req.Op, err)
-	}
-	guard := func(old *proto.Entry, after Counts) error {
-		if og := c.ownerGuard(req.Op); old != nil && og != nil {
-			if err := og(old); err != nil {
-				return err
-			}
-		}
-		return c.s.storeLimits(c.peer.UID, c.privileged, old == nil, after)
-	}
-	e, err := c.s.reg.StoreGuarded(req.Name, fd, info, c.peer.Owner(), req.TTL, req.Flags&proto.FlagReplace != 0, guard)
+	e, err := c.s.reg.StoreGuarded(req.Name, fd, info, c.peer.Owner(), req.TTL,
+		req.Flags&proto.FlagReplace != 0, c.storeGuard(req.Op, c.peer.UID))
 	c.audit(req.Op, req.Name, err)
 	if err != nil {
 		return c.replyErr(req.Op, err)
@@ -537,13 +522,60 @@ func (c *conn) ownerGuard(op proto.Op) EntryGuard {
 	}
 }
 
-// replyErr sends err, an *proto.Error or an error wrapping a sentinel, as an
-// error reply.
-func (c *conn) replyErr(op proto.Op, err error) bool {
+// inspect asks the kernel what fd is, for a store or a load. On error it
+// closes fd and returns the error to reply with: only sockets are held.
+func inspect(fd *sockfd.FD) (sockfd.Info, error) {
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		fd.Close()
+		code := proto.CodeInternal
+		if errors.Is(err, sockfd.ErrNotSocket) {
+			code = proto.CodeNotSocket
+		}
+		return info, &proto.Error{Code: code, Message: fmt.Sprintf("%v; only sockets are held", err)}
+	}
+	return info, nil
+}
+
+// room makes sure the holder has room for one more descriptor; if not, it
+// closes fd and returns the error to reply with.
+func (c *conn) room(fd *sockfd.FD) error {
+	if err := c.s.fdRoom(fd); err != nil {
+		fd.Close()
+		return err
+	}
+	return nil
+}
+
+// storeGuard vets a store or load (op) of an entry owned by uid under the
+// registry's lock: a replace needs the right to act on the old entry's
+// owner, and the entry limits must hold for uid.
+func (c *conn) storeGuard(op proto.Op, uid uint32) StoreGuard {
+	og := c.ownerGuard(op)
+	return func(old *proto.Entry, after Counts) error {
+		if old != nil && og != nil {
+			if err := og(old); err != nil {
+				return err
+			}
+		}
+		return c.s.storeLimits(uid, c.privileged, old == nil, after)
+	}
+}
+
+// protoError returns err as the *proto.Error to reply with: itself, or its
+// sentinel's code with its message.
+func protoError(err error) *proto.Error {
 	var pe *proto.Error
 	if !errors.As(err, &pe) {
 		pe = &proto.Error{Code: proto.CodeOf(err), Message: err.Error()}
 	}
+	return pe
+}
+
+// replyErr sends err, an *proto.Error or an error wrapping a sentinel, as an
+// error reply.
+func (c *conn) replyErr(op proto.Op, err error) bool {
+	pe := protoError(err)
 	return c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil)
 }
 

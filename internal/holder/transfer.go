@@ -1,8 +1,6 @@
 package holder
 
 import (
-	"errors"
-	"fmt"
 	"path"
 
 	"go.uber.org/zap"
@@ -78,7 +76,7 @@ func (c *conn) dump(req *proto.Request) bool {
 // ownership of fds. The reply has one result per entry.
 func (c *conn) load(req *proto.Request, fds []*sockfd.FD) bool {
 	if len(fds) != len(req.Entries) {
-		closeAll(fds)
+		sockfd.CloseAll(fds)
 		err := proto.Errorf(proto.CodeBadDescriptors, "%d entries but %d descriptors attached", len(req.Entries), len(fds))
 		c.audit(req.Op, "", err)
 		return c.replyErr(req.Op, err)
@@ -90,10 +88,7 @@ func (c *conn) load(req *proto.Request, fds []*sockfd.FD) bool {
 		fds[i] = nil
 		c.audit(req.Op, e.Name, err)
 		if err != nil {
-			var pe *proto.Error
-			if !errors.As(err, &pe) {
-				pe = &proto.Error{Code: proto.CodeOf(err), Message: err.Error()}
-			}
+			pe := protoError(err)
 			results[i] = proto.Result{Code: pe.Code, Message: pe.Message}
 		}
 	}
@@ -111,45 +106,18 @@ func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
 		fd.Close()
 		return err
 	}
-	info, err := sockfd.Inspect(fd)
+	info, err := inspect(fd)
 	if err != nil {
-		fd.Close()
-		code := proto.CodeInternal
-		if errors.Is(err, sockfd.ErrNotSocket) {
-			code = proto.CodeNotSocket
-		}
-		return &proto.Error{Code: code, Message: fmt.Sprintf("%v; only sockets are held", err)}
+		return err
 	}
 	e.Network, e.Address, e.Listening = info.Network, info.Address, info.Listening
 	if e.StoredAt.IsZero() {
-		return errorAndClose(fd, proto.Errorf(proto.CodeBadRequest, "no stored time"))
+		fd.Close()
+		return proto.Errorf(proto.CodeBadRequest, "no stored time")
 	}
-	if err := c.s.fdRoom(fd); err != nil {
-		return errorAndClose(fd, err)
+	if err := c.room(fd); err != nil {
+		return err
 	}
-	// As for a store: a replace needs the right to act on the old entry's
-	// owner, and the entry limits hold (for the entry's owner).
-	guard := func(old *proto.Entry, after Counts) error {
-		if og := c.ownerGuard(proto.OpLoad); old != nil && og != nil {
-			if err := og(old); err != nil {
-				return err
-			}
-		}
-		return c.s.storeLimits(e.UID, c.privileged, old == nil, after)
-	}
-	_, err = c.s.reg.LoadGuarded(e, fd, replace, guard)
+	_, err = c.s.reg.LoadGuarded(e, fd, replace, c.storeGuard(proto.OpLoad, e.UID))
 	return err
-}
-
-func errorAndClose(fd *sockfd.FD, err error) error {
-	fd.Close()
-	return err
-}
-
-func closeAll(fds []*sockfd.FD) {
-	for _, f := range fds {
-		if f != nil {
-			f.Close()
-		}
-	}
 }

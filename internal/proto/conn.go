@@ -326,9 +326,7 @@ func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockf
 
 // closeFrom closes fds[start:] and returns fds[:start].
 func closeFrom(fds []*sockfd.FD, start int) []*sockfd.FD {
-	for _, f := range fds[start:] {
-		f.Close()
-	}
+	sockfd.CloseAll(fds[start:])
 	clear(fds[start:])
 	return fds[:start]
 }

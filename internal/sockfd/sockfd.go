@@ -42,14 +42,24 @@ func New(n int) *FD {
 // ensure that f is not closed while the call runs.
 func (f *FD) Sysfd() int { return int(f.n.Load()) }
 
-// Close closes the descriptor. Closing an FD again, or a released one, does
-// nothing and returns nil.
+// Close closes the descriptor. Closing an FD again, a released one, or a nil
+// *FD does nothing and returns nil.
 func (f *FD) Close() error {
+	if f == nil {
+		return nil
+	}
 	n := f.n.Swap(-1)
 	if n < 0 {
 		return nil
 	}
 	return os.NewSyscallError("close", unix.Close(int(n)))
+}
+
+// CloseAll closes every FD of fds (nil ones included, which do nothing).
+func CloseAll(fds []*FD) {
+	for _, f := range fds {
+		f.Close()
+	}
 }
 
 // File hands the descriptor over to an *os.File without duplicating it; f no

@@ -182,3 +182,22 @@ func TestFDOwnership(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+func TestCloseAll(t *testing.T) {
+	testutil.CheckLeaks(t)
+	var nilFD *FD
+	if err := nilFD.Close(); err != nil {
+		t.Errorf("Close of a nil *FD: %v", err)
+	}
+	fds := []*FD{
+		rawSocket(t, unix.AF_UNIX, unix.SOCK_STREAM, 0),
+		nil,
+		rawSocket(t, unix.AF_UNIX, unix.SOCK_DGRAM, 0),
+	}
+	CloseAll(fds)
+	for i, f := range fds {
+		if f != nil && f.Sysfd() != -1 {
+			t.Errorf("fds[%d] is still open after CloseAll", i)
+		}
+	}
+}
