@@ -428,7 +428,8 @@ func TestSort(t *testing.T) {
 	}
 	meta := func(t *testing.T, name string, ino uint64, expires time.Time) int {
 		m := Meta{Inode: ino, Entry: proto.Entry{Name: name, Network: "tcp", StoredAt: now.Add(-time.Minute), ExpiresAt: expires}}
-		fd, err := metaFile(&m, nil)
+		var buf []byte
+		fd, err := metaFile(&m, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}

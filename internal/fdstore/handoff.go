@@ -77,7 +77,7 @@ func (h *Handoff) AddEntry(m Meta, fd int, metaName string) error {
 		h.passed = append(h.passed, Passed{FD: d, Name: SocketName(ino)})
 		h.socks[ino] = true
 	}
-	mfd, err := metaFile(&m, h.buf)
+	mfd, err := metaFile(&m, &h.buf)
 	if err != nil {
 		return err
 	}

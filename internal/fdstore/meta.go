@@ -148,9 +148,10 @@ func DecodeMeta(b []byte) (Meta, error) {
 }
 
 // metaFile returns a sealed memfd (memfd_create(2), fcntl(2) F_ADD_SEALS)
-// holding the encoding of m. The caller owns the descriptor. Sealed, it
+// holding the encoding of m, encoded into *buf, which it keeps for reuse.
+// The caller owns the descriptor. Sealed, it
 // cannot change after it is stored: what comes back is what was written.
-func metaFile(m *Meta, buf []byte) (fd int, err error) {
+func metaFile(m *Meta, buf *[]byte) (fd int, err error) {
 	fd, err = unix.MemfdCreate("fdholder-meta", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return -1, os.NewSyscallError("memfd_create", err)
@@ -161,7 +162,8 @@ func metaFile(m *Meta, buf []byte) (fd int, err error) {
 			fd = -1
 		}
 	}()
-	b := AppendMeta(buf[:0], m)
+	b := AppendMeta((*buf)[:0], m)
+	*buf = b // kept for the next metadata file
 	if n, err := unix.Write(fd, b); err != nil || n != len(b) {
 		if err == nil {
 			err = fmt.Errorf("short write: %d of %d bytes", n, len(b))

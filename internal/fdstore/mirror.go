@@ -84,7 +84,7 @@ func (m *Mirror) add(c holder.Change) {
 	name := MetaName(m.next)
 	m.next++
 	meta := Meta{Entry: c.Entry, Inode: ino}
-	mfd, err := metaFile(&meta, m.buf)
+	mfd, err := metaFile(&meta, &m.buf)
 	if err == nil {
 		err = m.n.Store(name, mfd)
 		closeFD(mfd)
