@@ -148,9 +148,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 }
 
 // metaFile returns a sealed memfd (memfd_create(2), fcntl(2) F_ADD_SEALS)
-// holding the encoding of m, encoded into *buf, which it keeps for reuse.
-// The caller owns the descriptor. Sealed, it
-// cannot change after it is stored: what comes back is what was written.
+// holding the encoding of m, made in *buf, which it keeps for reuse. The
+// caller owns the descriptor. Sealed, it cannot change after it is stored:
+// what comes back is what was written.
 func metaFile(m *Meta, buf *[]byte) (fd int, err error) {
 	fd, err = unix.MemfdCreate("fdholder-meta", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
