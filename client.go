@@ -185,11 +185,11 @@ func (c *Client) Store(ctx context.Context, name string, conn syscall.Conn, opts
 	if opts.Replace {
 		req.Flags = proto.FlagReplace
 	}
-	rep, fd, err := c.roundTrip(ctx, &req, conn, false)
+	rep, fds, err := c.roundTrip(ctx, &req, attach{conn: conn}, false)
+	sockfd.CloseAll(fds) // a store reply carries none; a holder that sends some anyway leaks nothing
 	if err != nil {
 		return Entry{}, err
 	}
-	fd.Close() // a store reply carries none; a holder that sends one anyway leaks nothing
 	return entryFrom(&rep.Entry), nil
 }
 
@@ -211,14 +211,15 @@ func (c *Client) fetch(ctx context.Context, op proto.Op, name string) (*os.File,
 		return nil, Entry{}, fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	req := proto.Request{Op: op, Name: name}
-	rep, fd, err := c.roundTrip(ctx, &req, nil, op == proto.OpGet)
+	rep, fds, err := c.roundTrip(ctx, &req, attach{}, op == proto.OpGet)
 	if err != nil {
 		return nil, Entry{}, err
 	}
-	if fd == nil {
-		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried no descriptor", op, name, ErrBadDescriptors)
+	if len(fds) != 1 {
+		sockfd.CloseAll(fds)
+		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, len(fds))
 	}
-	return fd.File("fdholder:" + name), entryFrom(&rep.Entry), nil
+	return fds[0].File("fdholder:" + name), entryFrom(&rep.Entry), nil
 }
 
 // Delete removes the entry held under name; the holder closes its copy.
@@ -226,8 +227,8 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 	if err := proto.ValidateName(name); err != nil {
 		return fmt.Errorf("delete %q: %w", name, err)
 	}
-	_, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDelete, Name: name}, nil, false)
-	fd.Close()
+	_, fds, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDelete, Name: name}, attach{}, false)
+	sockfd.CloseAll(fds)
 	return err
 }
 
@@ -237,8 +238,8 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 	var all []Entry
 	after := ""
 	for {
-		rep, fd, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpList, Name: after}, nil, true)
-		fd.Close()
+		rep, fds, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpList, Name: after}, attach{}, true)
+		sockfd.CloseAll(fds)
 		if err != nil {
 			return nil, err
 		}
@@ -252,16 +253,25 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 	}
 }
 
-// roundTrip sends req, with conn's descriptor if conn is not nil, and
-// returns the reply and the descriptor it carried, which the caller owns. An
-// error reply comes back as an error wrapping its sentinel. idempotent
-// allows one retry on a fresh connection when a reused connection turns out
-// to be broken.
-func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall.Conn, idempotent bool) (proto.Reply, *sockfd.FD, error) {
+// attach is what a request carries: the descriptor of conn (a store), fds
+// (a load), or nothing. Either stays owned by the caller.
+type attach struct {
+	conn syscall.Conn
+	fds  []*sockfd.FD
+}
+
+// roundTrip sends req with att and returns the reply and the descriptors it
+// carried, which the caller owns; when it returns an error it has closed
+// them and returns none. An error
+// reply comes back as an error wrapping its sentinel. idempotent allows one
+// retry on a fresh connection when a reused connection turns out to be
+// broken.
+func (c *Client) roundTrip(ctx context.Context, req *proto.Request, att attach, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	what := req.Op.String()
-	if req.Op != proto.OpList {
+	switch req.Op {
+	case proto.OpStore, proto.OpGet, proto.OpTake, proto.OpDelete:
 		what += " " + strconv.Quote(req.Name)
 	}
 	out, err := proto.AppendRequest(c.out[:0], req)
@@ -276,18 +286,18 @@ func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall
 				return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		rep, fd, sent, err := c.exchange(ctx, out, conn)
+		rep, fds, sent, err := c.exchange(ctx, out, att)
 		if err == nil {
 			if err := rep.Err(); err != nil {
-				fd.Close()
+				sockfd.CloseAll(fds)
 				return rep, nil, fmt.Errorf("%s: %w", what, err)
 			}
 			if rep.Op != req.Op {
-				fd.Close()
+				sockfd.CloseAll(fds)
 				c.drop()
 				return rep, nil, fmt.Errorf("%s: %w: reply to %s", what, ErrBadRequest, rep.Op)
 			}
-			return rep, fd, nil
+			return rep, fds, nil
 		}
 		c.drop()
 		if ctx.Err() != nil {
@@ -310,28 +320,28 @@ func (c *Client) roundTrip(ctx context.Context, req *proto.Request, conn syscall
 
 // exchange writes one request and reads its reply; sent reports whether the
 // request reached the holder's socket.
-func (c *Client) exchange(ctx context.Context, out []byte, conn syscall.Conn) (rep proto.Reply, fd *sockfd.FD, sent bool, err error) {
+func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep proto.Reply, fds []*sockfd.FD, sent bool, err error) {
 	pc := c.conn
 	defer c.watch(ctx)()
 
-	if conn != nil {
-		err = pc.SendConn(out, conn)
+	if att.conn != nil {
+		err = pc.SendConn(out, att.conn)
 	} else {
-		err = pc.Send(out, nil)
+		err = pc.SendFDs(out, att.fds)
 	}
 	if err != nil {
 		return rep, nil, false, err
 	}
-	n, fd, err := pc.Recv(c.in)
+	n, fds, err := pc.RecvFDs(c.in, nil)
 	if err != nil {
 		return rep, nil, true, err
 	}
 	rep, err = proto.DecodeReply(c.in[:n])
 	if err != nil {
-		fd.Close()
+		sockfd.CloseAll(fds)
 		return rep, nil, true, err
 	}
-	return rep, fd, true, nil
+	return rep, fds, true, nil
 }
 
 // watch makes ctx's deadline the connection's, and its cancellation an

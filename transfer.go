@@ -2,7 +2,6 @@ package fdholder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 
@@ -52,7 +51,7 @@ func (c *Client) Transfer(ctx context.Context, dst *Client, opts TransferOptions
 	}
 	after := ""
 	for {
-		rep, fds, err := c.batch(ctx, &proto.Request{Op: proto.OpDump, Name: after, Pattern: opts.Names}, nil, true)
+		rep, fds, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDump, Name: after, Pattern: opts.Names}, attach{}, true)
 		if err != nil {
 			return res, fmt.Errorf("transfer: dump from %s: %w", c.path, err)
 		}
@@ -91,7 +90,7 @@ func (c *Client) load(ctx context.Context, entries []proto.Entry, fds []*sockfd.
 		if replace {
 			req.Flags = proto.FlagReplace
 		}
-		rep, got, err := c.batch(ctx, &req, fds[:n], false)
+		rep, got, err := c.roundTrip(ctx, &req, attach{fds: fds[:n]}, false)
 		sockfd.CloseAll(got) // a load reply carries none; a holder that sends some anyway leaks nothing
 		if err != nil {
 			return err
@@ -109,67 +108,4 @@ func (c *Client) load(ctx context.Context, entries []proto.Entry, fds []*sockfd.
 		entries, fds = entries[n:], fds[n:]
 	}
 	return nil
-}
-
-// batch is roundTrip for the ops that carry many descriptors: it sends req
-// with fds (which stay owned by the caller) and returns the reply with the
-// descriptors that came with it, which the caller owns.
-func (c *Client) batch(ctx context.Context, req *proto.Request, fds []*sockfd.FD, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out, err := proto.AppendRequest(nil, req)
-	if err != nil {
-		return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
-	}
-	for attempt := 0; ; attempt++ {
-		reused := c.conn != nil
-		if !reused {
-			if c.conn, err = c.dial(ctx); err != nil {
-				return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
-			}
-		}
-		rep, got, sent, err := c.exchangeFDs(ctx, out, fds)
-		if err == nil {
-			if err := rep.Err(); err != nil {
-				sockfd.CloseAll(got)
-				return rep, nil, fmt.Errorf("%s: %w", req.Op, err)
-			}
-			if rep.Op != req.Op {
-				sockfd.CloseAll(got)
-				c.drop()
-				return rep, nil, fmt.Errorf("%s: %w: reply to %s", req.Op, ErrBadRequest, rep.Op)
-			}
-			return rep, got, nil
-		}
-		c.drop()
-		if ctx.Err() != nil {
-			return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, ctx.Err())
-		}
-		var pe *proto.Error
-		if errors.As(err, &pe) {
-			return proto.Reply{}, nil, fmt.Errorf("%s: %w", req.Op, err)
-		}
-		if reused && attempt == 0 && (!sent || idempotent) {
-			continue
-		}
-		return proto.Reply{}, nil, fmt.Errorf("%s: %w at %s: %w", req.Op, ErrUnreachable, c.path, err)
-	}
-}
-
-func (c *Client) exchangeFDs(ctx context.Context, out []byte, fds []*sockfd.FD) (rep proto.Reply, got []*sockfd.FD, sent bool, err error) {
-	pc := c.conn
-	defer c.watch(ctx)()
-	if err := pc.SendFDs(out, fds); err != nil {
-		return rep, nil, false, err
-	}
-	n, got, err := pc.RecvFDs(c.in, nil)
-	if err != nil {
-		return rep, nil, true, err
-	}
-	rep, err = proto.DecodeReply(c.in[:n])
-	if err != nil {
-		sockfd.CloseAll(got)
-		return rep, nil, true, err
-	}
-	return rep, got, true, nil
 }
