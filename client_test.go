@@ -271,3 +271,60 @@ func TestVersionMismatch(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnsupportedVersion naming version 2", err)
 	}
 }
+
+func TestListenAndStore(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+	dir := testutil.ShortDir(t)
+	tests := []struct {
+		name, network, address string
+		wantNetwork            string
+		listening              bool
+		file                   string // a Unix socket's file, which must stay
+	}{
+		{"tcp", "tcp4", "127.0.0.1:0", "tcp", true, ""},
+		{"udp", "udp4", "127.0.0.1:0", "udp", false, ""},
+		{"unix", "unix", filepath.Join(dir, "s.sock"), "unix", true, filepath.Join(dir, "s.sock")},
+		{"unixgram", "unixgram", filepath.Join(dir, "g.sock"), "unixgram", false, filepath.Join(dir, "g.sock")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := c.ListenAndStore(ctx, tt.name, tt.network, tt.address, fdholder.StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Name != tt.name || e.Network != tt.wantNetwork || e.Listening != tt.listening ||
+				e.Address == "" || strings.HasSuffix(e.Address, ":0") {
+				t.Errorf("entry = %+v", e)
+			}
+			if tt.file != "" {
+				if _, err := os.Stat(tt.file); err != nil {
+					t.Errorf("the socket's file is gone: %v", err)
+				}
+			}
+			// A second one under the same name fails, and leaves no file of
+			// its own behind.
+			second := tt.address
+			if tt.file != "" {
+				second = tt.file + ".2"
+			}
+			if _, err := c.ListenAndStore(ctx, tt.name, tt.network, second, fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrExists) {
+				t.Errorf("second store: %v, want ErrExists", err)
+			}
+			if tt.file != "" {
+				if _, err := os.Stat(second); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("the refused socket's file was left behind: %v", err)
+				}
+			}
+		})
+	}
+	// The TCP entry is the socket the holder keeps: it accepts.
+	f, e, err := c.Get(ctx, "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepts(t, f, e.Address)
+	f.Close()
+}

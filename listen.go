@@ -75,7 +75,7 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 		if !errors.Is(err, ErrNotFound) {
 			return nil, false, err
 		}
-		f, err = c.bindAndStore(ctx, name, kind, network, address)
+		f, _, err = c.bindAndStore(ctx, name, kind, network, address, StoreOptions{}, true)
 		// Lost a race with another process creating the same entry: its
 		// store beat ours, or its socket holds the address and its store
 		// is on the way. Get it, giving that store a moment to land.
@@ -132,50 +132,69 @@ func NetworkMatches(want, held string) bool {
 	return want == held
 }
 
-// bindAndStore binds a new socket, stores it under name and returns a
-// duplicate as an *os.File owned by the caller.
-func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string) (*os.File, error) {
-	var lc net.ListenConfig
-	var sock interface {
-		syscall.Conn
-		Close() error
+// boundSocket is what net.ListenConfig binds: a listener or a packet socket.
+type boundSocket interface {
+	syscall.Conn
+	Close() error
+}
+
+// ListenAndStore binds a new socket to address as ListenFile does when name
+// is not held (tcp, tcp4, tcp6, unix and unixpacket listen; udp, udp4, udp6
+// and unixgram are packet sockets), stores it under name with opts, and
+// returns the entry as the holder now holds it. This process keeps no copy:
+// the socket lives on in the holder, and a Unix socket's file stays in
+// place. If the store fails (ErrExists without opts.Replace, say), the
+// socket is closed and a Unix socket's file removed.
+func (c *Client) ListenAndStore(ctx context.Context, name, network, address string, opts StoreOptions) (Entry, error) {
+	kind, err := networkKind(network)
+	if err != nil {
+		return Entry{}, fmt.Errorf("listen %q: %w", name, err)
 	}
+	_, e, err := c.bindAndStore(ctx, name, kind, network, address, opts, false)
+	return e, err
+}
+
+// bindAndStore binds a new socket and stores it under name with opts. With
+// keep it also returns a duplicate as an *os.File owned by the caller.
+func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string, opts StoreOptions, keep bool) (*os.File, Entry, error) {
+	var lc net.ListenConfig
+	var sock boundSocket
 	switch kind {
 	case streamKind:
 		ln, err := lc.Listen(ctx, network, address)
 		if err != nil {
-			return nil, fmt.Errorf("listen %q: %w", name, err)
+			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 		}
 		if ul, ok := ln.(*net.UnixListener); ok {
 			// The socket outlives this listener: keep its file.
 			ul.SetUnlinkOnClose(false)
 		}
-		sock = ln.(interface {
-			syscall.Conn
-			Close() error
-		})
+		sock = ln.(boundSocket)
 	case packetKind:
 		pc, err := lc.ListenPacket(ctx, network, address)
 		if err != nil {
-			return nil, fmt.Errorf("listen %q: %w", name, err)
+			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 		}
-		sock = pc.(interface {
-			syscall.Conn
-			Close() error
-		})
+		sock = pc.(boundSocket)
 	}
 	defer sock.Close()
-	f, err := dupFile(sock, "fdholder:"+name)
+	var f *os.File
+	if keep {
+		var err error
+		if f, err = dupFile(sock, "fdholder:"+name); err != nil {
+			c.unbind(network, address)
+			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
+		}
+	}
+	e, err := c.Store(ctx, name, sock, opts)
 	if err != nil {
+		if f != nil {
+			f.Close()
+		}
 		c.unbind(network, address)
-		return nil, fmt.Errorf("listen %q: %w", name, err)
+		return nil, Entry{}, err
 	}
-	if _, err := c.Store(ctx, name, sock, StoreOptions{}); err != nil {
-		f.Close()
-		c.unbind(network, address)
-		return nil, err
-	}
-	return f, nil
+	return f, e, nil
 }
 
 // unbind removes the file of a Unix socket this process bound but could not

@@ -16,28 +16,6 @@ type netAddr struct {
 
 func (n netAddr) String() string { return n.network + ":" + n.address }
 
-// stream reports whether the network is bound with net.Listen (a listening
-// socket) rather than net.ListenPacket.
-func (n netAddr) stream() bool {
-	switch n.network {
-	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
-		return true
-	}
-	return false
-}
-
-// unixPath returns the file a Unix socket address binds, or "" for other
-// networks and for abstract sockets (@name), which have no file.
-func (n netAddr) unixPath() string {
-	switch n.network {
-	case "unix", "unixpacket", "unixgram":
-		if !strings.HasPrefix(n.address, "@") {
-			return n.address
-		}
-	}
-	return ""
-}
-
 // maxUnixAddr is the longest Unix socket address Go can bind: sun_path has
 // 108 bytes, one of which ends a path (unix(7)); an abstract name's leading
 // NUL is written as @ and counted the same way.

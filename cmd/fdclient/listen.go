@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/fdholder/fdholder"
@@ -49,15 +46,9 @@ func parseListen(args []string) (command, error) {
 	return c, nil
 }
 
-// boundSocket is what net.ListenConfig returns, listener or packet socket.
-type boundSocket interface {
-	syscall.Conn
-	Close() error
-}
-
-// run binds the socket, stores it, and prints the bound address. fdclient's
-// own copy of the socket is closed on return; the holder's copy keeps it
-// open.
+// run binds the socket and stores it (fdholder.Client.ListenAndStore), and
+// prints the bound address as the holder reports it. fdclient keeps no copy
+// of the socket; the holder's keeps it open.
 func (c *listenCmd) run(ctx context.Context, a *app) error {
 	rctx, cancel := a.request(ctx)
 	defer cancel()
@@ -80,50 +71,14 @@ func (c *listenCmd) run(ctx context.Context, a *app) error {
 		}
 	}
 
-	sock, local, err := bind(rctx, c.addr)
+	e, err := client.ListenAndStore(rctx, c.name, c.addr.network, c.addr.address,
+		fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl})
 	if err != nil {
-		return fmt.Errorf("listen %q: %w", c.name, err)
-	}
-	_, err = client.Store(rctx, c.name, sock, fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl})
-	if err != nil {
-		// The socket was bound by this call, so its file (if any) is ours to
-		// remove: a left-over file would make the next attempt fail with
-		// "address already in use".
-		sock.Close()
-		if p := c.addr.unixPath(); p != "" && c.addr.network == "unixgram" {
-			os.Remove(p) // a listener removed it on Close already
-		}
 		if errors.Is(err, fdholder.ErrExists) && !c.replace {
 			err = fmt.Errorf("%w (use --replace)", err)
 		}
 		return err
 	}
-	if ul, ok := sock.(*net.UnixListener); ok {
-		// The holder's copy keeps the socket; its file must stay too, or
-		// no client could connect to it by path any more.
-		ul.SetUnlinkOnClose(false)
-	}
-	sock.Close()
-	fmt.Fprintln(a.stdout, local)
+	fmt.Fprintln(a.stdout, e.Address)
 	return nil
-}
-
-// bind binds addr: a listening socket for stream networks (net.Listen), an
-// unconnected one for packet networks (net.ListenPacket). It returns the
-// socket, which the caller owns, and its local address as a string, with
-// the port the kernel picked for port 0.
-func bind(ctx context.Context, addr netAddr) (boundSocket, string, error) {
-	var lc net.ListenConfig
-	if addr.stream() {
-		ln, err := lc.Listen(ctx, addr.network, addr.address)
-		if err != nil {
-			return nil, "", err
-		}
-		return ln.(boundSocket), ln.Addr().String(), nil
-	}
-	pc, err := lc.ListenPacket(ctx, addr.network, addr.address)
-	if err != nil {
-		return nil, "", err
-	}
-	return pc.(boundSocket), pc.LocalAddr().String(), nil
 }

@@ -158,43 +158,41 @@ func TestParseNetAddr(t *testing.T) {
 		in      string
 		network string
 		address string
-		stream  bool
-		path    string // unixPath
 		err     string // in the error, or "" for success
 	}{
-		{"tcp", "tcp:127.0.0.1:8080", "tcp", "127.0.0.1:8080", true, "", ""},
-		{"tcp port 0", "tcp:127.0.0.1:0", "tcp", "127.0.0.1:0", true, "", ""},
-		{"tcp any host", "tcp::8080", "tcp", ":8080", true, "", ""},
-		{"tcp4", "tcp4:127.0.0.1:1", "tcp4", "127.0.0.1:1", true, "", ""},
-		{"tcp6 splits at the first colon", "tcp6:[::1]:8080", "tcp6", "[::1]:8080", true, "", ""},
-		{"tcp service name", "tcp:127.0.0.1:http", "tcp", "127.0.0.1:http", true, "", ""},
-		{"udp", "udp:127.0.0.1:53", "udp", "127.0.0.1:53", false, "", ""},
-		{"udp4", "udp4::53", "udp4", ":53", false, "", ""},
-		{"udp6", "udp6:[::1]:0", "udp6", "[::1]:0", false, "", ""},
-		{"unix", "unix:/run/app.sock", "unix", "/run/app.sock", true, "/run/app.sock", ""},
-		{"unix relative", "unix:app.sock", "unix", "app.sock", true, "app.sock", ""},
-		{"unix colon in path", "unix:/tmp/a:b", "unix", "/tmp/a:b", true, "/tmp/a:b", ""},
-		{"unix abstract", "unix:@app", "unix", "@app", true, "", ""},
-		{"unixpacket", "unixpacket:/run/p.sock", "unixpacket", "/run/p.sock", true, "/run/p.sock", ""},
-		{"unixgram", "unixgram:/run/g.sock", "unixgram", "/run/g.sock", false, "/run/g.sock", ""},
-		{"unix longest path", "unix:/" + strings.Repeat("p", 106), "unix", "/" + strings.Repeat("p", 106), true, "/" + strings.Repeat("p", 106), ""},
+		{"tcp", "tcp:127.0.0.1:8080", "tcp", "127.0.0.1:8080", ""},
+		{"tcp port 0", "tcp:127.0.0.1:0", "tcp", "127.0.0.1:0", ""},
+		{"tcp any host", "tcp::8080", "tcp", ":8080", ""},
+		{"tcp4", "tcp4:127.0.0.1:1", "tcp4", "127.0.0.1:1", ""},
+		{"tcp6 splits at the first colon", "tcp6:[::1]:8080", "tcp6", "[::1]:8080", ""},
+		{"tcp service name", "tcp:127.0.0.1:http", "tcp", "127.0.0.1:http", ""},
+		{"udp", "udp:127.0.0.1:53", "udp", "127.0.0.1:53", ""},
+		{"udp4", "udp4::53", "udp4", ":53", ""},
+		{"udp6", "udp6:[::1]:0", "udp6", "[::1]:0", ""},
+		{"unix", "unix:/run/app.sock", "unix", "/run/app.sock", ""},
+		{"unix relative", "unix:app.sock", "unix", "app.sock", ""},
+		{"unix colon in path", "unix:/tmp/a:b", "unix", "/tmp/a:b", ""},
+		{"unix abstract", "unix:@app", "unix", "@app", ""},
+		{"unixpacket", "unixpacket:/run/p.sock", "unixpacket", "/run/p.sock", ""},
+		{"unixgram", "unixgram:/run/g.sock", "unixgram", "/run/g.sock", ""},
+		{"unix longest path", "unix:/" + strings.Repeat("p", 106), "unix", "/" + strings.Repeat("p", 106), ""},
 
-		{"no colon", "tcp", "", "", false, "", "want NETWORK:ADDRESS"},
-		{"empty", "", "", "", false, "", "want NETWORK:ADDRESS"},
-		{"empty network", ":8080", "", "", false, "", `unknown network ""`},
-		{"unknown network", "ip:127.0.0.1", "", "", false, "", `unknown network "ip"`},
-		{"upper case network", "TCP:127.0.0.1:80", "", "", false, "", `unknown network "TCP"`},
-		{"tcp no port", "tcp:127.0.0.1", "", "", false, "", "wants HOST:PORT"},
-		{"tcp empty", "tcp:", "", "", false, "", "wants HOST:PORT"},
-		{"tcp empty port", "tcp:127.0.0.1:", "", "", false, "", `bad port ""`},
-		{"tcp port too large", "tcp:127.0.0.1:65536", "", "", false, "", `bad port "65536"`},
-		{"tcp negative port", "tcp:127.0.0.1:-1", "", "", false, "", `bad port "-1"`},
-		{"tcp unknown service", "tcp:127.0.0.1:no-such-service-x", "", "", false, "", `bad port "no-such-service-x"`},
-		{"tcp6 unbracketed", "tcp6:::1:80", "", "", false, "", "wants HOST:PORT"},
-		{"unix empty", "unix:", "", "", false, "", "wants a socket path or @name"},
-		{"unix bare at", "unix:@", "", "", false, "", "wants a socket path or @name"},
-		{"unix too long", "unix:/" + strings.Repeat("p", 107), "", "", false, "", "108 bytes, the limit for a Unix socket address is 107"},
-		{"unix NUL", "unix:/a\x00b", "", "", false, "", "NUL"},
+		{"no colon", "tcp", "", "", "want NETWORK:ADDRESS"},
+		{"empty", "", "", "", "want NETWORK:ADDRESS"},
+		{"empty network", ":8080", "", "", `unknown network ""`},
+		{"unknown network", "ip:127.0.0.1", "", "", `unknown network "ip"`},
+		{"upper case network", "TCP:127.0.0.1:80", "", "", `unknown network "TCP"`},
+		{"tcp no port", "tcp:127.0.0.1", "", "", "wants HOST:PORT"},
+		{"tcp empty", "tcp:", "", "", "wants HOST:PORT"},
+		{"tcp empty port", "tcp:127.0.0.1:", "", "", `bad port ""`},
+		{"tcp port too large", "tcp:127.0.0.1:65536", "", "", `bad port "65536"`},
+		{"tcp negative port", "tcp:127.0.0.1:-1", "", "", `bad port "-1"`},
+		{"tcp unknown service", "tcp:127.0.0.1:no-such-service-x", "", "", `bad port "no-such-service-x"`},
+		{"tcp6 unbracketed", "tcp6:::1:80", "", "", "wants HOST:PORT"},
+		{"unix empty", "unix:", "", "", "wants a socket path or @name"},
+		{"unix bare at", "unix:@", "", "", "wants a socket path or @name"},
+		{"unix too long", "unix:/" + strings.Repeat("p", 107), "", "", "108 bytes, the limit for a Unix socket address is 107"},
+		{"unix NUL", "unix:/a\x00b", "", "", "NUL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,9 +206,8 @@ func TestParseNetAddr(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseNetAddr(%q): %v", tt.in, err)
 			}
-			if a.network != tt.network || a.address != tt.address || a.stream() != tt.stream || a.unixPath() != tt.path {
-				t.Errorf("parseNetAddr(%q) = %+v stream %v path %q; want %s %s stream %v path %q",
-					tt.in, a, a.stream(), a.unixPath(), tt.network, tt.address, tt.stream, tt.path)
+			if a.network != tt.network || a.address != tt.address {
+				t.Errorf("parseNetAddr(%q) = %+v; want %s %s", tt.in, a, tt.network, tt.address)
 			}
 			if a.String() != tt.in {
 				t.Errorf("String() = %q, want %q", a.String(), tt.in)
