@@ -1,7 +1,3 @@
-// Package holdertest runs a real holder (internal/holder's Server on a real
-// Unix socket) inside a test process, for tests of code that talks to one.
-//
-// It is imported by tests only.
 package holdertest
 
 import (
