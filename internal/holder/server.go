@@ -36,6 +36,10 @@ type ServerOptions struct {
 	// Limits bounds what peers can make the holder spend; zero fields take
 	// their defaults.
 	Limits Limits
+
+	// Requests, if set, is told of every request and connection (see
+	// RequestObserver). Nil: none.
+	Requests RequestObserver
 }
 
 // accessBox lets an interface value live in an atomic.Pointer.
@@ -50,6 +54,7 @@ type Server struct {
 	holderUID uint32
 	access    atomic.Pointer[accessBox]
 	refusing  atomic.Int32 // connections beyond MaxConns being answered
+	reqs      RequestObserver
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
@@ -70,6 +75,7 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 		reg:       reg,
 		log:       log,
 		limits:    opts.Limits.WithDefaults(),
+		reqs:      opts.Requests,
 		holderUID: uint32(os.Getuid()),
 		listeners: make(map[*net.UnixListener]struct{}),
 		conns:     make(map[*proto.Conn]bool),
@@ -128,7 +134,11 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		}
 		backoff = 0
 		c := proto.NewConn(uc)
-		switch s.track(c) {
+		t := s.track(c)
+		if t != trackClosed && s.reqs != nil {
+			s.reqs.ConnOpened()
+		}
+		switch t {
 		case trackClosed:
 			c.Close()
 			return ErrServerClosed
@@ -174,6 +184,9 @@ func (s *Server) untrack(c *proto.Conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	c.Close()
+	if s.reqs != nil {
+		s.reqs.ConnClosed()
+	}
 	s.active.Done()
 }
 
@@ -196,6 +209,7 @@ func (s *Server) refuse(pc *proto.Conn) {
 	pc.SetDeadline(time.Now().Add(refuseWait))
 	in := make([]byte, proto.MaxRequestSize)
 	n, fd, err := pc.Recv(in)
+	start := time.Now()
 	if fd != nil {
 		fd.Close()
 	}
@@ -209,6 +223,7 @@ func (s *Server) refuse(pc *proto.Conn) {
 	if err == nil {
 		pc.Send(out, nil)
 	}
+	s.observeRequest(op, proto.CodeLimit, start)
 }
 
 // Shutdown stops accepting connections, lets every request in flight
@@ -274,6 +289,11 @@ type conn struct {
 	// does not escape, so logging a request allocates no field slice.
 	fields [8]zap.Field
 
+	// op and code are the last request audited, until observe reports it.
+	op      proto.Op
+	code    proto.Code
+	audited bool
+
 	// now is when the last request arrived (or the connection was
 	// accepted); readArmed and writeArmed when the read (idle) and write
 	// (request) deadlines were last set.
@@ -338,7 +358,9 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
-			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil) {
+			ok := c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil)
+			c.observe()
+			if !ok {
 				return
 			}
 			continue
@@ -346,6 +368,7 @@ func (s *Server) serveConn(pc *proto.Conn) {
 		ok := c.handle(msg, c.fds)
 		release()
 		clear(c.fds) // handle owns them now
+		c.observe()
 		if !ok {
 			return
 		}
@@ -623,6 +646,9 @@ func auditLevel(err error) zapcore.Level {
 
 // audit writes the audit line of one request.
 func (c *conn) audit(op proto.Op, name string, err error) {
+	if c.s.reqs != nil {
+		c.op, c.code, c.audited = op, proto.CodeOf(err), true
+	}
 	level := auditLevel(err)
 	ce := c.s.log.Check(level, "request")
 	if ce == nil {
