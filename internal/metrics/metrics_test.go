@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -592,5 +593,53 @@ func TestRequestAllocatesNothing(t *testing.T) {
 		m.ConnClosed()
 	}); n != 0 {
 		t.Errorf("%v allocations per request", n)
+	}
+}
+
+// TestDocumented: every fdholder_ metric served is listed in
+// docs/operations.md, and every one listed there is served (with the
+// fd-store mirror on, and a TCP listener held).
+func TestDocumented(t *testing.T) {
+	testutil.CheckLeaks(t)
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(fdholder_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		listed[m[1]] = true
+	}
+	dir := testutil.ShortDir(t)
+	sink, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	n, err := fdstore.NewNotifier(filepath.Join(dir, "notify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	r := start(t, rigOptions{metrics: metrics.Options{Mirror: fdstore.NewMirror(n, zaptest.NewLogger(t), 1)}})
+	fd, _ := listenTCP(t, 4)
+	hold(t, r.reg, "web", fd)
+	r.m.Request(proto.OpGet, proto.CodeOK, time.Microsecond)
+	served := map[string]bool{}
+	for name := range r.families(t) {
+		if strings.HasPrefix(name, "fdholder_") {
+			served[name] = true
+			if !listed[name] {
+				t.Errorf("%s is served but not listed in docs/operations.md", name)
+			}
+		}
+	}
+	for name := range listed {
+		if !served[name] {
+			t.Errorf("docs/operations.md lists %s, which is not served", name)
+		}
 	}
 }
