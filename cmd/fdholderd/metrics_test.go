@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -69,10 +71,17 @@ func TestMetricsAddress(t *testing.T) {
 			c := dial(t, path)
 			storeGet(t, c, "web")
 			c.Close()
-			body := scrapeMetrics(t, addr)
-			for _, want := range []string{`fdholder_entries{network="tcp"} 1`, `fdholder_requests_total{op="get",result="ok"} 1`, "fdholder_build_info{"} {
-				if !strings.Contains(body, want) {
-					t.Errorf("metrics lack %q", want)
+			// The server counts a request once its reply is sent: the
+			// get's count may come a moment after the client has its reply.
+			want := []string{`fdholder_entries{network="tcp"} 1`, `fdholder_requests_total{op="get",result="ok"} 1`, "fdholder_build_info{"}
+			var body string
+			for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+				body = scrapeMetrics(t, addr)
+				if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(body, w) }) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after %v, metrics lack one of %q:\n%s", waitTimeout, want, body)
 				}
 			}
 			if tt.name == "unix" {

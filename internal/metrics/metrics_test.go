@@ -197,6 +197,26 @@ func (f families) want(t testing.TB, want float64, name string, labels ...string
 	}
 }
 
+// want scrapes until the series of name with labels has the value want,
+// for up to 10 s: the server reports a request after sending its reply, so
+// a client can scrape before its last request is counted.
+func (r *rig) want(t testing.TB, want float64, name string, labels ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := r.families(t)
+		got, ok := f.get(name, labels...)
+		if ok && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.want(t, want, name, labels...)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitFor scrapes until cond holds, for up to 10 s: the facts it waits for
 // (a connection closed, a handshake completed) happen on other goroutines
 // or in the kernel, a moment after the test caused them.
@@ -239,7 +259,6 @@ func TestRequestsAndDurations(t *testing.T) {
 	if err := c.Delete(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	f := r.families(t)
 	for _, tt := range []struct {
 		name       string
 		op, result string
@@ -252,10 +271,11 @@ func TestRequestsAndDurations(t *testing.T) {
 		{name: "delete", op: "delete", result: "ok", want: 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f.want(t, tt.want, "fdholder_requests_total", "op="+tt.op, "result="+tt.result)
+			r.want(t, tt.want, "fdholder_requests_total", "op="+tt.op, "result="+tt.result)
 		})
 	}
-	f.want(t, 4, "fdholder_request_duration_seconds", "op=get")
+	r.want(t, 4, "fdholder_request_duration_seconds", "op=get")
+	f := r.families(t)
 	f.want(t, 0, "fdholder_request_duration_seconds", "op=take") // made in advance
 	if _, ok := f.get("fdholder_requests_total", "op=take"); ok {
 		t.Error("a series for take, which never ran")
@@ -282,11 +302,10 @@ func TestRefusals(t *testing.T) {
 		if _, _, err := c2.Get(ctx, "a"); !errors.Is(err, fdholder.ErrLimit) {
 			t.Fatalf("get on a second connection: %v, want the connection limit", err)
 		}
-		f := r.families(t)
-		f.want(t, 1, "fdholder_requests_total", "op=store", "result=limit")
-		f.want(t, 1, "fdholder_requests_total", "op=get", "result=limit")
-		f.want(t, 2, "fdholder_refusals_total", "reason=limit")
-		f.want(t, 0, "fdholder_refusals_total", "reason=policy")
+		r.want(t, 1, "fdholder_requests_total", "op=store", "result=limit")
+		r.want(t, 1, "fdholder_requests_total", "op=get", "result=limit")
+		r.want(t, 2, "fdholder_refusals_total", "reason=limit")
+		r.want(t, 0, "fdholder_refusals_total", "reason=policy")
 	})
 	t.Run("policy", func(t *testing.T) {
 		testutil.NeedPeer(t, os.Getuid() == 0, "root, to run a client as another uid")
@@ -307,10 +326,9 @@ func TestRefusals(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "permission denied") {
 			t.Fatalf("peer as uid 65534: %v: %s", err, out)
 		}
-		f := r.families(t)
-		f.want(t, 1, "fdholder_requests_total", "op=get", "result=permission")
-		f.want(t, 1, "fdholder_refusals_total", "reason=policy")
-		f.want(t, 0, "fdholder_refusals_total", "reason=limit")
+		r.want(t, 1, "fdholder_requests_total", "op=get", "result=permission")
+		r.want(t, 1, "fdholder_refusals_total", "reason=policy")
+		r.want(t, 0, "fdholder_refusals_total", "reason=limit")
 	})
 }
 
