@@ -13,7 +13,7 @@ var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
-	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
+	{"list", "fdclient [GLOBAL FLAGS] list [--json | --watch [--interval DUR]]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
 }
@@ -103,7 +103,7 @@ Commands:
                   intervals) until it is, for up to DUR; then fail with exit
                   code 3 (default 0: fail at once)
 
-  list [--json]
+  list [--json | --watch [--interval DUR]]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
       tcp6 IPv6, udp likewise); ADDRESS; LISTEN, whether listen(2) was
       called; QUEUED, for TCP listeners the connections waiting to be
@@ -115,6 +115,14 @@ Commands:
               owner_uid, owner_gid, owner_pid, stored_at, expires_at (only
               for an entry that expires), and queued and backlog (only for
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
+      --watch  show them again every --interval DUR (default 1s, at least
+              100ms) with each TCP listener's queue over the last 30
+              intervals: PEAK, the most connections waiting, and HISTORY,
+              a bar per interval, oldest first (lowest: none waiting;
+              highest: PEAK), so that a restart shows as a queue that
+              fills and drains. On a terminal the table is redrawn in
+              place, otherwise printed once per interval. Ctrl-C ends it
+              (exit 0); a holder that goes away ends it with exit 6.
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It
