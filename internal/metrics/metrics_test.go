@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -504,21 +503,28 @@ func TestListenerCap(t *testing.T) {
 	}
 }
 
+// notifySink returns a real datagram socket standing in for systemd's
+// notification socket, and a Notifier that sends to it: the messages
+// arrive there until it is closed. Both are closed at the end of the test.
+func notifySink(t testing.TB) (*net.UnixConn, *fdstore.Notifier) {
+	t.Helper()
+	path := filepath.Join(testutil.ShortDir(t), "notify")
+	sink, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	n, err := fdstore.NewNotifier(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return sink, n
+}
+
 func TestFDStoreMirror(t *testing.T) {
 	testutil.CheckLeaks(t)
-	// A real datagram socket stands in for systemd's notification socket:
-	// the mirror's messages arrive there, until it is closed.
-	dir := testutil.ShortDir(t)
-	sink, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	n, err := fdstore.NewNotifier(filepath.Join(dir, "notify"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	sink, n := notifySink(t)
 	mirror := fdstore.NewMirror(n, zaptest.NewLogger(t), 1)
 	r := start(t, rigOptions{regOpts: holder.RegistryOptions{Observer: mirror}, metrics: metrics.Options{Mirror: mirror}})
 	drain := func() { // close the descriptors the messages carried
@@ -619,29 +625,13 @@ func TestRequestAllocatesNothing(t *testing.T) {
 // fd-store mirror on, and a TCP listener held).
 func TestDocumented(t *testing.T) {
 	testutil.CheckLeaks(t)
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	listed := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `(fdholder_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
-		listed[m[1]] = true
+	for _, name := range testutil.DocumentedMetrics(t) {
+		if strings.HasPrefix(name, "fdholder_") {
+			listed[name] = true
+		}
 	}
-	dir := testutil.ShortDir(t)
-	sink, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	n, err := fdstore.NewNotifier(filepath.Join(dir, "notify"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	_, n := notifySink(t)
 	r := start(t, rigOptions{metrics: metrics.Options{Mirror: fdstore.NewMirror(n, zaptest.NewLogger(t), 1)}})
 	fd, _ := listenTCP(t, 4)
 	hold(t, r.reg, "web", fd)

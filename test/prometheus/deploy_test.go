@@ -56,29 +56,6 @@ func TestPromtool(t *testing.T) {
 // process metrics it serves.
 var metricName = regexp.MustCompile(`\b(?:fdholder|process)_[a-z_]+[a-z]\b`)
 
-// documented returns the metric names listed in docs/operations.md.
-func documented(t testing.TB) []string {
-	t.Helper()
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `((?:fdholder|process)_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
-		names = append(names, m[1])
-	}
-	// process_open_fds and process_max_fds share a row.
-	names = append(names, "process_max_fds")
-	if len(names) < 10 {
-		t.Fatalf("docs/operations.md lists only %v", names)
-	}
-	return names
-}
-
 // isDocumented accepts a histogram's series names by its family name.
 func isDocumented(docs []string, name string) bool {
 	for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
@@ -101,7 +78,7 @@ func cutSuffix(s, suffix string) (string, bool) {
 // docs/operations.md lists (which internal/metrics's tests hold to what
 // fdholderd serves).
 func TestDashboardAndRulesUseDocumentedMetrics(t *testing.T) {
-	docs := documented(t)
+	docs := testutil.DocumentedMetrics(t)
 	dir := deployDir(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "grafana-dashboard.json"))
 	if err != nil {
