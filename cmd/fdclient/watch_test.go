@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,15 +82,7 @@ func TestRecordKeepsLastIntervals(t *testing.T) {
 // connections were accepted, as a restarted service drains its queue.
 func serveQueue(t testing.TB, path, name string, n int) {
 	t.Helper()
-	f, _, err := dialHolder(t, path).Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := holdertest.Listener(t, path, name)
 	defer ln.Close()
 	for range n {
 		c, err := ln.Accept()

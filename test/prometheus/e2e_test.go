@@ -3,7 +3,6 @@ package prometheus
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -240,20 +239,7 @@ type service struct {
 
 func startService(t testing.TB, socket, name string) *service {
 	t.Helper()
-	c, err := fdholder.Dial(context.Background(), socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	f, _, err := c.Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := holdertest.Listener(t, socket, name)
 	s := &service{ln: ln, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
