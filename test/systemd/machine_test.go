@@ -130,11 +130,21 @@ func boot(t testing.TB, dir string) *machine {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/"), []byte(dir+"/"))
+		b = bytes.ReplaceAll(b, []byte("/usr/sbin/fdholderd"), []byte(dir+"/fdholderd"))
+		b = bytes.ReplaceAll(b, []byte("/usr/bin/fdclient"), []byte(dir+"/fdclient"))
+		b = bytes.ReplaceAll(b, []byte("/etc/fdholder/"), []byte(dir+"/"))
 		b = bytes.ReplaceAll(b, []byte("/srv/example-web"), []byte(dir+"/web"))
 		if err := os.WriteFile(filepath.Join(units, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The policy the service unit names, as the package installs it.
+	policy, err := os.ReadFile(filepath.Join(root, "deploy", "fdholder", "policy.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.toml"), policy, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(units, "fdholder-test.target"), []byte(testTarget), 0o644); err != nil {
 		t.Fatal(err)
