@@ -30,6 +30,24 @@ var (
 	numbered = regexp.MustCompile(`^(\d+\.) +(.*)$`)
 )
 
+// flagRE finds the flags a help text names: a dash and a letter after
+// white space, "[", "(", "|" or a quote ("get-or-create" is no flag).
+var flagRE = regexp.MustCompile(`(?:^|[\s\[(|"])(--?[a-z][a-z0-9-]*)`)
+
+// Flags returns the flags a help text names, each once, in the order they
+// first appear: what a man page and a shell completion must both offer.
+func Flags(help string) []string {
+	var flags []string
+	seen := map[string]bool{}
+	for _, m := range flagRE.FindAllStringSubmatch(help, -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			flags = append(flags, m[1])
+		}
+	}
+	return flags
+}
+
 // splitSections splits a help text at its headings. The Usage heading may
 // carry the first synopsis line ("Usage: prog ..."); that line stays in
 // the section, indented like the rest.

@@ -93,12 +93,7 @@ func generated(t testing.TB) (pages, bin string) {
 	}
 	dir := testutil.ShortDir(t)
 	bin = filepath.Join(dir, "bin")
-	cmd := exec.Command("go", "build", "-o", bin+"/", "./cmd/fdholderd", "./cmd/fdclient")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testutil.BuildShipped(t, bin, "fdholderd", "fdclient")
 	templates, err := filepath.Glob(filepath.Join(root, "deploy", "man", "*.in"))
 	if err != nil || len(templates) != 3 {
 		t.Fatalf("templates %v, %v: want 3", templates, err)
@@ -114,8 +109,6 @@ func generated(t testing.TB) (pages, bin string) {
 func plain(roff string) string {
 	return strings.NewReplacer(`\-`, "-", `\fB`, "", `\fI`, "", `\fR`, "", `\e`, `\`, `\&`, "").Replace(roff)
 }
-
-var flagRE = regexp.MustCompile(`(?:^|[\s\[(|"])(--?[a-z][a-z0-9-]*)`)
 
 // TestPagesCoverHelp checks that every flag and every heading the programs'
 // --help prints is in their man page: the pages are generated from it, and
@@ -136,14 +129,11 @@ func TestPagesCoverHelp(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := plain(string(roff))
-			flags := map[string]bool{}
-			for _, m := range flagRE.FindAllStringSubmatch(string(help), -1) {
-				flags[m[1]] = true
-			}
+			flags := Flags(string(help))
 			if len(flags) < 5 {
 				t.Fatalf("found only %v in the help text", flags)
 			}
-			for f := range flags {
+			for _, f := range flags {
 				if !regexp.MustCompile(`(^|[^a-z-])` + regexp.QuoteMeta(f) + `($|[^a-z0-9-])`).MatchString(text) {
 					t.Errorf("%s: flag %s of --help is not in the page", tt.page, f)
 				}

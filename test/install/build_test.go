@@ -90,6 +90,7 @@ func copyCheckout(t testing.TB, dir string) {
 // is static (no interpreter, no shared library) and prints the
 // changelog's version for --version.
 func TestReleaseBuild(t *testing.T) {
+	t.Parallel()
 	needTools(t, "make", "git")
 	root := moduleRoot(t)
 	base := testutil.ShortDir(t)

@@ -11,23 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fdholder/fdholder/internal/manpage"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
-
-// flagRE finds the flags a help text names: a dash and a letter after
-// white space, "[", "(", "|" or a quote.
-var flagRE = regexp.MustCompile(`(?:^|[\s\[(|"])(--?[a-z][a-z0-9-]*)`)
 
 // buildPrograms builds fdholderd and fdclient into a new directory.
 func buildPrograms(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(testutil.ShortDir(t), "bin")
-	cmd := exec.Command("go", "build", "-o", bin+"/", "./cmd/fdholderd", "./cmd/fdclient")
-	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testutil.BuildShipped(t, bin, "fdholderd", "fdclient")
 	return bin
 }
 
@@ -43,6 +35,7 @@ func readCompletion(t testing.TB, name string) string {
 // TestCompletionsCoverHelp checks that every flag and command the programs'
 // --help prints is offered by each shell's completion.
 func TestCompletionsCoverHelp(t *testing.T) {
+	t.Parallel()
 	bin := buildPrograms(t)
 	scripts := map[string][]string{
 		"fdclient":  {"fdclient.bash", "_fdclient", "fdclient.fish"},
@@ -53,12 +46,7 @@ func TestCompletionsCoverHelp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var flags []string
-		for _, m := range flagRE.FindAllStringSubmatch(string(help), -1) {
-			if !slices.Contains(flags, m[1]) {
-				flags = append(flags, m[1])
-			}
-		}
+		flags := manpage.Flags(string(help))
 		var commands []string
 		if _, cmds, ok := strings.Cut(string(help), "\nCommands:\n"); ok {
 			cmds, _, _ = strings.Cut(cmds, "\n\n\n")
@@ -189,6 +177,7 @@ func sameSet(a, b []string) bool {
 // command's name), checks "complete -p", and completes command lines
 // against a running holder, in a real "bash -i".
 func TestBashCompletion(t *testing.T) {
+	t.Parallel()
 	needTools(t, "bash")
 	const loader = "/usr/share/bash-completion/bash_completion"
 	_, err := os.Stat(loader)
@@ -238,6 +227,7 @@ func TestBashCompletion(t *testing.T) {
 // TestFishCompletion completes the same command lines in fish ("complete
 // -C" asks fish what it would offer).
 func TestFishCompletion(t *testing.T) {
+	t.Parallel()
 	needTools(t, "fish")
 	bin := buildPrograms(t)
 	sock := holder(t, bin, "web", "api/v1", "admin")
@@ -272,6 +262,7 @@ func TestFishCompletion(t *testing.T) {
 
 // TestZshCompletion checks that zsh parses both completion functions.
 func TestZshCompletion(t *testing.T) {
+	t.Parallel()
 	needTools(t, "zsh")
 	for _, f := range []string{"_fdclient", "_fdholderd"} {
 		t.Run(f, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 // installs where, and runs lintian on it: no error, no warning. Building
 // it twice gives the same bytes.
 func TestPackage(t *testing.T) {
+	t.Parallel()
 	needTools(t, "make", "dpkg-deb", "lintian")
 	root := moduleRoot(t)
 	base := testutil.ShortDir(t)

@@ -75,19 +75,10 @@ func hidden(path string) bool {
 	return false
 }
 
-// buildBinaries builds fdholderd and fdclient into dir, without -race: the
-// units run what is shipped, under MemoryDenyWriteExecute=yes.
+// buildBinaries builds fdholderd and fdclient into dir as shipped.
 func buildBinaries(t testing.TB, dir string) {
 	t.Helper()
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/fdholderd", "./cmd/fdclient")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testutil.BuildShipped(t, dir, "fdholderd", "fdclient")
 }
 
 // bootScript runs inside the new namespaces: private tmpfs over /tmp,

@@ -65,6 +65,10 @@ func TestPackage(t *testing.T) {
 	// start anything (invoke-rc.d(8)); a Debian machine has none. Its
 	// removal stays in the overlay.
 	m.must("rm", "-f", "/usr/sbin/policy-rc.d")
+	// man-db's trigger would rebuild the whole man database (a minute on
+	// a busy machine); "man -w" needs none. This is debconf's
+	// man-db/auto-update=false.
+	m.must("rm", "-f", "/var/lib/man-db/auto-update")
 
 	// The install enables and starts the socket, not the holder.
 	m.must("dpkg", "-i", deb)
@@ -100,6 +104,19 @@ func TestPackage(t *testing.T) {
 	m.must("systemctl", "start", "example-web.service")
 	m.waitFor("the example to answer", func() bool { return get(m) == nil })
 	before := list(t, m, "/usr/bin/fdclient", "/run/fdholder/fdholder.sock")
+
+	// Tab completion as an interactive bash with bash-completion gets it:
+	// its loader finds the package's file by the command's name, and the
+	// held names come from the running holder.
+	script := `source /usr/share/bash-completion/bash_completion
+_completion_loader fdclient
+complete -p fdclient
+COMP_WORDS=(fdclient delete ""); COMP_CWORD=2; _fdclient
+printf 'name: %s\n' "${COMPREPLY[@]}"`
+	completed, err := m.run("bash", "--norc", "--noprofile", "-i", "-c", script)
+	if err != nil || !regexp.MustCompile(`(?m)^complete -F _fdclient fdclient$`).MatchString(completed) || !strings.Contains(completed, "name: web\n") {
+		t.Errorf("bash completion of the installed package: %v\n%s", err, completed)
+	}
 
 	// Restarts under a stream of connections: none refused.
 	l := startLoad(t, m)
@@ -148,7 +165,7 @@ func TestPackage(t *testing.T) {
 	// What may stay: dpkg's records and every log, systemd's own state
 	// from its boot, and directories the install created parents of.
 	changed := strings.Fields(m.must("find", "/run/overlay-upper", "-not", "-type", "d", "-printf", "/%P\\n"))
-	kept := regexp.MustCompile(`^/(usr/sbin/policy-rc\.d$|var/lib/dpkg/|var/log/|var/cache/|var/lib/systemd/(catalog|random-seed|timers|pstore|coredump|linger|backlight|rfkill|timesync)|etc/machine-id$|etc/\.pwd\.lock$|etc/ld\.so\.cache$|var/lib/man-db/)`)
+	kept := regexp.MustCompile(`^/(usr/sbin/policy-rc\.d$|var/lib/man-db/auto-update$|var/lib/dpkg/|var/log/|var/cache/|var/lib/systemd/(catalog|random-seed|timers|pstore|coredump|linger|backlight|rfkill|timesync)|etc/machine-id$|etc/\.pwd\.lock$|etc/ld\.so\.cache$)`)
 	var left []string
 	for _, f := range changed {
 		if !kept.MatchString(f) || strings.Contains(f, "fdholder") && !strings.HasPrefix(f, "/var/lib/dpkg/") && !strings.HasPrefix(f, "/var/log/") {
