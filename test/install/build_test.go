@@ -134,6 +134,25 @@ func TestReleaseBuild(t *testing.T) {
 			}
 		})
 	}
+	// make install elsewhere than /usr: the units name the binaries and
+	// the policy where they went.
+	dest := filepath.Join(base, "dest")
+	makeIn(t, root, "BIN="+first, "DESTDIR="+dest, "PREFIX=/opt/fdh", "install")
+	for _, f := range []string{"sbin/fdholderd", "bin/fdclient", "etc/fdholder/policy.toml", "share/man/man8/fdholderd.8",
+		"share/bash-completion/completions/fdclient", "share/zsh/vendor-completions/_fdclient", "share/fish/vendor_completions.d/fdclient.fish"} {
+		if _, err := os.Stat(filepath.Join(dest, "opt/fdh", f)); err != nil {
+			t.Errorf("make install PREFIX=/opt/fdh: %v", err)
+		}
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "opt/fdh/lib/systemd/system/fdholderd.service"))
+	if err != nil || !bytes.Contains(unit, []byte("\nExecStart=/opt/fdh/sbin/fdholderd --log-format json --policy /opt/fdh/etc/fdholder/policy.toml\n")) {
+		t.Errorf("make install PREFIX=/opt/fdh: fdholderd.service (%v):\n%s", err, unit)
+	}
+	example, err := os.ReadFile(filepath.Join(dest, "opt/fdh/share/doc/fdholder/examples/example-web.service"))
+	if err != nil || !bytes.Contains(example, []byte("\nExecStart=/opt/fdh/bin/fdclient exec ")) {
+		t.Errorf("make install PREFIX=/opt/fdh: example-web.service (%v):\n%s", err, example)
+	}
+
 	// The man pages: same bytes too, and with the version.
 	for _, page := range []string{"fdholderd.8", "fdclient.1", "fdholder-policy.5"} {
 		a, errA := os.ReadFile(filepath.Join(first, "man", page))

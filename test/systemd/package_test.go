@@ -50,7 +50,8 @@ func buildPackage(t testing.TB, dir string) string {
 // first client; the man pages are found; the example service, copied from
 // the package's examples, serves through fdclient exec, and is restarted
 // under a stream of connections with none refused; kill -9 of the holder
-// loses no entry (the file descriptor store); dpkg --purge stops it all
+// loses no entry (the file descriptor store); installing the package
+// again (an upgrade) reloads the holder in place; dpkg --purge stops it all
 // and leaves no file of the package behind, only dpkg's own records and
 // logs.
 func TestPackage(t *testing.T) {
@@ -144,6 +145,25 @@ printf 'name: %s\n' "${COMPREPLY[@]}"`
 	}
 	m.must("systemctl", "restart", "example-web.service")
 	m.waitFor("the example to answer after the holder's recovery", func() bool { return get(m) == nil })
+
+	// An upgrade of the package (dpkg -i again: postinst configure with
+	// the old version) reloads the holder in place: same pid, every entry
+	// handed across execve, no restart.
+	pid = m.show("fdholderd.service", "MainPID")
+	m.must("dpkg", "-i", deb)
+	m.waitFor("the upgrade in place", func() bool {
+		j, _ := m.run("journalctl", "--no-pager", "-u", "fdholderd.service")
+		return strings.Contains(j, `"msg":"recovered","source":"upgrade","entries":1,`)
+	})
+	if p := m.show("fdholderd.service", "MainPID"); p != pid {
+		t.Errorf("after upgrading the package: MainPID %s, want %s (upgraded in place)", p, pid)
+	}
+	if after := list(t, m, "/usr/bin/fdclient", "/run/fdholder/fdholder.sock"); !reflect.DeepEqual(after, before) {
+		t.Errorf("after upgrading the package:\n got %+v\nwant %+v", after, before)
+	}
+	if err := get(m); err != nil {
+		t.Errorf("the example after the upgrade: %v", err)
+	}
 
 	// Purge: the example is the user's own; the package goes entirely.
 	m.must("systemctl", "stop", "example-web.service")
