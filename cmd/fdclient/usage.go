@@ -117,6 +117,8 @@ Commands:
               owner_uid, owner_gid, owner_pid, stored_at, expires_at (only
               for an entry that expires), and queued and backlog (only for
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
+      --names print the names only, one a line, for scripts and shell
+              completion
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It

@@ -138,7 +138,15 @@ func parseBlock(lines []string) []node {
 			body := append([]string{strings.Repeat(" ", col) + m[2]}, children...)
 			nodes = append(nodes, node{kind: item, tag: m[1], body: parseBlock(body)})
 		case len(children) > 0 && childIndent >= ind+itemIndent:
-			nodes = append(nodes, node{kind: item, tag: text, body: parseBlock(children)})
+			// The description may start on the tag's line, at the
+			// column of the lines under it ("--names print the names"
+			// over "        completion").
+			tag, body := text, children
+			if c := childIndent - ind; c < len(text) && text[c-1] == ' ' && text[c] != ' ' {
+				tag = strings.TrimSpace(text[:c])
+				body = append([]string{strings.Repeat(" ", childIndent) + text[c:]}, children...)
+			}
+			nodes = append(nodes, node{kind: item, tag: tag, body: parseBlock(body)})
 		default:
 			// Text: it continues the paragraph before it if that ended
 			// on the line above.

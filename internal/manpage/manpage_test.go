@@ -31,6 +31,11 @@ func TestBody(t *testing.T) {
 			want: []string{".SH COMMANDS\n", ".TP\n\\fBlisten\\fR \\fINAME\\fR\nBind it, as in:\n.RS\n.nf\ntcp:127.0.0.1:80  unix:/run/a\n.fi\n.RE\n.IP\nMore text.\n.RS\n.TP\n\\fB\\-\\-replace\\fR\nswap it in\n.RE\n", ".TP\n\\fBhelp\\fR\nPrint this.\n"},
 		},
 		{
+			name: "a tag and its description one space apart",
+			help: "Commands:\n  list\n      --names print the names\n              only\n",
+			want: []string{".TP\n\\fB\\-\\-names\\fR\nprint the names\nonly\n"},
+		},
+		{
 			name: "a flag wrapped to the start of a line is text",
 			help: "Commands:\n  store NAME\n      It prints nothing.\n      --replace is as for listen.\n",
 			want: []string{"It prints nothing.\n\\-\\-replace is as for listen.\n"},
@@ -110,8 +115,25 @@ func plain(roff string) string {
 	return strings.NewReplacer(`\-`, "-", `\fB`, "", `\fI`, "", `\fR`, "", `\e`, `\`, `\&`, "").Replace(roff)
 }
 
-// TestPagesCoverHelp checks that every flag and every heading the programs'
-// --help prints is in their man page: the pages are generated from it, and
+// wordRun is a run of words separated by single spaces.
+var wordRun = regexp.MustCompile(`\S+(?: \S+)*`)
+
+// readerText is the text of a page as roff, with the requests (.TP, .SH
+// ...) dropped, the escapes undone and white space collapsed, between
+// spaces.
+func readerText(roff string) string {
+	var words []string
+	for _, l := range strings.Split(roff, "\n") {
+		if strings.HasPrefix(l, ".") {
+			continue
+		}
+		words = append(words, strings.Fields(plain(l))...)
+	}
+	return " " + strings.Join(words, " ") + " "
+}
+
+// TestPagesCoverHelp checks that every flag, every heading and every line
+// the programs' --help prints is in their man page: the pages are generated from it, and
 // this catches a help text the generator would drop.
 func TestPagesCoverHelp(t *testing.T) {
 	pages, bin := generated(t)
@@ -136,6 +158,19 @@ func TestPagesCoverHelp(t *testing.T) {
 			for _, f := range flags {
 				if !regexp.MustCompile(`(^|[^a-z-])` + regexp.QuoteMeta(f) + `($|[^a-z0-9-])`).MatchString(text) {
 					t.Errorf("%s: flag %s of --help is not in the page", tt.page, f)
+				}
+			}
+			// Every run of words of the help text (runs are split at two
+			// spaces, where a flag ends and its description starts) is in
+			// the page's text: nothing is dropped or reworded.
+			page := readerText(string(roff))
+			for _, s := range splitSections(string(help)) {
+				for _, l := range s.lines {
+					for _, run := range wordRun.FindAllString(l, -1) {
+						if !strings.Contains(page, " "+run+" ") {
+							t.Errorf("%s: %q of the --help line %q is not in the page", tt.page, run, l)
+						}
+					}
 				}
 			}
 			for _, s := range splitSections(string(help)) {
