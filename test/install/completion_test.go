@@ -260,16 +260,36 @@ func TestFishCompletion(t *testing.T) {
 	}
 }
 
-// TestZshCompletion checks that zsh parses both completion functions.
+// TestZshCompletion checks that zsh parses both completion functions, and
+// completes the command lines in a real interactive zsh (in a
+// pseudo-terminal, testdata/capture.zsh) with compinit and _fdclient found
+// through fpath, as the package installs it.
 func TestZshCompletion(t *testing.T) {
 	t.Parallel()
 	needTools(t, "zsh")
+	dir := filepath.Join(moduleRoot(t), "deploy", "completion")
 	for _, f := range []string{"_fdclient", "_fdholderd"} {
-		t.Run(f, func(t *testing.T) {
-			path := filepath.Join(moduleRoot(t), "deploy", "completion", f)
-			if out, err := exec.Command("zsh", "-n", path).CombinedOutput(); err != nil {
-				t.Errorf("zsh -n %s: %v\n%s", f, err, out)
+		if out, err := exec.Command("zsh", "-n", filepath.Join(dir, f)).CombinedOutput(); err != nil {
+			t.Errorf("zsh -n %s: %v\n%s", f, err, out)
+		}
+	}
+	bin := buildPrograms(t)
+	sock := holder(t, bin, "web", "api/v1", "admin")
+	capture := filepath.Join(moduleRoot(t), "test", "install", "testdata", "capture.zsh")
+	home := testutil.ShortDir(t)
+	for _, tc := range completionCases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command("zsh", "-f", capture, dir, strings.Join(tc.words, " "))
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FDHOLDER_SOCKET="+sock, "HOME="+home)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("zsh: %v\n%s", err, out)
 			}
+			got := []string{}
+			for _, m := range regexp.MustCompile(`<<(.*)>>`).FindAllStringSubmatch(string(out), -1) {
+				got = append(got, m[1])
+			}
+			checkCompletion(t, tc, got)
 		})
 	}
 }
