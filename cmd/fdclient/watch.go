@@ -36,11 +36,14 @@ const (
 	termClear     = "\x1b[J"
 )
 
-// parseWatch checks the flags of list --watch.
-func parseWatch(cmd string, json bool, w *watchCmd) (command, error) {
+// parseWatch checks the flags of list --watch; list's own flags (l) do
+// not go with it.
+func parseWatch(cmd string, l *listCmd, w *watchCmd) (command, error) {
 	switch {
-	case json:
-		return nil, usagef(cmd, "--json and --watch do not go together")
+	case l.json:
+		return nil, usagef(cmd, "--json and --watch exclude each other")
+	case l.names:
+		return nil, usagef(cmd, "--names and --watch exclude each other")
 	case w.interval < 0:
 		return nil, usagef(cmd, "negative --interval %v", w.interval)
 	case w.interval == 0:

@@ -26,14 +26,15 @@ func TestWatchUsage(t *testing.T) {
 		want string
 	}{
 		{name: "interval without watch", args: []string{"list", "--interval", "1s"}, want: "list: --interval needs --watch"},
-		{name: "json and watch", args: []string{"list", "--watch", "--json"}, want: "list: --json and --watch do not go together"},
+		{name: "json and watch", args: []string{"list", "--watch", "--json"}, want: "list: --json and --watch exclude each other"},
+		{name: "names and watch", args: []string{"list", "--names", "--watch"}, want: "list: --names and --watch exclude each other"},
 		{name: "negative interval", args: []string{"list", "--watch", "--interval", "-1s"}, want: "list: negative --interval -1s"},
 		{name: "interval too short", args: []string{"list", "--watch", "--interval", "10ms"}, want: "list: --interval 10ms is below 100ms"},
 		{name: "bad interval", args: []string{"list", "--watch", "--interval", "often"}, want: `list: invalid value "often" for flag -interval`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runInProcess(t, tt.args...)
-			if r.code != exitUsage || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "list [--json | --watch [--interval DUR]]") {
+			if r.code != exitUsage || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "list [--json | --names | --watch [--interval DUR]]") {
 				t.Errorf("got %v, want exit 2 with %q and the synopsis", r, tt.want)
 			}
 		})

@@ -22,6 +22,7 @@ type config struct {
 	logFormat string // console or json
 	logLevel  zapcore.Level
 	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+	version   bool // --version: print the version and exit 0
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -42,7 +43,7 @@ var errUsage = errors.New("usage error")
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
                  [--metrics-address ADDRESS [--metrics-max-listeners N]]
-       fdholderd --check
+       fdholderd --check | --version | --help
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -72,6 +73,7 @@ Options:
   --metrics-max-listeners N
                         per-listener queue series for at most the first N
                         held TCP listeners by name (default 1000; 0: none)
+  --version             print "fdholderd VERSION" and exit 0
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with
@@ -173,6 +175,7 @@ func parseFlags(args []string) (config, error) {
 		return fmt.Errorf("%q is not console or json", s)
 	})
 	fs.BoolVar(&cfg.check, "check", false, "")
+	fs.BoolVar(&cfg.version, "version", false, "")
 	fs.Func("log-level", "", func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":
