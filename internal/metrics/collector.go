@@ -7,6 +7,7 @@ import (
 
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/version"
 )
 
 // collector reads what the holder holds at scrape time: nothing on the
@@ -31,9 +32,9 @@ func newCollector(opts Options) *collector {
 	if max == 0 {
 		max = DefaultMaxListeners
 	}
-	version, revision := buildVersion()
-	if opts.Version != "" {
-		version = opts.Version
+	v := opts.Version
+	if v == "" {
+		v = version.Version
 	}
 	return &collector{
 		reg:          opts.Registry,
@@ -42,7 +43,7 @@ func newCollector(opts Options) *collector {
 		build: prometheus.MustNewConstMetric(prometheus.NewDesc("fdholder_build_info",
 			"Always 1; the labels say which fdholderd is running.",
 			[]string{"version", "revision", "goversion"}, nil),
-			prometheus.GaugeValue, 1, version, revision, runtime.Version()),
+			prometheus.GaugeValue, 1, v, buildRevision(), runtime.Version()),
 		entries: prometheus.NewDesc("fdholder_entries",
 			"Entries held, by network.", []string{"network"}, nil),
 		queued: prometheus.NewDesc("fdholder_listener_queued_connections",

@@ -36,8 +36,8 @@ type Options struct {
 	// descriptor store, is read at every scrape. Nil: no fd-store metrics.
 	Mirror MirrorStats
 
-	// Version is reported in fdholder_build_info; "" takes the module
-	// version of the binary's build information.
+	// Version is reported in fdholder_build_info; "" takes the one
+	// --version prints (internal/version).
 	Version string
 }
 
@@ -214,21 +214,15 @@ func (m *Metrics) ConnOpened() { m.conns.Inc() }
 // ConnClosed implements holder.RequestObserver.
 func (m *Metrics) ConnClosed() { m.conns.Dec() }
 
-// buildVersion returns the main module's version from the binary's build
-// information, and the VCS revision when the build recorded one.
-func buildVersion() (version, revision string) {
-	version, revision = "unknown", "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return
-	}
-	if v := bi.Main.Version; v != "" {
-		version = v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			revision = s.Value
+// buildRevision returns the VCS revision the build recorded, or
+// "unknown" (a release build records none: it is reproducible).
+func buildRevision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
 		}
 	}
-	return
+	return "unknown"
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
+	"github.com/fdholder/fdholder/internal/version"
 )
 
 // peerEnv makes the test binary a client of the holder at its value that
@@ -570,6 +571,8 @@ func TestProcessAndBuild(t *testing.T) {
 	r := start(t, rigOptions{metrics: metrics.Options{Version: "v9.9.9-test"}})
 	f := r.families(t)
 	f.want(t, 1, "fdholder_build_info", "version=v9.9.9-test", "goversion="+runtime.Version())
+	// By default, the version --version prints.
+	start(t, rigOptions{}).families(t).want(t, 1, "fdholder_build_info", "version="+version.Version)
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
