@@ -10,17 +10,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// metricsDropIn is the drop-in docs/operations.md gives for serving
-// metrics under the shipped unit: a TCP address, and AF_INET allowed.
-// Port 9727 is fixed here because the machine has a network namespace of
-// its own: nothing else binds there.
-const metricsDropIn = `[Service]
-ExecStart=
-ExecStart=%s/fdholderd --log-format json --metrics-address 127.0.0.1:9727
-RestrictAddressFamilies=AF_UNIX AF_INET
-`
+// metricsDropIn returns the drop-in docs/operations.md gives for serving
+// metrics under the shipped unit (a TCP address, and AF_INET allowed),
+// with the paths boot puts in the units. Its port, 9727, is fixed: the
+// machine has a network namespace of its own, where nothing else binds.
+func metricsDropIn(t testing.TB, dir string) []byte {
+	t.Helper()
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := bytes.Cut(doc, []byte("```ini\n[Service]\nExecStart=\n"))
+	block, _, ok2 := bytes.Cut(after, []byte("```"))
+	if !ok || !ok2 || !bytes.Contains(block, []byte("--metrics-address")) {
+		t.Fatal("docs/operations.md has no drop-in for the metrics")
+	}
+	b := append([]byte("[Service]\nExecStart=\n"), block...)
+	b = bytes.ReplaceAll(b, []byte("/usr/sbin/fdholderd"), []byte(dir+"/fdholderd"))
+	return bytes.ReplaceAll(b, []byte("/etc/fdholder/"), []byte(dir+"/"))
+}
 
 // TestMetricsUnderSystemd serves metrics from the shipped unit with the
 // documented drop-in: the hardened holder serves them, and they show the
@@ -37,7 +53,7 @@ func TestMetricsUnderSystemd(t *testing.T) {
 	if err := os.MkdirAll(dropIns, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dropIns, "metrics.conf"), []byte(fmt.Sprintf(metricsDropIn, dir)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dropIns, "metrics.conf"), metricsDropIn(t, dir), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	m.must("systemctl", "daemon-reload")
