@@ -360,7 +360,10 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	// The checks of the message as a whole come first, in the order they
 	// had when only one descriptor was received (proto.Conn.Recv): size,
 	// then the number of descriptors, which only a load may exceed.
-	load := err == nil && req.Op == proto.OpLoad
+	// A load is known by its header even when its body does not decode
+	// (254 entries, say), so that it is told what is wrong with it rather
+	// than the size limit of other requests.
+	load := proto.PeekOp(msg) == proto.OpLoad
 	switch {
 	case len(msg) > proto.MaxRequestSize && !load:
 		err = proto.Errorf(proto.CodeTooLarge, "message exceeds %d bytes", proto.MaxRequestSize)
