@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -718,5 +719,46 @@ func TestRecoveryAdopts(t *testing.T) {
 	}
 	if names := st.names(); len(names) != 2 {
 		t.Errorf("the store holds %q, want b's socket and metadata", names)
+	}
+}
+
+// TestMirrorFailureRefusesTheStore: when the file descriptor store cannot
+// take a copy (here its socket is gone: sendmsg fails), the store is
+// refused and nothing is held; a replace leaves the old entry as it was
+// (issue 8: a store is acknowledged only once it is durable).
+func TestMirrorFailureRefusesTheStore(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg, st, _ := mirrored(t)
+	fd, info := tcpListener(t)
+	if _, err := reg.Store("web", fd, info, holder.Owner{}, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	before := want(t, reg)
+	st.shutdown()
+	if err := os.Remove(st.path); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		replace bool
+	}{
+		{"store", false},
+		{"replace", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "new"
+			if tt.replace {
+				name = "web"
+			}
+			fd, info := tcpListener(t)
+			_, err := reg.Store(name, fd, info, holder.Owner{}, 0, tt.replace)
+			if err == nil || !strings.Contains(err.Error(), "file descriptor store: store socket") {
+				t.Errorf("store %q with the store gone: %v, want an error naming the store", name, err)
+			}
+			if got := want(t, reg); !reflect.DeepEqual(got, before) {
+				t.Errorf("held %+v after a refused store, want %+v", got, before)
+			}
+		})
 	}
 }

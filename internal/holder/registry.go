@@ -42,8 +42,9 @@ type Registry struct {
 	log      *zap.Logger
 	onChange func(int)
 	obs      Observer
-	// obsMu makes one goroutine at a time deliver the pending changes, so
-	// that the observer sees them in the order they were made.
+	// obsMu makes changes one at a time when there is an observer
+	// (lockObs), so that the observer sees them in the order they were
+	// made, and a store is observed before it takes effect.
 	obsMu sync.Mutex
 
 	mu      sync.RWMutex
@@ -178,15 +179,18 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 	e.refs.Store(1)
 	name, uid := info.Name, info.UID
 
+	r.lockObs()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		r.flush()
 		fd.Close()
-		return proto.Entry{}, proto.Errorf(proto.CodeInternal, "the holder is shutting down")
+		return proto.Entry{}, errShuttingDown
 	}
 	old := r.entries[name]
 	if old != nil && !replace {
 		r.mu.Unlock()
+		r.flush()
 		fd.Close()
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
@@ -204,12 +208,39 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		}
 		if err := guard(oldInfo, after); err != nil {
 			r.mu.Unlock()
+			r.flush()
 			fd.Close()
 			return proto.Entry{}, err
 		}
 	}
 	r.nextID++
 	e.id = r.nextID
+	if old != nil {
+		why = "replace"
+	}
+	if r.obs != nil {
+		// A store is acknowledged only once its copy is made (durable, for
+		// systemd's file descriptor store): the observer sees it before
+		// it is held, and a failure leaves everything as it was. Every
+		// change takes obsMu first, so nothing checked above can change
+		// meanwhile but a Close.
+		r.mu.Unlock()
+		err := r.obs.Observe(Change{Added: true, ID: e.id, Entry: e.info, FD: fd, Why: why})
+		r.mu.Lock()
+		if err == nil && r.closed {
+			r.mu.Unlock()
+			r.obs.Observe(Change{ID: e.id, Entry: e.info, Why: why})
+			err = errShuttingDown
+		} else if err != nil {
+			r.mu.Unlock()
+			err = proto.Errorf(proto.CodeInternal, "not held: its copy could not be made durable (%v)", err)
+		}
+		if err != nil {
+			r.obsMu.Unlock()
+			fd.Close()
+			return proto.Entry{}, err
+		}
+	}
 	r.entries[name] = e
 	r.byUID[uid]++
 	if old != nil {
@@ -221,12 +252,9 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 	if ttl > 0 {
 		e.timer = time.AfterFunc(ttl, func() { r.expire(name, e) })
 	}
-	// The new entry first, then the old one's removal: an observer that
-	// dies between the two leaves both behind, never neither.
-	if old != nil {
-		why = "replace"
-	}
-	r.queueAdded(e, why)
+	// The new entry first (observed above), then the old one's removal:
+	// an observer that dies between the two leaves both behind, never
+	// neither.
 	if old != nil {
 		r.queueRemoved(old, "replace")
 	}
@@ -237,10 +265,13 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		old.stop()
 		old.release()
 	}
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return e.info, nil
 }
+
+// errShuttingDown refuses a store once the registry is closed.
+var errShuttingDown = proto.Errorf(proto.CodeInternal, "the holder is shutting down")
 
 func (e *entry) stop() {
 	if e.timer != nil {
@@ -250,9 +281,11 @@ func (e *entry) stop() {
 
 // expire removes e if it is still the entry held under name.
 func (r *Registry) expire(name string, e *entry) {
+	r.lockObs()
 	r.mu.Lock()
 	if r.entries[name] != e {
 		r.mu.Unlock()
+		r.flush()
 		return
 	}
 	delete(r.entries, name)
@@ -263,7 +296,7 @@ func (r *Registry) expire(name string, e *entry) {
 	r.mu.Unlock()
 	e.release()
 	r.log.Info("entry expired", zap.String("op", "expire"), zap.String("name", name))
-	r.deliver()
+	r.flush()
 	r.changed(n)
 }
 
@@ -328,7 +361,7 @@ func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return Handle{e}, nil
 }
@@ -339,9 +372,11 @@ func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
 func (r *Registry) Restore(h Handle) bool {
 	e := h.e
 	name := e.info.Name
+	r.lockObs()
 	r.mu.Lock()
 	if _, held := r.entries[name]; held || r.closed {
 		r.mu.Unlock()
+		r.flush()
 		e.release()
 		return false
 	}
@@ -349,6 +384,7 @@ func (r *Registry) Restore(h Handle) bool {
 		left := time.Until(e.info.ExpiresAt)
 		if left <= 0 {
 			r.mu.Unlock()
+			r.flush()
 			e.release()
 			return false
 		}
@@ -360,7 +396,7 @@ func (r *Registry) Restore(h Handle) bool {
 	r.queueAdded(e, "restore")
 	n := len(r.entries)
 	r.mu.Unlock()
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return true
 }
@@ -378,24 +414,27 @@ func (r *Registry) DeleteGuarded(name string, guard EntryGuard) error {
 		return err
 	}
 	e.release()
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return nil
 }
 
 // remove takes name out of the map, if guard (when not nil) allows it, and
 // stops its timer; the caller owns the registry's reference to the returned
-// entry, and must call deliver.
+// entry, and must call flush if it succeeded.
 func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, int, error) {
+	r.lockObs()
 	r.mu.Lock()
 	e := r.entries[name]
 	if e == nil {
 		r.mu.Unlock()
+		r.flush()
 		return nil, 0, errNotHeld
 	}
 	if guard != nil {
 		if err := guard(&e.info); err != nil {
 			r.mu.Unlock()
+			r.flush()
 			return nil, 0, err
 		}
 	}
