@@ -61,6 +61,8 @@ Limits (0 turns a limit off; each refusal is logged and answered with
 "limit reached", and fdclient exits 1):
   --max-conns N             connections served at once (default 1024); one
                             more gets "limit reached" to its first request
+  --max-conns-per-uid N     connections served at once for one uid other
+                            than root and fdholderd's own (default 64)
   --max-entries N           entries held in total (default 1048576)
   --max-entries-per-uid N   entries held for one uid other than root and
                             fdholderd's own (default 4096)
@@ -206,6 +208,7 @@ func parseFlags(args []string) (config, error) {
 		})
 	}
 	count("max-conns", &cfg.limits.MaxConns)
+	count("max-conns-per-uid", &cfg.limits.MaxConnsPerUID)
 	count("max-entries", &cfg.limits.MaxEntries)
 	count("max-entries-per-uid", &cfg.limits.MaxEntriesPerUID)
 	count("fd-reserve", &cfg.limits.FDReserve)

@@ -146,7 +146,10 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 
 	grace, cancel := context.WithTimeout(ctx, shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
+	// Handoff, not Shutdown: every client waits at the control socket
+	// until the new binary serves, so the upgrade waits for no peer that
+	// does not read its replies (issue 8).
+	if err := srv.Handoff(grace); err != nil {
 		log.Warn("upgrade: requests still in flight were cut off", zap.Error(err))
 	}
 	for ; running > 0; running-- {

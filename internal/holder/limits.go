@@ -15,6 +15,11 @@ const (
 	// DefaultMaxConns is s6-fdholderd's maximum and then some; a client
 	// holds a connection for a few requests, so thousands at once are a flood.
 	DefaultMaxConns = 1024
+	// DefaultMaxConnsPerUID bounds the connections of one unprivileged uid,
+	// and so the descriptors it can keep in flight in unread replies (one
+	// per connection for get and take, a page for dump: deliver.go, rule 2)
+	// far below any RLIMIT_NOFILE a holder runs with.
+	DefaultMaxConnsPerUID = 64
 	// DefaultMaxEntries leaves room for a million held sockets (a holder
 	// for 100,000 listeners is a real use), far beyond any RLIMIT_NOFILE
 	// soft limit a distribution ships.
@@ -50,6 +55,10 @@ type Limits struct {
 	// accepted, its first request answered with proto.CodeLimit, and closed
 	// (closed at once when many are being refused at the same time).
 	MaxConns int
+	// MaxConnsPerUID is the most connections served at once for one uid
+	// other than root and the holder's own uid; one more is refused as
+	// beyond MaxConns.
+	MaxConnsPerUID int
 	// MaxEntries is the most entries held in total.
 	MaxEntries int
 	// MaxEntriesPerUID is the most entries held for one owner uid other than
@@ -74,6 +83,7 @@ func (l Limits) WithDefaults() Limits {
 		}
 	}
 	def(&l.MaxConns, DefaultMaxConns)
+	def(&l.MaxConnsPerUID, DefaultMaxConnsPerUID)
 	def(&l.MaxEntries, DefaultMaxEntries)
 	def(&l.MaxEntriesPerUID, DefaultMaxEntriesPerUID)
 	def(&l.FDReserve, DefaultFDReserve)

@@ -286,6 +286,54 @@ func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
 	return c.write(b, unix.UnixRights(nums...))
 }
 
+// Unsent returns how many bytes this end has sent that the peer has not
+// read yet: SIOCOUTQ, which for an AF_UNIX socket is the memory of the
+// messages still queued at the peer (unix(7)). Zero means the peer has read
+// every message sent, descriptors included.
+func (c *Conn) Unsent() (int, error) {
+	var n int
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		// SIOCOUTQ is TIOCOUTQ (linux/sockios.h).
+		n, err = unix.IoctlGetInt(int(fd), unix.TIOCOUTQ)
+	}); cerr != nil {
+		return 0, cerr
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
+	}
+	return n, nil
+}
+
+// SendNoWait is SendFDs (Send, for one descriptor or none) that never
+// waits for room at the peer and ignores the write deadline: one
+// sendmsg(2) with MSG_DONTWAIT, which fails with EAGAIN if the peer's
+// queue is full. A holder that is stopping replies this way, so that it
+// waits for no peer that does not read.
+func (c *Conn) SendNoWait(b []byte, fds []*sockfd.FD) error {
+	if len(fds) > MaxMessageFDs {
+		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		nums := make([]int, len(fds))
+		for i, f := range fds {
+			nums[i] = f.Sysfd()
+		}
+		oob = unix.UnixRights(nums...)
+	}
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		err = unix.Sendmsg(int(fd), b, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return os.NewSyscallError("sendmsg", err)
+	}
+	return nil
+}
+
 // largeBufs lends the buffers of RecvLarge.
 var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize); return &b }}
 
