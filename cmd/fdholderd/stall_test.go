@@ -1,12 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
@@ -90,5 +96,101 @@ func TestUpgradeWaitsForNoNonReader(t *testing.T) {
 	f.stop()
 	if _, _, err := c.Get(testCtx(t), "web"); err != nil {
 		t.Errorf("get after the upgrade: %v", err)
+	}
+}
+
+var plain struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// plainBinary returns fdholderd built without -race, next to the one
+// TestMain built, building it on first use.
+func plainBinary(t testing.TB) string {
+	t.Helper()
+	plain.once.Do(func() {
+		root, err := testutil.ModuleRoot()
+		if err != nil {
+			plain.err = err
+			return
+		}
+		bin := filepath.Join(filepath.Dir(binary), "fdholderd-plain")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/fdholderd")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			plain.err = fmt.Errorf("go build ./cmd/fdholderd: %v\n%s", err, out)
+			return
+		}
+		plain.bin = bin
+	})
+	if plain.err != nil {
+		t.Fatal(plain.err)
+	}
+	return plain.bin
+}
+
+// rssKiB returns the resident set of process pid (proc(5), VmRSS).
+func rssKiB(t testing.TB, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmRSS in /proc/PID/status")
+	return 0
+}
+
+// TestIdleConnectionsKeepNoPages (issue 8, defect 8): connections that
+// each read one full list page and then stay open keep no page buffer
+// (it used to be kept per connection: 1,000 idle connections after one
+// list each of 18,500 entries held 330 MB).
+func TestIdleConnectionsKeepNoPages(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const entries, conns = 300, 500
+	path := socketPath(t)
+	// Without -race: the race detector's state per goroutine outweighs
+	// what is measured here.
+	d := startServing(t, daemonOpts{socket: path, bin: plainBinary(t), args: []string{"--log-level", "info"}})
+	c := dial(t, path)
+	ln := listenTCP(t)
+	ctx := testCtx(t)
+	long := strings.Repeat("n", 200)
+	for i := range entries {
+		if _, err := c.Store(ctx, fmt.Sprintf("%s/%03d", long, i), ln, fdholder.StoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := holdertest.Encode(t, proto.Request{Op: proto.OpList})
+	// One connection first, so that what the runtime sets up once (and
+	// the pool's first page) is counted before.
+	warm := holdertest.DialRaw(t, path, waitTimeout)
+	warm.RoundTrip(list)
+	warm.Close()
+	before := rssKiB(t, d.pid())
+	var pages int
+	for range conns {
+		rc := holdertest.DialRaw(t, path, waitTimeout)
+		rep, _ := rc.RoundTrip(list)
+		pages += len(rep.Entries)
+	}
+	if pages < conns*100 {
+		t.Fatalf("%d entries in %d first pages: the pages are not large", pages, conns)
+	}
+	grown := rssKiB(t, d.pid()) - before
+	t.Logf("RSS grew by %d KiB for %d idle connections after a first page of %d entries each", grown, conns, pages/conns)
+	// Each connection's own state (goroutine stack, request buffer) is a
+	// few KiB; a kept page and its encoding were over 100 KiB.
+	if limit := conns * 40; grown > limit {
+		t.Errorf("RSS grew by %d KiB for %d idle connections, want under %d KiB: they keep their pages", grown, conns, limit)
 	}
 }
