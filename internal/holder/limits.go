@@ -101,7 +101,7 @@ func (l Limits) WithDefaults() Limits {
 // the kernel hands out the lowest free number (open(2)), so every number
 // below the stored descriptor's is in use; and every held entry and
 // connection has one. Within twice the reserve of the limit it counts them
-// exactly in /proc/self/fd. The soft limit is read live (getrlimit(2)): an
+// exactly (openFDs). The soft limit is read live (getrlimit(2)): an
 // operator may change it with prlimit(1).
 func (s *Server) fdRoom(fd *sockfd.FD) error {
 	if s.limits.FDReserve < 0 {
@@ -139,9 +139,16 @@ func (s *Server) storeLimits(uid uint32, privileged, newName bool, after Counts)
 	return nil
 }
 
-// openFDs counts this process's open descriptors (proc(5), /proc/self/fd),
-// not counting the one reading the directory.
+// openFDs counts this process's open descriptors. Since Linux 6.2 the
+// size that stat(2) reports for /proc/self/fd is that count (proc(5)), which
+// costs no descriptor and no read of the directory; before, the size is 0
+// and the entries are counted, not counting the one reading the directory
+// (issue 8: near the limit, every store read all of /proc/self/fd).
 func openFDs() (int, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/fd", &st); err == nil && st.Size > 0 {
+		return int(st.Size), nil
+	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return 0, err

@@ -2,12 +2,12 @@ package holder
 
 import (
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/btree"
 	"go.uber.org/zap"
 
 	"github.com/fdholder/fdholder/internal/proto"
@@ -51,10 +51,11 @@ type Registry struct {
 	entries map[string]*entry
 	byUID   map[uint32]int // entries held per owner uid
 	closed  bool
-	// sorted holds the names in order for paging through List. It is
-	// rebuilt lazily, on the first List after a change.
-	sorted []string
-	dirty  bool
+	// names holds the names in order for paging through List and Page:
+	// a B-tree, so that a change costs O(log n) under the write lock and a
+	// page starts in O(log n) under the read lock (issue 8: the first list
+	// after a change used to sort every name under the write lock).
+	names *btree.BTreeG[string]
 	// nextID numbers entries; pending queues changes for the observer, in
 	// the order they were made under mu.
 	nextID  uint64
@@ -85,7 +86,8 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int)}
+	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int),
+		names: btree.NewOrderedG[string](namesDegree)}
 }
 
 // Len returns the number of held entries.
@@ -247,7 +249,7 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		r.uncount(old)
 	}
 	if old == nil {
-		r.dirty = true
+		r.names.ReplaceOrInsert(name)
 	}
 	if ttl > 0 {
 		e.timer = time.AfterFunc(ttl, func() { r.expire(name, e) })
@@ -290,7 +292,7 @@ func (r *Registry) expire(name string, e *entry) {
 	}
 	delete(r.entries, name)
 	r.uncount(e)
-	r.dirty = true
+	r.names.Delete(name)
 	r.queueRemoved(e, "expire")
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -392,7 +394,7 @@ func (r *Registry) Restore(h Handle) bool {
 	}
 	r.entries[name] = e
 	r.byUID[e.info.UID]++
-	r.dirty = true
+	r.names.ReplaceOrInsert(name)
 	r.queueAdded(e, "restore")
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -440,7 +442,7 @@ func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, in
 	}
 	delete(r.entries, name)
 	r.uncount(e)
-	r.dirty = true
+	r.names.Delete(name)
 	r.queueRemoved(e, why)
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -455,25 +457,16 @@ func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
 	return r.ListFiltered(dst, after, nil)
 }
 
-// rlockSorted takes the read lock with the sorted index of names current,
-// rebuilding the index first if a change made it stale. The caller must
-// RUnlock.
-func (r *Registry) rlockSorted() {
-	r.mu.RLock()
-	for r.dirty {
-		r.mu.RUnlock()
-		r.mu.Lock()
-		if r.dirty {
-			r.sorted = r.sorted[:0]
-			for name := range r.entries {
-				r.sorted = append(r.sorted, name)
-			}
-			slices.Sort(r.sorted)
-			r.dirty = false
-		}
-		r.mu.Unlock()
-		r.mu.RLock()
-	}
+// namesDegree is the B-tree's degree: nodes of up to 63 names, a few cache
+// lines of string headers each.
+const namesDegree = 32
+
+// ascendAfter calls fn with the names that sort after the name after, in
+// order, until fn returns false. The caller holds the read lock.
+func (r *Registry) ascendAfter(after string, fn func(name string) bool) {
+	r.names.AscendGreaterOrEqual(after, func(name string) bool {
+		return name == after || fn(name)
+	})
 }
 
 // ListFiltered is List showing only the entries visible reports true for
@@ -481,14 +474,13 @@ func (r *Registry) rlockSorted() {
 // the registry. Hidden entries are skipped inside the page, so a page still
 // fills up and the cursor (the last name sent) still advances past them.
 func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
-	r.rlockSorted()
+	r.mu.RLock()
 	defer r.mu.RUnlock()
-	i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after })
-	size := 0
-	for ; i < len(r.sorted); i++ {
-		e := r.entries[r.sorted[i]]
+	size, more := 0, false
+	r.ascendAfter(after, func(name string) bool {
+		e := r.entries[name]
 		if visible != nil && !visible(&e.info) {
-			continue
+			return true
 		}
 		info := e.info
 		if info.Listening && (info.Network == "tcp" || info.Network == "tcp6") {
@@ -499,11 +491,13 @@ func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*p
 		}
 		size += proto.EntrySize(&info)
 		if !proto.ListPageFits(size) {
-			return dst, true
+			more = true
+			return false
 		}
 		dst = append(dst, info)
-	}
-	return dst, false
+		return true
+	})
+	return dst, more
 }
 
 // Close closes every held descriptor (each once no Get is sending it) and
@@ -516,7 +510,7 @@ func (r *Registry) Close() {
 	r.entries = make(map[string]*entry)
 	clear(r.byUID)
 	r.closed = true
-	r.dirty = true
+	r.names.Clear(false)
 	r.mu.Unlock()
 	for _, e := range old {
 		e.stop()
@@ -560,21 +554,23 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 // match is called under the registry's read lock and must not call the
 // registry. The caller must release every Handle.
 func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
-	r.rlockSorted()
+	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []Handle
-	size := 0
-	for i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after }); i < len(r.sorted); i++ {
-		e := r.entries[r.sorted[i]]
+	size, more := 0, false
+	r.ascendAfter(after, func(name string) bool {
+		e := r.entries[name]
 		if !match(&e.info) {
-			continue
+			return true
 		}
 		size += proto.EntrySize(&e.info)
 		if len(out) == limit || !proto.ListPageFits(size) {
-			return out, true
+			more = true
+			return false
 		}
 		e.refs.Add(1)
 		out = append(out, Handle{e})
-	}
-	return out, false
+		return true
+	})
+	return out, more
 }

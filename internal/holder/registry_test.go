@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -234,4 +235,52 @@ func TestRegistryConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestListAfterChangeNeedsNoWriteLock (issue 8, defect 9): the first list
+// after a change takes only the read lock. It used to re-sort every name
+// under the write lock, so it waited here for the reader holding the lock.
+func TestListAfterChangeNeedsNoWriteLock(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	for _, name := range []string{"b", "c", "a"} {
+		store(t, reg, name, 0, false)
+	}
+	reg.Delete("c")
+	reg.mu.RLock() // a reader in the middle of a page
+	done := make(chan []proto.Entry, 1)
+	go func() {
+		page, _ := reg.List(nil, "")
+		done <- page
+	}()
+	select {
+	case page := <-done:
+		reg.mu.RUnlock()
+		if len(page) != 2 || page[0].Name != "a" || page[1].Name != "b" {
+			t.Errorf("list = %+v, want a and b", page)
+		}
+	case <-time.After(10 * time.Second):
+		reg.mu.RUnlock()
+		<-done
+		t.Fatal("the list after a change waited for the write lock")
+	}
+}
+
+// TestOpenFDs: the count of open descriptors the reserve uses is the
+// number of entries in /proc/self/fd (less the one reading it).
+func TestOpenFDs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	for _, extra := range []int{0, 50} {
+		fds := make([]*sockfd.FD, extra)
+		for i := range fds {
+			fds[i], _ = socketFD(t)
+		}
+		n, err := openFDs()
+		ents, derr := os.ReadDir("/proc/self/fd")
+		if err != nil || derr != nil || n != len(ents)-1 {
+			t.Errorf("openFDs() = %d, %v; /proc/self/fd lists %d (%v) with one reading it", n, err, len(ents), derr)
+		}
+		sockfd.CloseAll(fds)
+	}
 }
