@@ -194,3 +194,36 @@ func TestIdleConnectionsKeepNoPages(t *testing.T) {
 		t.Errorf("RSS grew by %d KiB for %d idle connections, want under %d KiB: they keep their pages", grown, conns, limit)
 	}
 }
+
+// TestRefusalsRateLimited (issue 8, defect 10): a uid granted nothing asks
+// 5,000 times; the holder writes at most a burst of 100 refusal lines plus
+// 10 a second for it (it used to write one each: 100,000 lines in 3 s),
+// and its own lines still come.
+func TestRefusalsRateLimited(t *testing.T) {
+	needRoot(t)
+	testutil.CheckLeaks(t)
+	path := sharedSocket(t)
+	d := startServing(t, daemonOpts{socket: path, args: []string{"--socket-mode", "0666"}})
+	start := time.Now()
+	r := peerDo(t, nobody, path, "spam", "web", "5000")
+	elapsed := time.Since(start)
+	if r.code != 0 || r.stdout != "refused 5000\n" {
+		t.Fatalf("peer spam: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	isRefusal := func(r record) bool {
+		return r.str("msg") == "request" && r.num("peer_uid") == float64(nobody.uid) && r.str("result") == "permission denied"
+	}
+	// The lines of the last requests may still be on their way through
+	// the pipe: a line about the holder's own stop comes after them all.
+	d.signal(syscall.SIGTERM)
+	d.waitFor("stopped", func(r record) bool { return r.str("msg") == "stopped" })
+	lines := d.count(isRefusal)
+	limit := 100 + int(10*elapsed.Seconds()) + 10
+	t.Logf("%d refusal lines for 5,000 refusals in %v", lines, elapsed)
+	if lines > limit {
+		t.Errorf("%d refusal lines in %v, want at most %d", lines, elapsed, limit)
+	}
+	if lines < 100 {
+		t.Errorf("%d refusal lines, want the burst of 100 at least", lines)
+	}
+}

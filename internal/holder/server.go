@@ -51,6 +51,7 @@ type Server struct {
 	access    atomic.Pointer[accessBox]
 	refusing  atomic.Int32 // connections beyond MaxConns being answered
 	handoff   atomic.Bool  // stopping for an upgrade: wait for no peer (Handoff)
+	refusals  *auditLimiter
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
@@ -76,6 +77,7 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 		listeners: make(map[*net.UnixListener]struct{}),
 		conns:     make(map[*proto.Conn]tracked),
 		servedBy:  make(map[uint32]int),
+		refusals:  newAuditLimiter(time.Now),
 	}
 	s.SetAccess(opts.Access)
 	return s
@@ -689,12 +691,20 @@ func auditLevel(err error) zapcore.Level {
 	return zapcore.WarnLevel
 }
 
-// audit writes the audit line of one request.
+// audit writes the audit line of one request; the refusals of an
+// unprivileged peer are rate-limited per uid (auditlimit.go).
 func (c *conn) audit(op proto.Op, name string, err error) {
 	level := auditLevel(err)
 	ce := c.s.log.Check(level, "request")
 	if ce == nil {
 		return
+	}
+	suppressed := 0
+	if err != nil && !c.privileged {
+		var ok bool
+		if ok, suppressed = c.s.refusals.allow(c.peer.UID); !ok {
+			return
+		}
 	}
 	result := "ok"
 	var u *undelivered
@@ -717,6 +727,9 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 		}
 	}
 	fields = c.peerFields(fields...) // appends in place: c.fields has room
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("suppressed", suppressed))
+	}
 	ce.Write(fields...)
 	clear(fields) // let go of err until the next line
 }

@@ -14,6 +14,9 @@
 //	                                   connection has a reply waiting or is
 //	                                   closed, print "flooding", and exit
 //	                                   when stdin closes
+//	peer SOCKET spam NAME N            get NAME N times on one connection,
+//	                                   reading every reply; print how many
+//	                                   were refused
 //
 // Exit status: 0 ok, 3 not found, 4 already held, 5 permission denied,
 // 6 unreachable, 7 limit reached, 1 anything else (on stderr).
@@ -44,8 +47,11 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: peer SOCKET OP [NAME [replace]]")
 		return 2
 	}
-	if args[1] == "flood" {
+	switch args[1] {
+	case "flood":
 		return flood(args[0], args[2:])
+	case "spam":
+		return spam(args[0], args[2:])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -190,5 +196,35 @@ func flood(path string, args []string) int {
 	}
 	fmt.Println("flooding")
 	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// spam asks again and again, reading each refusal (issue 8, defect 10).
+func spam(path string, args []string) int {
+	n, err := strconv.Atoi(args[1])
+	if len(args) != 2 || err != nil {
+		fmt.Fprintln(os.Stderr, "usage: peer SOCKET spam NAME N")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := fdholder.Dial(ctx, path)
+	if err != nil {
+		return report(err)
+	}
+	defer c.Close()
+	refused := 0
+	for range n {
+		f, _, err := c.Get(ctx, args[0])
+		if err == nil {
+			f.Close()
+			continue
+		}
+		if !errors.Is(err, fdholder.ErrPermission) {
+			return report(err)
+		}
+		refused++
+	}
+	fmt.Println("refused", refused)
 	return 0
 }
