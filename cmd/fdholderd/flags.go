@@ -128,7 +128,9 @@ Environment:
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error, and on a denial the rule that decided) and lines
-for start-up, reloads, limits hit and shutdown. An error that
+for start-up, reloads, limits hit and shutdown. Refusal lines of a uid
+other than root and fdholderd's own are limited to 100 at once and 10 a
+second per uid; the next line says how many were dropped (suppressed). An error that
 stops fdholderd is printed as one line "fdholderd: ..." on stderr.
 
 Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
