@@ -469,15 +469,56 @@ func (r *Registry) ascendAfter(after string, fn func(name string) bool) {
 	})
 }
 
+// ascendIn is ascendAfter over the names that start with one of prefixes
+// (nil: every name). Once the prefixes that extend another are dropped,
+// the names under each form one run of the order, and the runs follow the
+// order of their prefixes: each costs a seek, O(log n), plus its names.
+func (r *Registry) ascendIn(after string, prefixes []string, fn func(name string) bool) {
+	if prefixes == nil {
+		r.ascendAfter(after, fn)
+		return
+	}
+	ps := slices.Sorted(slices.Values(prefixes))
+	kept := ps[:0]
+	for _, p := range ps {
+		if len(kept) == 0 || !strings.HasPrefix(p, kept[len(kept)-1]) {
+			kept = append(kept, p)
+		}
+	}
+	for _, p := range kept {
+		stop := false
+		r.names.AscendGreaterOrEqual(max(p, after), func(name string) bool {
+			if !strings.HasPrefix(name, p) {
+				return false
+			}
+			if name != after && !fn(name) {
+				stop = true
+				return false
+			}
+			return true
+		})
+		if stop {
+			return
+		}
+	}
+}
+
 // ListFiltered is List showing only the entries visible reports true for
 // (nil: all). It is called under the registry's read lock and must not call
 // the registry. Hidden entries are skipped inside the page, so a page still
 // fills up and the cursor (the last name sent) still advances past them.
 func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
+	return r.ListIn(dst, after, nil, visible)
+}
+
+// ListIn is ListFiltered over the names that start with one of prefixes
+// only (nil: every name): a page visits only those, so a peer that may see
+// a few names among many does not make the holder scan the others.
+func (r *Registry) ListIn(dst []proto.Entry, after string, prefixes []string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	size, more := 0, false
-	r.ascendAfter(after, func(name string) bool {
+	r.ascendIn(after, prefixes, func(name string) bool {
 		e := r.entries[name]
 		if visible != nil && !visible(&e.info) {
 			return true

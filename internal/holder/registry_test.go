@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,5 +283,62 @@ func TestOpenFDs(t *testing.T) {
 			t.Errorf("openFDs() = %d, %v; /proc/self/fd lists %d (%v) with one reading it", n, err, len(ents), derr)
 		}
 		sockfd.CloseAll(fds)
+	}
+}
+
+// TestListInVisitsOnlyThePrefixes (issue 8, defect 9): a list page for a
+// peer whose access covers a few names visits those, not the thousands of
+// others, and pages through them in order.
+func TestListInVisitsOnlyThePrefixes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	fd, _ := socketFD(t)
+	defer fd.Close()
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 2000 {
+		names = append(names, fmt.Sprintf("hidden/%04d", i))
+	}
+	names = append(names, "pub/a", "pub/b", "www/x", "www/y/z", "pubx")
+	for _, name := range names {
+		d, err := fd.Dup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Store(name, d, info, Owner{}, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name     string
+		after    string
+		prefixes []string
+		want     string
+	}{
+		{name: "two prefixes", prefixes: []string{"www/", "pub/"}, want: "pub/a pub/b www/x www/y/z"},
+		{name: "a prefix that extends another", prefixes: []string{"pub/", "pub/b", "www/y"}, want: "pub/a pub/b www/y/z"},
+		{name: "after a cursor", after: "pub/a", prefixes: []string{"pub/", "www/"}, want: "pub/b www/x www/y/z"},
+		{name: "a cursor inside the hidden names", after: "hidden/0500", prefixes: []string{"pub"}, want: "pub/a pub/b pubx"},
+		{name: "none", prefixes: []string{}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			visited := 0
+			page, more := reg.ListIn(nil, tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true })
+			var got []string
+			for _, e := range page {
+				got = append(got, e.Name)
+			}
+			if strings.Join(got, " ") != tt.want || more {
+				t.Errorf("page %q (more %v), want %q", got, more, tt.want)
+			}
+			if visited != len(page) {
+				t.Errorf("visited %d entries for a page of %d", visited, len(page))
+			}
+		})
 	}
 }

@@ -542,9 +542,18 @@ func (c *conn) take(req *proto.Request) bool {
 
 func (c *conn) list(req *proto.Request) bool {
 	var visible func(*proto.Entry) bool
+	var prefixes []string
 	if !c.privileged {
 		// list shows the entries the peer may both list and get.
 		acc := c.s.access.Load().Access
+		if sc, ok := acc.(ListScope); ok {
+			if ps, all := sc.ListPrefixes(&c.peer); !all {
+				prefixes = ps
+				if prefixes == nil {
+					prefixes = []string{} // none: nothing to visit
+				}
+			}
+		}
 		visible = func(e *proto.Entry) bool {
 			owner := Owner{UID: e.UID, GID: e.GID, PID: e.PID}
 			return acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpList, Name: e.Name, Owner: &owner}).Allowed &&
@@ -553,7 +562,7 @@ func (c *conn) list(req *proto.Request) bool {
 	}
 	b := getPage()
 	defer putPage(b)
-	page, more := c.s.reg.ListFiltered(b.entries[:0], req.Name, visible)
+	page, more := c.s.reg.ListIn(b.entries[:0], req.Name, prefixes, visible)
 	b.entries = page
 	c.audit(req.Op, "", nil)
 	r := proto.Reply{Op: req.Op, Entries: page}
