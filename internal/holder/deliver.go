@@ -79,7 +79,7 @@ func (c *conn) send(out []byte, fd *sockfd.FD, fds []*sockfd.FD) error {
 	if fd != nil {
 		c.one[0] = fd
 		fds = c.one[:]
-		defer func() { c.one[0] = nil }()
+		defer c.clearOne()
 	}
 	if c.s.handoff.Load() {
 		if len(fds) > 0 {
@@ -107,6 +107,8 @@ func (c *conn) send(out []byte, fd *sockfd.FD, fds []*sockfd.FD) error {
 	}
 	return err
 }
+
+func (c *conn) clearOne() { c.one[0] = nil }
 
 // waitRead waits until the peer has read every reply sent on c (rule 2),
 // until the request deadline, or until the server stops.

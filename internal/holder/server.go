@@ -716,12 +716,8 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 		}
 	}
 	result := "ok"
-	var u *undelivered
-	switch {
-	case errors.As(err, &u):
-		result = "not delivered"
-	case err != nil:
-		result = proto.CodeOf(err).String()
+	if err != nil {
+		result = resultOf(err)
 	}
 	fields := append(c.fields[:0], zap.String("op", op.String()))
 	if name != "" {
@@ -741,6 +737,15 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 	}
 	ce.Write(fields...)
 	clear(fields) // let go of err until the next line
+}
+
+// resultOf is the audit's result for a request that failed with err.
+func resultOf(err error) string {
+	var u *undelivered
+	if errors.As(err, &u) {
+		return "not delivered"
+	}
+	return proto.CodeOf(err).String()
 }
 
 func (c *conn) peerFields(fields ...zap.Field) []zap.Field {

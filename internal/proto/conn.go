@@ -42,6 +42,11 @@ type Conn struct {
 	recvFn    func(uintptr) bool
 	releaseFn func()
 	large     largeRecv
+
+	// Unsent's callback and result, kept so that it allocates nothing.
+	unsentFn  func(uintptr)
+	unsentN   int
+	unsentErr error
 }
 
 // largeRecv is what RecvLarge's callback leaves behind.
@@ -57,6 +62,7 @@ func NewConn(uc *net.UnixConn) *Conn {
 	c.rc, _ = uc.SyscallConn() // never fails for a *net.UnixConn
 	c.recvFn = c.recvLarge
 	c.releaseFn = c.giveBack
+	c.unsentFn = c.unsent
 	return c
 }
 
@@ -291,18 +297,19 @@ func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
 // messages still queued at the peer (unix(7)). Zero means the peer has read
 // every message sent, descriptors included.
 func (c *Conn) Unsent() (int, error) {
-	var n int
-	var err error
-	if cerr := c.rc.Control(func(fd uintptr) {
-		// SIOCOUTQ is TIOCOUTQ (linux/sockios.h).
-		n, err = unix.IoctlGetInt(int(fd), unix.TIOCOUTQ)
-	}); cerr != nil {
-		return 0, cerr
+	if err := c.rc.Control(c.unsentFn); err != nil {
+		return 0, err
 	}
-	if err != nil {
-		return 0, os.NewSyscallError("ioctl SIOCOUTQ", err)
+	if c.unsentErr != nil {
+		return 0, os.NewSyscallError("ioctl SIOCOUTQ", c.unsentErr)
 	}
-	return n, nil
+	return c.unsentN, nil
+}
+
+// unsent is Unsent's callback for RawConn.Control.
+func (c *Conn) unsent(fd uintptr) {
+	// SIOCOUTQ is TIOCOUTQ (linux/sockios.h).
+	c.unsentN, c.unsentErr = unix.IoctlGetInt(int(fd), unix.TIOCOUTQ)
 }
 
 // SendNoWait is SendFDs (Send, for one descriptor or none) that never
