@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,58 +46,16 @@ func startLowLimit(t testing.TB, nofile int, policy string, args ...string) (*da
 	return d, path
 }
 
-// flooder is a peer process that asks and never reads (peer flood).
-type flooder struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan error
-}
-
 // startFlood runs peer flood as c against the holder at path and waits
-// until every connection it opened has been answered at least once.
-func startFlood(t testing.TB, c cred, path string, args ...string) *flooder {
+// until every connection it opened has been answered at least once. The
+// returned stop ends the flood: the peer exits when its stdin closes, and
+// the kernel drops whatever it never read.
+func startFlood(t testing.TB, c cred, path string, args ...string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(peerBin, append([]string{path, "flood"}, args...)...)
 	cmd.Env = append(cleanEnv(), "HOME=/")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f := &flooder{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-		io.Copy(io.Discard, stdout)
-		f.done <- cmd.Wait()
-	}()
-	t.Cleanup(f.stop)
-	if s := <-line; s != "flooding\n" {
-		f.stop()
-		t.Fatalf("peer flood %v: %q; stderr:\n%s", args, s, stderr.String())
-	}
-	return f
-}
-
-// stop ends the flood: the peer exits when its stdin closes, and the
-// kernel drops whatever it never read.
-func (f *flooder) stop() {
-	if f.stdin == nil {
-		return
-	}
-	f.stdin.Close()
-	f.stdin = nil
-	<-f.done
+	return testutil.StartUntilLine(t, cmd, "flooding")
 }
 
 // TestGetOnlyPeerCannotDenyGets: a uid allowed get on one name opens 120
@@ -122,7 +78,7 @@ names = ["pub/a"]
 	before := d.stableFDs()
 
 	const conns, per = 120, 20
-	f := startFlood(t, nobody, path, "get", "pub/a", fmt.Sprint(conns), fmt.Sprint(per))
+	stop := startFlood(t, nobody, path, "get", "pub/a", fmt.Sprint(conns), fmt.Sprint(per))
 	// Without the bounds, 2,400 descriptors in flight against a limit of
 	// 256: every get failed, root's included.
 	ctx := testCtx(t)
@@ -143,7 +99,7 @@ names = ["pub/a"]
 		return r.str("msg") == "connection refused: too many connections" && r.num("max_conns_per_uid") == 64 && r.num("peer_uid") == float64(nobody.uid)
 	})
 
-	f.stop()
+	stop()
 	waitFDs(t, d, before)
 	ok := d.count(func(r record) bool {
 		return r.str("msg") == "request" && r.str("op") == "get" && r.num("peer_uid") == float64(nobody.uid) && r.str("result") == "ok"
@@ -181,7 +137,7 @@ any_owner = true
 	}
 	before := d.stableFDs()
 
-	f := startFlood(t, nobody, path, "dump", "pub/*", "3", "1")
+	stop := startFlood(t, nobody, path, "dump", "pub/*", "3", "1")
 	_, _, err := c.Get(ctx, "pub/000")
 	if !errors.Is(err, fdholder.ErrLimit) || !strings.Contains(err.Error(), "too many descriptors in flight") {
 		t.Fatalf("root's get with 759 descriptors in flight: %v, want a limit error naming the descriptors in flight", err)
@@ -189,7 +145,7 @@ any_owner = true
 	d.waitFor("the get's audit line", func(r record) bool {
 		return r.str("msg") == "request" && r.str("op") == "get" && r.num("peer_uid") == 0 && r.str("result") == "limit reached"
 	})
-	f.stop()
+	stop()
 	got, _, err := c.Get(ctx, "pub/000")
 	if err != nil {
 		t.Fatalf("root's get after the peer left: %v", err)

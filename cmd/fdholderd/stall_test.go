@@ -87,13 +87,13 @@ func TestUpgradeWaitsForNoNonReader(t *testing.T) {
 	// The flood fills the peer's queue within a millisecond; the upgrade
 	// first runs the new binary with --check, which takes far longer, so
 	// the holder is blocked sending to the peer when it stops serving.
-	f := startFlood(t, nobody, path, "get", "web", "1", "2000")
+	stop := startFlood(t, nobody, path, "get", "web", "1", "2000")
 	d.signal(syscall.SIGUSR2)
 	d.waitFor("the upgrade", isRecovered("upgrade"))
 	if n := d.count(func(r record) bool { return r.str("msg") == "upgrade: requests still in flight were cut off" }); n != 0 {
 		t.Errorf("the upgrade waited for the peer that does not read: %d cut-off lines", n)
 	}
-	f.stop()
+	stop()
 	if _, _, err := c.Get(testCtx(t), "web"); err != nil {
 		t.Errorf("get after the upgrade: %v", err)
 	}

@@ -1,8 +1,6 @@
 package systemd
 
 import (
-	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,39 +42,7 @@ func TestStoreDurableUnderInFlightAttack(t *testing.T) {
 	// The attacker, as nobody, inside the machine.
 	cmd := exec.Command("nsenter", "-t", strconv.Itoa(m.pid), "-a", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		dir+"/peer", ctl, "flood", "get", "pub/a", "120", "20")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	stop := func() {
-		if stdin != nil {
-			stdin.Close()
-			stdin = nil
-			<-done
-		}
-	}
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-		io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(stop)
-	if s := <-line; s != "flooding\n" {
-		t.Fatalf("peer flood: %q; stderr:\n%s", s, stderr.String())
-	}
+	stop := testutil.StartUntilLine(t, cmd, "flooding")
 
 	// A store during the attack: acknowledged, so durable.
 	m.must(fdclient, "--socket", ctl, "listen", "during", "tcp:127.0.0.1:8081")
