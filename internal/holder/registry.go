@@ -590,16 +590,17 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 }
 
 // Page returns references to the entries whose names sort after the name
-// after and satisfy match, in name order: at most limit of them, as many as
+// after, start with one of prefixes (nil: any) and satisfy match, in name
+// order: at most limit of them, as many as
 // fit in one reply (proto.ListPageFits), and reports whether more follow.
 // match is called under the registry's read lock and must not call the
 // registry. The caller must release every Handle.
-func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
+func (r *Registry) Page(after string, prefixes []string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []Handle
 	size, more := 0, false
-	r.ascendAfter(after, func(name string) bool {
+	r.ascendIn(after, prefixes, func(name string) bool {
 		e := r.entries[name]
 		if !match(&e.info) {
 			return true

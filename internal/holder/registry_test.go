@@ -339,6 +339,17 @@ func TestListInVisitsOnlyThePrefixes(t *testing.T) {
 			if visited != len(page) {
 				t.Errorf("visited %d entries for a page of %d", visited, len(page))
 			}
+			// A dump page (Page) visits the same names.
+			visited = 0
+			held, more := reg.Page(tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true }, proto.MaxBatchEntries)
+			got = got[:0]
+			for _, h := range held {
+				got = append(got, h.Entry().Name)
+				h.Release()
+			}
+			if strings.Join(got, " ") != tt.want || more || visited != len(held) {
+				t.Errorf("dump page %q (more %v) after visiting %d, want %q", got, more, visited, tt.want)
+			}
 		})
 	}
 }

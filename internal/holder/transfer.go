@@ -2,6 +2,7 @@ package holder
 
 import (
 	"path"
+	"strings"
 
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -38,7 +39,15 @@ func (c *conn) dump(req *proto.Request) bool {
 		}
 		return c.authorizeTransfer(proto.OpDump, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID}) == nil
 	}
-	held, more := c.s.reg.Page(req.Name, match, proto.MaxBatchEntries)
+	// Only the names under the pattern's literal beginning can match it.
+	var prefixes []string
+	if i := strings.IndexAny(req.Pattern, `*?[\`); i != 0 && req.Pattern != "" {
+		if i < 0 {
+			i = len(req.Pattern)
+		}
+		prefixes = []string{req.Pattern[:i]}
+	}
+	held, more := c.s.reg.Page(req.Name, prefixes, match, proto.MaxBatchEntries)
 	b := getPage()
 	defer putPage(b)
 	r := proto.Reply{Op: req.Op, Entries: b.entries[:0]}
