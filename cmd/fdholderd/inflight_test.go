@@ -138,7 +138,10 @@ any_owner = true
 	before := d.stableFDs()
 
 	stop := startFlood(t, nobody, path, "dump", "pub/*", "3", "1")
-	_, _, err := c.Get(ctx, "pub/000")
+	f, _, err := c.Get(ctx, "pub/000")
+	if err == nil {
+		f.Close()
+	}
 	if !errors.Is(err, fdholder.ErrLimit) || !strings.Contains(err.Error(), "too many descriptors in flight") {
 		t.Fatalf("root's get with 759 descriptors in flight: %v, want a limit error naming the descriptors in flight", err)
 	}

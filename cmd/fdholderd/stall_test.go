@@ -94,9 +94,11 @@ func TestUpgradeWaitsForNoNonReader(t *testing.T) {
 		t.Errorf("the upgrade waited for the peer that does not read: %d cut-off lines", n)
 	}
 	stop()
-	if _, _, err := c.Get(testCtx(t), "web"); err != nil {
-		t.Errorf("get after the upgrade: %v", err)
+	f, _, err := c.Get(testCtx(t), "web")
+	if err != nil {
+		t.Fatalf("get after the upgrade: %v", err)
 	}
+	f.Close()
 }
 
 var plain struct {
