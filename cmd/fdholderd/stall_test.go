@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -103,33 +102,25 @@ func TestUpgradeWaitsForNoNonReader(t *testing.T) {
 
 var plain struct {
 	once sync.Once
-	bin  string
-	err  error
+	dir  string
 }
 
-// plainBinary returns fdholderd built without -race, next to the one
-// TestMain built, building it on first use.
+// plainBinary returns fdholderd built as shipped (without -race), next to
+// the one TestMain built, building it on first use.
 func plainBinary(t testing.TB) string {
 	t.Helper()
 	plain.once.Do(func() {
-		root, err := testutil.ModuleRoot()
-		if err != nil {
-			plain.err = err
-			return
+		dir := filepath.Join(filepath.Dir(binary), "plain")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		bin := filepath.Join(filepath.Dir(binary), "fdholderd-plain")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/fdholderd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			plain.err = fmt.Errorf("go build ./cmd/fdholderd: %v\n%s", err, out)
-			return
-		}
-		plain.bin = bin
+		testutil.BuildShipped(t, dir, "fdholderd")
+		plain.dir = dir
 	})
-	if plain.err != nil {
-		t.Fatal(plain.err)
+	if plain.dir == "" {
+		t.Fatal("building fdholderd without -race failed in an earlier test")
 	}
-	return plain.bin
+	return filepath.Join(plain.dir, "fdholderd")
 }
 
 // rssKiB returns the resident set of process pid (proc(5), VmRSS).

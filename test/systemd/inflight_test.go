@@ -22,8 +22,8 @@ import (
 func TestStoreDurableUnderInFlightAttack(t *testing.T) {
 	needMachine(t)
 	dir := scratchDir(t)
-	buildBinaries(t, dir)
-	buildPeer(t, dir)
+	// fdholderd and fdclient as shipped, and the tests' protocol peer.
+	testutil.BuildShipped(t, dir, "fdholderd", "fdclient", "fdholderd/testdata/peer")
 	policy := filepath.Join(dir, "policy.toml")
 	if err := os.WriteFile(policy, []byte("[[rule]]\nuser = \"nobody\"\nops = [\"get\"]\nnames = [\"pub/a\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -62,19 +62,4 @@ func TestStoreDurableUnderInFlightAttack(t *testing.T) {
 		t.Errorf("after kill -9 during the attack the holder holds %q, want during and pub/a; journal:\n%s", names, journal)
 	}
 	m.must("systemctl", "stop", "fdholderd.service", "fdholderd.socket")
-}
-
-// buildPeer builds the tests' protocol peer (cmd/fdholderd/testdata/peer)
-// into dir.
-func buildPeer(t testing.TB, dir string) {
-	t.Helper()
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/peer", "./cmd/fdholderd/testdata/peer")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build peer: %v\n%s", err, out)
-	}
 }
