@@ -63,6 +63,8 @@ Limits (0 turns a limit off; each refusal is logged and answered with
 "limit reached", and fdclient exits 1):
   --max-conns N             connections served at once (default 1024); one
                             more gets "limit reached" to its first request
+  --max-conns-per-uid N     connections served at once for one uid other
+                            than root and fdholderd's own (default 64)
   --max-entries N           entries held in total (default 1048576)
   --max-entries-per-uid N   entries held for one uid other than root and
                             fdholderd's own (default 4096)
@@ -128,7 +130,9 @@ Environment:
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error, and on a denial the rule that decided) and lines
-for start-up, reloads, limits hit and shutdown. An error that
+for start-up, reloads, limits hit and shutdown. Refusal lines of a uid
+other than root and fdholderd's own are limited to 100 at once and 10 a
+second per uid; the next line says how many were dropped (suppressed). An error that
 stops fdholderd is printed as one line "fdholderd: ..." on stderr.
 
 Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
@@ -209,6 +213,7 @@ func parseFlags(args []string) (config, error) {
 		})
 	}
 	count("max-conns", &cfg.limits.MaxConns)
+	count("max-conns-per-uid", &cfg.limits.MaxConnsPerUID)
 	count("max-entries", &cfg.limits.MaxEntries)
 	count("max-entries-per-uid", &cfg.limits.MaxEntriesPerUID)
 	count("fd-reserve", &cfg.limits.FDReserve)

@@ -50,17 +50,19 @@ func checkBinary(ctx context.Context, exe string) error {
 	return nil
 }
 
-// addEntries adds every held entry to h: a duplicate of its socket and its
-// metadata, named as in the file descriptor store (the mirror's metadata
-// names when it has them, so that the new binary drops those from the
-// store once it has stored the entries again). reg keeps its descriptors.
-func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) error {
+// addEntries adds every held entry to h: its socket (lent: the registry's
+// own descriptor, no duplicate) and its metadata, named as in the file
+// descriptor store (the mirror's metadata names when it has them, so that
+// the new binary drops those from the store once it has stored the entries
+// again). The returned release lets go of the references that keep the
+// lent descriptors open: call it only after h.Close, if execve failed.
+func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) (release func(), err error) {
 	held := reg.Snapshot(nil)
-	defer func() {
+	release = func() {
 		for _, e := range held {
 			e.Handle.Release()
 		}
-	}()
+	}
 	for _, e := range held {
 		var name string
 		if mirror != nil {
@@ -73,10 +75,10 @@ func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror
 			*nextSeq++
 		}
 		if err := h.AddEntry(fdstore.Meta{Entry: e.Entry}, e.Handle.FD().Sysfd(), name); err != nil {
-			return fmt.Errorf("entry %q: %w", e.Entry.Name, err)
+			return release, fmt.Errorf("entry %q: %w", e.Entry.Name, err)
 		}
 	}
-	return nil
+	return release, nil
 }
 
 // execUpgrade replaces the process with exe (execve(2): same pid, so
@@ -146,7 +148,10 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 
 	grace, cancel := context.WithTimeout(ctx, shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
+	// Handoff, not Shutdown: every client waits at the control socket
+	// until the new binary serves, so the upgrade waits for no peer that
+	// does not read its replies (issue 8).
+	if err := srv.Handoff(grace); err != nil {
 		log.Warn("upgrade: requests still in flight were cut off", zap.Error(err))
 	}
 	for ; running > 0; running-- {
@@ -158,8 +163,13 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 	if lerr != nil {
 		return true, nil, fmt.Errorf("control socket: %w", lerr)
 	}
-	if err := addEntries(h, reg, mirror, nextSeq); err != nil {
-		return true, next, err
+	release, err := addEntries(h, reg, mirror, nextSeq)
+	if err == nil {
+		err = execUpgrade(log, exe, h)
 	}
-	return true, next, execUpgrade(log, exe, h)
+	// execve failed: close-on-exec again on the lent descriptors while
+	// they are still open, then let them go.
+	h.Close()
+	release()
+	return true, next, err
 }
