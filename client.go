@@ -166,6 +166,17 @@ type StoreOptions struct {
 	TTL time.Duration
 }
 
+// CheckTTL returns nil if a store with ttl can be made now: ttl is not
+// negative, and the expiry it gives is no later than the latest time the
+// protocol carries (April 2262; an error wrapping ErrTooLarge says the
+// longest ttl). The holder checks the same when it stores.
+func CheckTTL(ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("ttl %v is negative", ttl)
+	}
+	return proto.CheckExpiry(time.Now(), ttl)
+}
+
 // Store hands the holder a copy of conn's descriptor under name: a
 // *net.TCPListener, *net.UnixListener, *net.UDPConn, an *os.File, or
 // anything else with a socket behind SyscallConn. conn stays owned by the
@@ -175,8 +186,8 @@ func (c *Client) Store(ctx context.Context, name string, conn syscall.Conn, opts
 	if err := proto.ValidateName(name); err != nil {
 		return Entry{}, fmt.Errorf("store %q: %w", name, err)
 	}
-	if opts.TTL < 0 {
-		return Entry{}, fmt.Errorf("store %q: negative ttl %v", name, opts.TTL)
+	if err := CheckTTL(opts.TTL); err != nil {
+		return Entry{}, fmt.Errorf("store %q: %w", name, err)
 	}
 	req := proto.Request{Op: proto.OpStore, Name: name, TTL: opts.TTL.Round(time.Millisecond)}
 	if req.TTL < opts.TTL {

@@ -249,9 +249,11 @@ func ttlFlag(fs *flag.FlagSet, ttl *time.Duration) {
 	fs.DurationVar(ttl, "ttl", 0, "")
 }
 
+// checkTTL refuses a --ttl the holder would refuse: a negative one, or one
+// whose expiry the protocol cannot carry.
 func checkTTL(cmd string, ttl time.Duration) error {
-	if ttl < 0 {
-		return usagef(cmd, "negative --ttl %v", ttl)
+	if err := fdholder.CheckTTL(ttl); err != nil {
+		return usagef(cmd, "--%v", err) // "--ttl 5s is ..."
 	}
 	return nil
 }

@@ -76,7 +76,8 @@ Commands:
                   code 4. The old socket is still open while the new one is
                   bound, so the new one needs an address of its own.
       --ttl DUR   the holder closes and forgets the entry DUR after storing
-                  it (default: never)
+                  it (default: never). The expiry must fall before
+                  2262-04-11, the last time the protocol carries
 
   store [--fd N] [--replace] [--ttl DUR] NAME
       Store fdclient's descriptor N (default 0, standard input) under NAME;
