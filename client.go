@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
@@ -33,6 +34,13 @@ var (
 	ErrBadDescriptors     = proto.ErrBadDescriptors     // a message carried the wrong number of descriptors
 	ErrUnknownOp          = proto.ErrUnknownOp          // the holder does not know the operation
 	ErrInternal           = proto.ErrInternal           // the holder failed
+
+	// ErrUntrusted: the holder's socket directory could have been made, or
+	// can be changed, by another user, or the holder that answered runs as
+	// a uid other than root, the caller's, or the socket directory's owner
+	// (when only root could have given that directory away). Nothing was
+	// sent to it.
+	ErrUntrusted = ctlsock.ErrUntrusted
 )
 
 // NameRule says which names the holder accepts.
@@ -127,13 +135,35 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) dial(ctx context.Context) (*proto.Conn, error) {
+// dial connects to the holder, and makes sure first that its socket
+// directory is one only root, this process's uid (or a user root gave the
+// directory to) can change, and then that the holder's listening socket
+// was made by one of them: SO_PEERCRED on a client's end gives the
+// credentials of the process that called listen(2) (unix(7)). A descriptor
+// handed to another user's holder would serve that user's purposes.
+func (c *Client) dial(ctx context.Context) (_ *proto.Conn, err error) {
+	trusted, err := ctlsock.TrustedHolders(c.path, os.Geteuid())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", c.path, err)
+	}
 	conn, err := proto.Dial(ctx, c.path)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
+	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	cred, err := conn.PeerCred()
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
+	}
+	if err := ctlsock.CheckPeer(c.path, int(cred.Uid), trusted); err != nil {
+		return nil, err
 	}
 	return conn, nil
 }

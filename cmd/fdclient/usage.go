@@ -55,7 +55,10 @@ Global flags:
   --socket PATH   the holder's socket. Default: $FDHOLDER_SOCKET if set, else
                   /run/fdholder/fdholder.sock for root, else
                   $XDG_RUNTIME_DIR/fdholder/fdholder.sock if XDG_RUNTIME_DIR
-                  is set, else /tmp/fdholder-UID/fdholder.sock
+                  is set, else $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR
+                  defaults to /tmp). fdclient refuses a socket directory
+                  another user owns or can write, and a holder that runs
+                  as another user than root or fdclient's own (exit 1)
   --timeout DUR   limit for each request to the holder (default %v;
                   0: no limit)
 
@@ -144,6 +147,7 @@ Commands:
 Exit codes:
   0  success
   1  any other error: a failed bind, a descriptor that is not a socket,
+     an untrusted socket directory or holder,
      no answer within --timeout, a PROG that cannot be executed
   2  usage: unknown command or flag, wrong arguments, an invalid NAME or
      NETWORK:ADDRESS

@@ -82,7 +82,11 @@ Socket path, the first that applies:
   5. $XDG_RUNTIME_DIR/fdholder/fdholder.sock
   6. $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR defaults to /tmp)
 
-The socket's directory is created (mode 0755) and the socket is an AF_UNIX
+The socket's directory is created (mode 0755) if missing. It must be owned by
+root or fdholderd's uid and writable by nobody else, and the directories
+above it owned by root or that uid and writable by others only with the
+sticky bit (as /tmp is); otherwise fdholderd refuses to start, naming the
+directory and the fix. The socket is an AF_UNIX
 SOCK_SEQPACKET socket in mode 0600 (see --socket-mode and --socket-group),
 with that mode and group from its first moment. fdholderd refuses to start
 if a holder already serves on the path, or if the path exists and is not a
