@@ -107,6 +107,10 @@ Signals:
                     with its metadata. Connections made meanwhile wait in
                     the socket's queue. If the check or the exec fails,
                     fdholderd logs why and keeps serving with every entry.
+                    No signal during an upgrade kills the holder: SIGTERM
+                    or SIGINT before the exec stops it gracefully instead;
+                    across the exec all four are ignored until the new
+                    image catches them (docs/operations.md)
 
 Environment:
   FDHOLDER_SOCKET   the socket path when --socket is not given

@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"os/user"
 	"strconv"
-	"syscall"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -29,15 +27,6 @@ func loadAccess(cfg config, log *zap.Logger) (holder.Access, error) {
 	}
 	log.Info("policy loaded", zap.String("policy", cfg.policy), zap.Int("rules", len(p.Rules())))
 	return p, nil
-}
-
-// catchHUP starts catching SIGHUP, whose default action would end the
-// holder, from the start of serve, even without --policy. The signals are
-// handled by reloadOnHUP once the server exists; release stops catching.
-func catchHUP() (hup chan os.Signal, release func()) {
-	hup = make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	return hup, func() { signal.Stop(hup) }
 }
 
 // reloadOnHUP reloads the policy on each SIGHUP from hup until stop is
