@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,7 @@ type app struct {
 	socket  string        // "" means fdholder.SocketPath()
 	timeout time.Duration // per request; 0: no limit
 	stdout  io.Writer
+	stderr  io.Writer // notices that are not errors
 
 	client *fdholder.Client
 }
@@ -114,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	a.stdout = stdout
+	a.stdout, a.stderr = stdout, stderr
 	defer a.close()
 	if err := cmd.run(ctx, a); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -160,7 +162,8 @@ func parseArgs(args []string) (*app, command, error) {
 	a := &app{}
 	fs := newFlagSet("")
 	fs.StringVar(&a.socket, "socket", "", "")
-	fs.DurationVar(&a.timeout, "timeout", defaultTimeout, "")
+	a.timeout = defaultTimeout
+	durationFlag(fs, "timeout", &a.timeout)
 	if err := parseFlags(fs, "", args); err != nil {
 		return nil, nil, err
 	}
@@ -216,7 +219,30 @@ func parseFlags(fs *flag.FlagSet, cmd string, args []string) error {
 	case errors.Is(err, flag.ErrHelp):
 		return errHelp
 	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok && cmd != "" && globalFlagArg[name] != "" {
+		return usagef(cmd, "--%s is a global flag: put it before the command, as in 'fdclient --%s %s %s ...'", name, name, globalFlagArg[name], cmd)
+	}
 	return &usageError{cmd: cmd, msg: err.Error()}
+}
+
+// globalFlagArg names the flags that go before COMMAND, with what they
+// take.
+var globalFlagArg = map[string]string{"socket": "PATH", "timeout": "DUR"}
+
+// durationFlag registers a duration flag whose error for a bad value shows
+// what a duration looks like: a bare number is the usual mistake.
+func durationFlag(fs *flag.FlagSet, name string, d *time.Duration) {
+	fs.Func(name, "", func(s string) error {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+				return fmt.Errorf("a duration needs a unit, such as %ss, %sm or %sh", s, s, s)
+			}
+			return errors.New("want a duration such as 500ms, 30s, 5m or 1h30m")
+		}
+		*d = v
+		return nil
+	})
 }
 
 // wantArgs checks that a command got exactly n positional arguments.
@@ -246,7 +272,7 @@ func parseName(cmd, name string) error {
 
 // ttlFlag registers --ttl on fs.
 func ttlFlag(fs *flag.FlagSet, ttl *time.Duration) {
-	fs.DurationVar(ttl, "ttl", 0, "")
+	durationFlag(fs, "ttl", ttl)
 }
 
 // checkTTL refuses a --ttl the holder would refuse: a negative one, or one

@@ -12,7 +12,7 @@ import (
 var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
-	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
+	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
@@ -88,7 +88,7 @@ Commands:
       "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
       --ttl are as for listen.
 
-  exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
+  exec [--wait DUR] [--rebind] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
       fdclient, with the same process ID, as systemd socket activation
       would start it (sd_listen_fds(3)): the sockets are descriptors 3, 4,
@@ -100,12 +100,24 @@ Commands:
       PROG is looked up in $PATH unless it contains a slash. If it cannot
       be found, fdclient exits 1 before it contacts the holder; if
       execve(2) fails, fdclient exits 1 too.
+      PROG must be the server itself, or a wrapper that ends with exec:
+      LISTEN_PID is fdclient's process ID, which PROG inherits, so a shell
+      script that starts the server as its child (without "exec") hands
+      it a LISTEN_PID that is not its own, and the server binds a socket
+      of its own instead ("address already in use").
       NAME=NETWORK:ADDRESS gets the socket held under NAME, or if there is
       none, binds one as listen does and stores it (get-or-create). A held
-      socket of another network is an error.
+      socket of another network, or bound to another address (another
+      port, say: the one in PROG's configuration changed), is an error
+      that names both; --rebind moves it.
       --wait DUR  if a plain NAME is not held yet, ask again (at growing
                   intervals) until it is, for up to DUR; then fail with exit
                   code 3 (default 0: fail at once)
+      --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
+                  bind ADDRESS, store the new socket under NAME with
+                  replace (the holder closes its copy of the old one), and
+                  keep the old socket open until PROG starts. Connections
+                  still queued on the old socket are then reset
 
   list [--json]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
@@ -166,6 +178,7 @@ Examples:
   fdclient exec web -- ./server              # a server that reads LISTEN_FDS
   fdclient exec web=tcp:127.0.0.1:8080 -- ./server
   fdclient exec --wait 30s web admin -- ./server
+  fdclient exec --rebind web=tcp:127.0.0.1:8081 -- ./server  # web moves to 8081
   fdclient list
   fdclient delete web
   fdclient transfer --names 'web*' --to /run/fdholder-new/fdholder.sock
