@@ -19,7 +19,7 @@ type config struct {
 	socket    string // from --socket; empty: fdholder.SocketPath()
 	logFormat string // console or json
 	logLevel  zapcore.Level
-	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+	check     bool // --check: validate everything a start would, bind nothing (check.go)
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -34,7 +34,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
-       fdholderd --check
+       fdholderd --check [FLAGS]
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -53,8 +53,14 @@ Options:
                         stops start-up with the line at fault; SIGHUP reloads
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
-  --check               print "fdholderd: ok" and exit 0: an upgrade runs the
-                        new binary so before executing it
+  --check               check everything a start with the other flags would,
+                        without binding: the flags, the policy file (the
+                        FILE:LINE at fault), --socket-group, the socket path
+                        and its directory (or the one it would be created
+                        in). Print "fdholderd: ok" and exit 0, or each
+                        problem on a line "fdholderd: check: ..." and exit
+                        1. An upgrade runs the new binary so, with the
+                        running holder's flags, before executing it
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with

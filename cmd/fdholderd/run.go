@@ -43,8 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.check {
-		io.WriteString(stdout, "fdholderd: ok\n")
-		return 0
+		return check(cfg, stdout, stderr)
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	err = serve(ctx, cfg, log)

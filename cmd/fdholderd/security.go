@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -26,6 +27,9 @@ func loadAccess(cfg config, log *zap.Logger) (holder.Access, error) {
 		return nil, err
 	}
 	log.Info("policy loaded", zap.String("policy", cfg.policy), zap.Int("rules", len(p.Rules())))
+	if len(p.Rules()) == 0 {
+		log.Warn(emptyPolicy(cfg.policy, os.Getuid()))
+	}
 	return p, nil
 }
 
@@ -70,7 +74,11 @@ func socketOptions(cfg config) (ctlsock.Options, error) {
 	}
 	g, err := user.LookupGroup(cfg.socketGroup)
 	if err != nil {
-		return opts, fmt.Errorf("--socket-group: %w", err)
+		var unknown user.UnknownGroupError
+		if errors.As(err, &unknown) {
+			return opts, fmt.Errorf("--socket-group %s: no such group (getent group %s finds none)", cfg.socketGroup, cfg.socketGroup)
+		}
+		return opts, fmt.Errorf("--socket-group %s: %w", cfg.socketGroup, err)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {

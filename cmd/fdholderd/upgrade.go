@@ -26,8 +26,10 @@ const checkTimeout = 10 * time.Second
 
 // checkBinary makes sure the binary at exe can run before the holder
 // replaces itself with it: it is a regular, executable file, and running
-// it with --check exits 0. A holder that executed a broken binary would be
-// gone with every entry; one that refuses keeps serving.
+// it with --check and the running holder's own flags exits 0 (so a new
+// binary that would refuse those flags, the policy file or the socket
+// directory is refused too). A holder that executed a broken binary would
+// be gone with every entry; one that refuses keeps serving.
 func checkBinary(ctx context.Context, exe string) error {
 	fi, err := os.Stat(exe)
 	if err != nil {
@@ -41,7 +43,7 @@ func checkBinary(ctx context.Context, exe string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, exe, "--check").CombinedOutput()
+	out, err := exec.CommandContext(ctx, exe, append([]string{"--check"}, os.Args[1:]...)...).CombinedOutput()
 	if err != nil {
 		if out = bytes.TrimSpace(out); len(out) > 0 {
 			return fmt.Errorf("new binary %s --check: %w: %s", exe, err, out)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrUntrusted is wrapped by the errors of CheckDir, TrustedHolders and
@@ -35,8 +37,52 @@ const maxLinks = 40
 // does and run a holder of theirs in it, which then receives the owner's
 // listeners.
 func CheckDir(dir string, uid int) error {
-	_, err := checkChain(dir, uid, false, 0)
+	_, err := checkChain(dir, uid, false, true, 0)
 	return err
+}
+
+// CheckPath checks, without creating or binding anything, what Listen
+// would check of path for a holder running as uid (fdholderd --check):
+// its length; its directory (CheckDir), or if that does not exist yet,
+// that the nearest directory above it that does is one Listen may create
+// it in (owned by root or uid, writable by others only with the sticky
+// bit, and writable by this process); and that whatever is at path is a
+// socket. A holder live on path is not looked for.
+func CheckPath(path string, uid int) error {
+	if path == "" {
+		return errors.New("empty socket path")
+	}
+	if len(path) > MaxPathLen {
+		return fmt.Errorf("socket %s: the path is %d bytes; a Unix socket path is at most %d (unix(7))", path, len(path), MaxPathLen)
+	}
+	dir := filepath.Dir(path)
+	_, err := os.Stat(dir)
+	if err == nil {
+		if err := CheckDir(dir, uid); err != nil {
+			return fmt.Errorf("socket %s: %w", path, err)
+		}
+		if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("socket %s: the path exists and is %w (%s); fdholderd would refuse to replace it", path, ErrNotSocket, describe(fi.Mode()))
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	parent := filepath.Dir(dir)
+	for {
+		if _, err := os.Stat(parent); err == nil || parent == filepath.Dir(parent) {
+			break
+		}
+		parent = filepath.Dir(parent)
+	}
+	if _, err := checkChain(parent, uid, false, false, 0); err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := unix.Access(parent, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("socket %s: cannot create %s in %s: %w", path, dir, parent, os.NewSyscallError("access", err))
+	}
+	return nil
 }
 
 // TrustedHolders checks the directory of the socket path for a client
@@ -55,7 +101,7 @@ func TrustedHolders(path string, uid int) ([]int, error) {
 	if strings.HasPrefix(path, "@") {
 		return trusted, nil
 	}
-	owner, err := checkChain(filepath.Dir(path), uid, true, 0)
+	owner, err := checkChain(filepath.Dir(path), uid, true, true, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return trusted, nil
 	}
@@ -93,8 +139,9 @@ func CheckPeer(path string, peerUID int, trusted []int) error {
 // checkChain checks dir and the directories above it (see CheckDir) and
 // returns the owner of dir. forClient allows a socket directory owned by
 // another user inside a directory only root can write (see
-// TrustedHolders).
-func checkChain(dir string, uid int, forClient bool, links int) (owner int, err error) {
+// TrustedHolders). socketDir says dir is the socket's directory, which
+// others may not write to even with the sticky bit.
+func checkChain(dir string, uid int, forClient, socketDir bool, links int) (owner int, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return 0, err
@@ -112,7 +159,7 @@ func checkChain(dir string, uid int, forClient bool, links int) (owner int, err 
 			}
 			cur = filepath.Join(cur, rest[i])
 		}
-		last := i == len(rest)-1
+		last := i == len(rest)-1 && socketDir
 		fi, err := os.Lstat(cur)
 		if err != nil {
 			return 0, err
@@ -137,7 +184,7 @@ func checkChain(dir string, uid int, forClient bool, links int) (owner int, err 
 			if !filepath.IsAbs(target) {
 				target = filepath.Join(filepath.Dir(cur), target)
 			}
-			return checkChain(filepath.Join(append([]string{target}, rest[i+1:]...)...), uid, forClient, links+1)
+			return checkChain(filepath.Join(append([]string{target}, rest[i+1:]...)...), uid, forClient, socketDir, links+1)
 		}
 		if !fi.IsDir() {
 			return 0, fmt.Errorf("socket directory %s: %s is not a directory", abs, cur)
