@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -120,19 +122,47 @@ type Client struct {
 	out  []byte      // request buffer
 }
 
-// Dial connects to the holder at path; an empty path means SocketPath().
-// Failures wrap ErrUnreachable.
+// SystemSocketPath is the socket of the system's holder, the default for
+// root and where fdholderd.socket puts it.
+const SystemSocketPath = "/run/fdholder/fdholder.sock"
+
+// Dial connects to the holder at path. An empty path means SocketPath(),
+// and for a user other than root without $FDHOLDER_SOCKET, if no holder
+// answers there (nothing at the path, or a stale socket), the system's
+// holder at SystemSocketPath; the error then says where it looked and
+// what to set. Failures wrap ErrUnreachable, or ErrPermission when the
+// socket's mode or a directory's keeps this user out (the error names the
+// permission and the flag that grants it), or ErrUntrusted.
 func Dial(ctx context.Context, path string) (*Client, error) {
+	var fallback string
 	if path == "" {
 		path = SocketPath()
+		if os.Getenv("FDHOLDER_SOCKET") == "" && path != SystemSocketPath {
+			fallback = SystemSocketPath
+		}
 	}
 	c := &Client{path: path, in: make([]byte, proto.MaxReplySize)}
 	conn, err := c.dial(ctx)
+	if err != nil && fallback != "" && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
+		c.path = fallback
+		conn, err = c.dial(ctx)
+		if err != nil && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
+			return nil, fmt.Errorf("%w: no holder at %s (this user's) nor at %s (the system's): start fdholderd, or set $FDHOLDER_SOCKET (fdclient --socket) to the holder's socket",
+				ErrUnreachable, path, fallback)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	c.conn = conn
 	return c, nil
+}
+
+// noHolderAt reports whether a dial failed because no holder is at the
+// path at all: no socket file (ENOENT), or one nobody listens on
+// (ECONNREFUSED).
+func noHolderAt(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // dial connects to the holder, and makes sure first that its socket
@@ -151,6 +181,9 @@ func (c *Client) dial(ctx context.Context) (_ *proto.Conn, err error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%w: cannot connect to the holder at %s: %s", ErrPermission, c.path, whyDenied(c.path))
+		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
 	}
 	defer func() {
@@ -166,6 +199,32 @@ func (c *Client) dial(ctx context.Context) (_ *proto.Conn, err error) {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// whyDenied says which permission connect(2) lacked on path (unix(7):
+// write on the socket file, search on every directory above it) and what
+// grants it.
+func whyDenied(path string) string {
+	me := "uid " + strconv.Itoa(os.Geteuid())
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if unix.Access(dir, unix.X_OK) != nil {
+			return fmt.Sprintf("%s may not enter the directory %s (%s): its owner must let the holder's users search it (chmod o+x, or a .socket unit's DirectoryMode=)", me, dir, describeFile(dir))
+		}
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return fmt.Sprintf("%s has no write permission on the socket (%s): the holder admits only its own uid and root unless it runs with --socket-mode 0660 --socket-group GROUP and %s is in GROUP (under systemd: SocketMode= and SocketGroup= in fdholderd.socket); the policy (--policy) then says what that group may do",
+		me, describeFile(path), me)
+}
+
+// describeFile is a file's mode, owner and group for a message.
+func describeFile(path string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("mode %04o, owner uid %d, group gid %d", st.Mode&0o7777, st.Uid, st.Gid)
 }
 
 // Path returns the socket path of the holder.

@@ -56,7 +56,10 @@ Global flags:
                   /run/fdholder/fdholder.sock for root, else
                   $XDG_RUNTIME_DIR/fdholder/fdholder.sock if XDG_RUNTIME_DIR
                   is set, else $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR
-                  defaults to /tmp). fdclient refuses a socket directory
+                  defaults to /tmp); if no holder answers there and
+                  neither --socket nor $FDHOLDER_SOCKET is set, the
+                  system's holder at /run/fdholder/fdholder.sock.
+                  fdclient refuses a socket directory
                   another user owns or can write, and a holder that runs
                   as another user than root or fdclient's own (exit 1)
   --timeout DUR   limit for each request to the holder (default %v;
@@ -166,9 +169,12 @@ Exit codes:
   3  not found: NAME is not held
   4  already held: NAME is held (listen, store and transfer without
      --replace)
-  5  permission denied by the holder's policy
-  6  holder unreachable: nothing listens at the socket path, or no
-     connection to it could be made within --timeout
+  5  permission denied: by the holder's policy, or by the mode of its
+     socket or directory (the error names the permission and the flags
+     that grant it)
+  6  holder unreachable: nothing listens at the socket path (the error
+     says where fdclient looked), or no connection to it could be made
+     within --timeout
 
 Errors are reported on standard error as one line starting "fdclient:";
 after a usage error the command's synopsis follows.
