@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
 )
@@ -18,9 +22,12 @@ import (
 type execCmd struct {
 	wait   time.Duration
 	rebind bool // move a NAME held on another address to its NETWORK:ADDRESS
-	specs  []execSpec
-	prog   string
-	args   []string // PROG's arguments, without argv[0]
+	// fallback binds every NAME=NETWORK:ADDRESS directly when the holder
+	// is unreachable, so that PROG starts anyway (unheld).
+	fallback bool
+	specs    []execSpec
+	prog     string
+	args     []string // PROG's arguments, without argv[0]
 }
 
 // execSpec is one NAME[=NETWORK:ADDRESS] argument.
@@ -36,6 +43,7 @@ func parseExec(args []string) (command, error) {
 	fs := newFlagSet(cmd)
 	durationFlag(fs, "wait", &c.wait)
 	fs.BoolVar(&c.rebind, "rebind", false, "")
+	fs.BoolVar(&c.fallback, "fallback", false, "")
 	if err := parseFlags(fs, cmd, args); err != nil {
 		return nil, err
 	}
@@ -87,6 +95,13 @@ func parseExec(args []string) (command, error) {
 		}
 		c.specs = append(c.specs, spec)
 	}
+	if c.fallback && !c.allBind() {
+		for _, s := range c.specs {
+			if s.addr == nil {
+				return nil, usagef(cmd, "--fallback: %q has no =NETWORK:ADDRESS to bind when the holder is unreachable", s.name)
+			}
+		}
+	}
 	c.prog, c.args = rest[sep+1], rest[sep+2:]
 	if c.prog == "" {
 		return nil, usagef(cmd, "empty PROG")
@@ -116,6 +131,20 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	}()
 	for _, s := range c.specs {
 		f, old, err := c.fetch(ctx, a, s)
+		if err != nil && c.fallback && errors.Is(err, fdholder.ErrUnreachable) {
+			for _, f := range append(files, moved...) {
+				f.Close()
+			}
+			moved = nil
+			files, err = c.bindDirectly(a, err)
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if err != nil && errors.Is(err, fdholder.ErrUnreachable) && c.allBind() {
+			return fmt.Errorf("%w (exec --fallback would bind the addresses itself and start PROG unheld)", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -196,6 +225,88 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (f, old *os.Fil
 		}
 		interval = min(interval*2, maxInterval)
 	}
+}
+
+// allBind reports whether every NAME comes with an address, as
+// --fallback needs.
+func (c *execCmd) allBind() bool {
+	for _, s := range c.specs {
+		if s.addr == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// bindDirectly is --fallback: the holder is unreachable (why), so every
+// NAME=NETWORK:ADDRESS is bound here, unheld, with a warning on stderr, and
+// the returned sockets go to PROG as the held ones would have.
+func (c *execCmd) bindDirectly(a *app, why error) ([]*os.File, error) {
+	fmt.Fprintf(a.stderr, "fdclient: exec: warning: %s\n", strings.TrimPrefix(why.Error(), "exec: "))
+	files := make([]*os.File, 0, len(c.specs))
+	for _, s := range c.specs {
+		f, err := bindFile(s.addr.network, s.addr.address)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("exec --fallback %q: %w", s.name, err)
+		}
+		files = append(files, f)
+		fmt.Fprintf(a.stderr, "fdclient: exec: warning: --fallback: bound %s for %q directly; it is not held, so connections are refused while PROG restarts until the holder is back\n", s.addr, s.name)
+	}
+	return files, nil
+}
+
+// bindFile binds network/address as the holder's get-or-create would, and
+// returns the socket as an *os.File: a duplicate made with
+// F_DUPFD_CLOEXEC inside SyscallConn().Control, which leaves O_NONBLOCK
+// alone (File.Fd would clear it).
+func bindFile(network, address string) (*os.File, error) {
+	var lc net.ListenConfig
+	var sock interface {
+		syscall.Conn
+		Close() error
+	}
+	switch network {
+	case "udp", "udp4", "udp6", "unixgram":
+		pc, err := lc.ListenPacket(context.Background(), network, address)
+		if err != nil {
+			return nil, err
+		}
+		sock = pc.(interface {
+			syscall.Conn
+			Close() error
+		})
+	default:
+		ln, err := lc.Listen(context.Background(), network, address)
+		if err != nil {
+			return nil, err
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false) // PROG serves the socket after this copy closes
+		}
+		sock = ln.(interface {
+			syscall.Conn
+			Close() error
+		})
+	}
+	defer sock.Close()
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
+	}
+	return os.NewFile(uintptr(nfd), "fdclient:"+address), nil
 }
 
 // move is --rebind: it keeps a duplicate of the socket held under s.name

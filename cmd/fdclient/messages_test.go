@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -34,13 +34,16 @@ func TestMessages(t *testing.T) {
 	h := holdertest.Start(t)
 	p1, p2 := freePort(t), freePort(t)
 	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:"+strconv.Itoa(p1))
-	replacer := strings.NewReplacer(h.Path, "SOCKET", ":"+strconv.Itoa(p1), ":PORT1", ":"+strconv.Itoa(p2), ":PORT2")
+	var replacer *strings.Replacer
 	longest := regexp.MustCompile(`the longest ttl now is [0-9]+h0m0s`)
 
+	nowhere := filepath.Join(testutil.ShortDir(t), "none.sock")
+	replacer = strings.NewReplacer(h.Path, "SOCKET", nowhere, "NOWHERE", ":"+strconv.Itoa(p1), ":PORT1", ":"+strconv.Itoa(p2), ":PORT2")
+	const showFD3 = `test -S /proc/self/fd/3 && echo "descriptor 3 is a socket; LISTEN_FDS=$LISTEN_FDS LISTEN_FDNAMES=$LISTEN_FDNAMES"`
 	tests := []struct {
-		name  string
-		args  []string // after --socket SOCKET
-		extra []*os.File
+		name   string
+		socket string // default: the holder's
+		args   []string
 	}{
 		{name: "a global flag after the command", args: []string{"list", "--socket", "/run/x.sock"}},
 		{name: "a duration without a unit", args: []string{"listen", "--ttl", "5", "web2", "tcp:127.0.0.1:0"}},
@@ -51,12 +54,19 @@ func TestMessages(t *testing.T) {
 		{name: "exec with a held socket of another network", args: []string{"exec", "web=tcp6:[::1]:0", "--", "true"}},
 		{name: "exec --rebind moves it", args: []string{"exec", "--rebind", "web=tcp:127.0.0.1:" + strconv.Itoa(p2), "--", "true"}},
 		{name: "and it is held on the new port", args: []string{"exec", "web=tcp:127.0.0.1:" + strconv.Itoa(p2), "--", "true"}},
+		{name: "exec with the holder down", socket: nowhere, args: []string{"exec", "web=tcp:127.0.0.1:0", "--", "sh", "-c", showFD3}},
+		{name: "exec --fallback with the holder down", socket: nowhere, args: []string{"exec", "--fallback", "web=tcp:127.0.0.1:0", "--", "sh", "-c", showFD3}},
+		{name: "exec --fallback without an address", socket: nowhere, args: []string{"exec", "--fallback", "web", "--", "true"}},
 	}
 	var out strings.Builder
 	for _, tt := range tests {
-		cmd := fdclientCmd(t, h.Path, tt.args...)
+		socket := h.Path
+		if tt.socket != "" {
+			socket = tt.socket
+		}
+		cmd := fdclientCmd(t, socket, tt.args...)
 		r := wait(t, cmd)
-		fmt.Fprintf(&out, "# %s\n$ fdclient --socket SOCKET %s\nexit %d\n", tt.name, replacer.Replace(strings.Join(tt.args, " ")), r.code)
+		fmt.Fprintf(&out, "# %s\n$ fdclient --socket %s %s\nexit %d\n", tt.name, replacer.Replace(socket), replacer.Replace(strings.Join(tt.args, " ")), r.code)
 		for _, s := range []struct{ name, text string }{{"stdout", r.stdout}, {"stderr", r.stderr}} {
 			if s.text != "" {
 				text := longest.ReplaceAllString(replacer.Replace(s.text), "the longest ttl now is Nh0m0s")

@@ -12,7 +12,7 @@ import (
 var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
-	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
+	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
@@ -91,7 +91,7 @@ Commands:
       "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
       --ttl are as for listen.
 
-  exec [--wait DUR] [--rebind] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
+  exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
       fdclient, with the same process ID, as systemd socket activation
       would start it (sd_listen_fds(3)): the sockets are descriptors 3, 4,
@@ -121,6 +121,16 @@ Commands:
                   replace (the holder closes its copy of the old one), and
                   keep the old socket open until PROG starts. Connections
                   still queued on the old socket are then reset
+      --fallback  if the holder is unreachable (exit code 6 otherwise),
+                  bind every NAME=NETWORK:ADDRESS here, warn on standard
+                  error, and start PROG anyway: PROG serves, but its
+                  sockets are not held, so they are refused while it
+                  restarts until the holder is back. Every NAME needs an
+                  ADDRESS. Off by default: the holder is there so that
+                  restarts refuse nothing, and a service that silently ran
+                  unheld would lose that without anyone noticing; turn it
+                  on where starting at all matters more (availability over
+                  protection)
 
   list [--json]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
