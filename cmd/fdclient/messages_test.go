@@ -13,11 +13,13 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// freePort returns a TCP port of 127.0.0.1 the kernel had free a moment
-// ago, for an address that fdclient binds itself.
-func freePort(t testing.TB) int {
+// freePort returns a TCP port of ip the kernel had free a moment ago, for
+// an address that fdclient binds itself. The second address of the tests
+// is on 127.0.0.2, where no connection's source port can take it
+// meanwhile.
+func freePort(t testing.TB, ip string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +34,10 @@ func freePort(t testing.TB) int {
 func TestMessages(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	p1, p2 := freePort(t), freePort(t)
+	p1, p2 := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.2")
+	for p2 == p1 { // the names below must tell them apart
+		p2 = freePort(t, "127.0.0.2")
+	}
 	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:"+strconv.Itoa(p1))
 	var replacer *strings.Replacer
 	longest := regexp.MustCompile(`the longest ttl now is [0-9]+h0m0s`)
@@ -50,10 +55,11 @@ func TestMessages(t *testing.T) {
 		{name: "a duration that is no duration", args: []string{"exec", "--wait", "soon", "web", "--", "true"}},
 		{name: "a ttl past 2262", args: []string{"listen", "--ttl", "2200000h", "web2", "tcp:127.0.0.1:0"}},
 		{name: "descriptor 3 not passed", args: []string{"store", "--fd", "3", "web2"}},
-		{name: "exec with a held socket on another port", args: []string{"exec", "web=tcp:127.0.0.1:" + strconv.Itoa(p2), "--", "true"}},
+		{name: "exec with a held socket on another port", args: []string{"exec", "web=tcp:127.0.0.2:" + strconv.Itoa(p2), "--", "true"}},
 		{name: "exec with a held socket of another network", args: []string{"exec", "web=tcp6:[::1]:0", "--", "true"}},
-		{name: "exec --rebind moves it", args: []string{"exec", "--rebind", "web=tcp:127.0.0.1:" + strconv.Itoa(p2), "--", "true"}},
-		{name: "and it is held on the new port", args: []string{"exec", "web=tcp:127.0.0.1:" + strconv.Itoa(p2), "--", "true"}},
+		{name: "exec --rebind moves it", args: []string{"exec", "--rebind", "web=tcp:127.0.0.2:" + strconv.Itoa(p2), "--", "true"}},
+		{name: "and it is held on the new port", args: []string{"exec", "web=tcp:127.0.0.2:" + strconv.Itoa(p2), "--", "true"}},
+		{name: "transfer to the same holder", args: []string{"transfer", "--to", h.Path}},
 		{name: "exec with the holder down", socket: nowhere, args: []string{"exec", "web=tcp:127.0.0.1:0", "--", "sh", "-c", showFD3}},
 		{name: "exec --fallback with the holder down", socket: nowhere, args: []string{"exec", "--fallback", "web=tcp:127.0.0.1:0", "--", "sh", "-c", showFD3}},
 		{name: "exec --fallback without an address", socket: nowhere, args: []string{"exec", "--fallback", "web", "--", "true"}},
@@ -78,7 +84,7 @@ func TestMessages(t *testing.T) {
 	checkGolden(t, "messages.golden", []byte(out.String()))
 
 	// The facts behind the last two: the entry moved.
-	if got := entry(t, h.Path, "web")["address"]; got != "127.0.0.1:"+strconv.Itoa(p2) {
-		t.Errorf("after --rebind web is at %v, want 127.0.0.1:%d", got, p2)
+	if got := entry(t, h.Path, "web")["address"]; got != "127.0.0.2:"+strconv.Itoa(p2) {
+		t.Errorf("after --rebind web is at %v, want 127.0.0.2:%d", got, p2)
 	}
 }
