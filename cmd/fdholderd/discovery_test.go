@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fdholder/fdholder/internal/testutil"
 )
 
 // sharedSocketDir is the directory of sharedSocket.
@@ -25,9 +27,8 @@ func sharedSocketDir(t testing.TB) string { return filepath.Dir(sharedSocket(t))
 func TestClientFindsSystemHolder(t *testing.T) {
 	needRoot(t)
 	for _, tool := range []string{"unshare", "setpriv"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux) is missing: %v", tool, err)
-		}
+		_, err := exec.LookPath(tool)
+		testutil.NeedPeer(t, err == nil, "%s (Debian package util-linux): %v", tool, err)
 	}
 	tmp := fakeTmp(t)
 	pol := writePolicy(t, sharedSocketDir(t), "[[rule]]\nuid = 4000\nops = [\"list\"]\nnames = [\"**\"]\n")
