@@ -72,7 +72,14 @@ func TestCheck(t *testing.T) {
 	if _, err := os.Lstat(filepath.Dir(sock)); err == nil {
 		t.Errorf("--check created %s", filepath.Dir(sock))
 	}
-	golden := filepath.Join("testdata", "check.golden")
+	checkGolden(t, "check.golden", got)
+}
+
+// checkGolden compares got with testdata/name, or rewrites the file with
+// -update ("go test ./cmd/fdholderd -run TEST -update").
+func checkGolden(t testing.TB, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -81,7 +88,7 @@ func TestCheck(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (go test ./cmd/fdholderd -run TestCheck -update creates it)", err)
+		t.Fatalf("%v (-update creates it)", err)
 	}
 	if got != string(want) {
 		t.Errorf("%s differs (-update after checking the change)\n--- got:\n%s\n--- want:\n%s", golden, got, want)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -71,18 +70,5 @@ exit $code
 		out.WriteString("\n")
 	}
 	got := strings.ReplaceAll(out.String(), tmp, "TMPDIR")
-	golden := filepath.Join("testdata", "discovery.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (-update creates it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (-update after checking the change)\n--- got:\n%s\n--- want:\n%s", golden, got, want)
-	}
+	checkGolden(t, "discovery.golden", got)
 }
