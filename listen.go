@@ -232,25 +232,9 @@ func (c *Client) ListenAndStore(ctx context.Context, name, network, address stri
 // bindAndStore binds a new socket and stores it under name with opts. With
 // keep it also returns a duplicate as an *os.File owned by the caller.
 func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string, opts StoreOptions, keep bool) (*os.File, Entry, error) {
-	var lc net.ListenConfig
-	var sock boundSocket
-	switch kind {
-	case streamKind:
-		ln, err := lc.Listen(ctx, network, address)
-		if err != nil {
-			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
-		}
-		if ul, ok := ln.(*net.UnixListener); ok {
-			// The socket outlives this listener: keep its file.
-			ul.SetUnlinkOnClose(false)
-		}
-		sock = ln.(boundSocket)
-	case packetKind:
-		pc, err := lc.ListenPacket(ctx, network, address)
-		if err != nil {
-			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
-		}
-		sock = pc.(boundSocket)
+	sock, err := bind(ctx, kind, network, address)
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 	}
 	defer sock.Close()
 	var f *os.File
@@ -270,6 +254,47 @@ func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, ne
 		return nil, Entry{}, err
 	}
 	return f, e, nil
+}
+
+// bind binds a new socket to address: a listener for streamKind, a packet
+// socket for packetKind. A Unix socket's file outlives the returned
+// socket's Close.
+func bind(ctx context.Context, kind netKind, network, address string) (boundSocket, error) {
+	var lc net.ListenConfig
+	if kind == packetKind {
+		pc, err := lc.ListenPacket(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return pc.(boundSocket), nil
+	}
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// The socket outlives this listener: keep its file.
+		ul.SetUnlinkOnClose(false)
+	}
+	return ln.(boundSocket), nil
+}
+
+// Bind binds a new socket to address as ListenFile does when name is not
+// held, but keeps it away from the holder: the fallback of a service that
+// must start while the holder is unreachable (fdclient exec --fallback).
+// The returned *os.File is owned by the caller, who must close it; a Unix
+// socket's file stays in place.
+func Bind(ctx context.Context, network, address string) (*os.File, error) {
+	kind, err := networkKind(network)
+	if err != nil {
+		return nil, err
+	}
+	sock, err := bind(ctx, kind, network, address)
+	if err != nil {
+		return nil, err
+	}
+	defer sock.Close()
+	return dupFile(sock, "fdholder:"+address)
 }
 
 // unbind removes the file of a Unix socket this process bound but could not

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
 )
@@ -136,7 +132,7 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 				f.Close()
 			}
 			moved = nil
-			files, err = c.bindDirectly(a, err)
+			files, err = c.bindDirectly(ctx, a, err)
 			if err != nil {
 				return err
 			}
@@ -241,11 +237,11 @@ func (c *execCmd) allBind() bool {
 // bindDirectly is --fallback: the holder is unreachable (why), so every
 // NAME=NETWORK:ADDRESS is bound here, unheld, with a warning on stderr, and
 // the returned sockets go to PROG as the held ones would have.
-func (c *execCmd) bindDirectly(a *app, why error) ([]*os.File, error) {
+func (c *execCmd) bindDirectly(ctx context.Context, a *app, why error) ([]*os.File, error) {
 	fmt.Fprintf(a.stderr, "fdclient: exec: warning: %s\n", strings.TrimPrefix(why.Error(), "exec: "))
 	files := make([]*os.File, 0, len(c.specs))
 	for _, s := range c.specs {
-		f, err := bindFile(s.addr.network, s.addr.address)
+		f, err := fdholder.Bind(ctx, s.addr.network, s.addr.address)
 		if err != nil {
 			for _, f := range files {
 				f.Close()
@@ -256,57 +252,6 @@ func (c *execCmd) bindDirectly(a *app, why error) ([]*os.File, error) {
 		fmt.Fprintf(a.stderr, "fdclient: exec: warning: --fallback: bound %s for %q directly; it is not held, so connections are refused while PROG restarts until the holder is back\n", s.addr, s.name)
 	}
 	return files, nil
-}
-
-// bindFile binds network/address as the holder's get-or-create would, and
-// returns the socket as an *os.File: a duplicate made with
-// F_DUPFD_CLOEXEC inside SyscallConn().Control, which leaves O_NONBLOCK
-// alone (File.Fd would clear it).
-func bindFile(network, address string) (*os.File, error) {
-	var lc net.ListenConfig
-	var sock interface {
-		syscall.Conn
-		Close() error
-	}
-	switch network {
-	case "udp", "udp4", "udp6", "unixgram":
-		pc, err := lc.ListenPacket(context.Background(), network, address)
-		if err != nil {
-			return nil, err
-		}
-		sock = pc.(interface {
-			syscall.Conn
-			Close() error
-		})
-	default:
-		ln, err := lc.Listen(context.Background(), network, address)
-		if err != nil {
-			return nil, err
-		}
-		if ul, ok := ln.(*net.UnixListener); ok {
-			ul.SetUnlinkOnClose(false) // PROG serves the socket after this copy closes
-		}
-		sock = ln.(interface {
-			syscall.Conn
-			Close() error
-		})
-	}
-	defer sock.Close()
-	rc, err := sock.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
-	}
-	return os.NewFile(uintptr(nfd), "fdclient:"+address), nil
 }
 
 // move is --rebind: it keeps a duplicate of the socket held under s.name
