@@ -182,7 +182,7 @@ func (c *Client) dial(ctx context.Context) (_ *proto.Conn, err error) {
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("%w: cannot connect to the holder at %s: %s", ErrPermission, c.path, whyDenied(c.path))
+			return nil, fmt.Errorf("%w: cannot connect to the holder at %s: %s: %w", ErrPermission, c.path, whyDenied(c.path), os.NewSyscallError("connect", syscall.EACCES))
 		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fdholder/fdholder"
@@ -121,6 +122,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := cmd.run(ctx, a); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("%w (no answer within --timeout %v)", err, a.timeout)
+		}
+		if errors.Is(err, fdholder.ErrPermission) && !errors.Is(err, syscall.EACCES) {
+			// The holder's policy refused (connect(2) did not): say
+			// what grants it.
+			err = fmt.Errorf("%w (the holder's policy file, fdholderd --policy, grants ops on names to uids and groups: docs/security.md)", err)
 		}
 		fmt.Fprintf(stderr, "fdclient: %s\n", oneLine(err.Error()))
 		return exitCode(err)

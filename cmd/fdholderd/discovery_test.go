@@ -31,6 +31,7 @@ func TestClientFindsSystemHolder(t *testing.T) {
 	}
 	tmp := fakeTmp(t)
 	pol := writePolicy(t, sharedSocketDir(t), "[[rule]]\nuid = 4000\nops = [\"list\"]\nnames = [\"**\"]\n")
+	getOnly := writePolicy(t, sharedSocketDir(t), "[[rule]]\nuid = 4000\nops = [\"get\"]\nnames = [\"**\"]\n")
 	const script = `set -u
 mount -t tmpfs tmpfs /run || exit 90
 if [ "$MODE" != none ]; then
@@ -44,15 +45,16 @@ code=$?
 if [ "$MODE" != none ]; then kill "$holder"; wait "$holder"; fi
 exit $code
 `
-	tests := []struct{ name, mode string }{
-		{name: "the system holder admits the user", mode: "0666"},
-		{name: "the system holder's socket is 0600", mode: "0600"},
-		{name: "no holder anywhere", mode: "none"},
+	tests := []struct{ name, mode, policy string }{
+		{name: "the system holder admits the user", mode: "0666", policy: pol},
+		{name: "the system holder's socket is 0600", mode: "0600", policy: pol},
+		{name: "the system holder's policy does not grant list", mode: "0666", policy: getOnly},
+		{name: "no holder anywhere", mode: "none", policy: pol},
 	}
 	var out strings.Builder
 	for _, tt := range tests {
 		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
-		cmd.Env = append(cleanEnv(), "MODE="+tt.mode, "HOLDER="+binary, "CLIENT="+fdclientBin, "TMPDIR="+tmp, "POLICY="+pol)
+		cmd.Env = append(cleanEnv(), "MODE="+tt.mode, "HOLDER="+binary, "CLIENT="+fdclientBin, "TMPDIR="+tmp, "POLICY="+tt.policy)
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
