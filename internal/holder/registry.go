@@ -140,6 +140,10 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 		StoredAt:  now.Round(0), // wall clock for display; expiry runs on a monotonic timer
 	}
 	if ttl > 0 {
+		if err := proto.CheckExpiry(e.StoredAt, ttl); err != nil {
+			fd.Close()
+			return proto.Entry{}, err
+		}
 		e.ExpiresAt = e.StoredAt.Add(ttl)
 	}
 	return r.hold(e, fd, ttl, replace, "store", guard)
