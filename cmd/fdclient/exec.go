@@ -137,18 +137,10 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 
 // fetch returns a duplicate of the socket held under s.name, which the
 // caller owns: bound and stored first if s has an address and the name is
-// not held, waited for with --wait if it has none.
+// not held. With --wait, a holder that does not answer yet (a sidecar
+// container starting beside this one) and a plain name not held yet are
+// asked for again until the wait is over.
 func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, error) {
-	if s.addr != nil {
-		rctx, cancel := a.request(ctx)
-		defer cancel()
-		client, err := a.dial(rctx)
-		if err != nil {
-			return nil, fmt.Errorf("exec: %q: %w", s.name, err)
-		}
-		f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
-		return f, err
-	}
 	var deadline time.Time
 	if c.wait > 0 {
 		deadline = time.Now().Add(c.wait)
@@ -158,9 +150,12 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, erro
 	interval := 10 * time.Millisecond
 	const maxInterval = 500 * time.Millisecond
 	for {
-		f, err := c.get(ctx, a, s.name)
-		if err == nil || !errors.Is(err, fdholder.ErrNotFound) || c.wait == 0 {
+		f, err := c.fetchOnce(ctx, a, s)
+		if err == nil || c.wait == 0 || !s.retryable(err) {
 			return f, err
+		}
+		if errors.Is(err, fdholder.ErrUnreachable) {
+			a.close() // a holder that went away; dial its successor
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -175,6 +170,27 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, erro
 		}
 		interval = min(interval*2, maxInterval)
 	}
+}
+
+// retryable tells whether --wait asks again after err: the holder did not
+// answer, or a plain name is not held yet.
+func (s execSpec) retryable(err error) bool {
+	return errors.Is(err, fdholder.ErrUnreachable) || s.addr == nil && errors.Is(err, fdholder.ErrNotFound)
+}
+
+// fetchOnce is one attempt of fetch.
+func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (*os.File, error) {
+	if s.addr == nil {
+		return c.get(ctx, a, s.name)
+	}
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	client, err := a.dial(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("exec: %q: %w", s.name, err)
+	}
+	f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
+	return f, err
 }
 
 // get is one Client.Get bounded by --timeout.

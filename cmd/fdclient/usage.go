@@ -99,9 +99,10 @@ Commands:
       NAME=NETWORK:ADDRESS gets the socket held under NAME, or if there is
       none, binds one as listen does and stores it (get-or-create). A held
       socket of another network is an error.
-      --wait DUR  if a plain NAME is not held yet, ask again (at growing
-                  intervals) until it is, for up to DUR; then fail with exit
-                  code 3 (default 0: fail at once)
+      --wait DUR  if the holder does not answer yet, or a plain NAME is not
+                  held yet, ask again (at growing intervals) for up to DUR;
+                  then fail with exit code 6 or 3 (default 0: fail at once).
+                  A container started beside the holder's waits this way
 
   list [--json]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
