@@ -59,6 +59,9 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	}
 	e.mustPodman("kube", "play", "--network", "none", filepath.Join(deploy, manifest))
 
+	if pods := e.mustPodman("pod", "ps", "--format", "{{.Name}}"); pods != pod {
+		t.Fatalf("pods %q, want %s alone", pods, pod)
+	}
 	waitFor(t, startTimeout, "the app's ready line", func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1
 	})
