@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,4 +128,30 @@ func ModuleRoot() (string, error) {
 		return "", fmt.Errorf("not inside the fdholder module")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// WaitFor polls cond every 20 ms until it holds, and fails the test with
+// what after timeout. cond reads a fact (a log line, a process state, a
+// kernel counter); the timeout only bounds a hang.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ListenTCP returns a TCP listener on 127.0.0.1 at a port the kernel
+// picks, closed at the end of the test.
+func ListenTCP(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }

@@ -107,7 +107,7 @@ func restartUnderLoad(t *testing.T, holder bool) (testutil.WrkResult, []int) {
 // requests.
 func waitLoad(t testing.TB, g *gunicornServer, gen int) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
 		return g.requestsServed(t, gen) >= loadPerGeneration
 	})
 }

@@ -38,10 +38,11 @@ const (
 const startTimeout = 60 * time.Second
 
 // TestPodSurvivesAppKills plays the containers: variant of the manifests,
-// drives the pod with wrk from inside its network namespace, kills the app
-// container's process with kill -9 five times and lets the pod's restart
-// policy (Always) bring it back: fdclient exec gets the same listener from
-// the holder each time, so no connection is refused. Then it tears the pod
+// drives the pod with wrk from inside its network namespace, ends the app
+// container's process five times with kill -9 and five times with SIGTERM,
+// and lets the pod's restart policy (Always) bring it back each time:
+// fdclient exec gets the same listener from the holder, in the same
+// network namespace, so no connection is refused. Then it tears the pod
 // down and checks that podman has nothing left.
 func TestPodSurvivesAppKills(t *testing.T) {
 	needEngine(t)
@@ -62,7 +63,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	if pods := e.mustPodman("pod", "ps", "--format", "{{.Name}}"); pods != pod {
 		t.Fatalf("pods %q, want %s alone", pods, pod)
 	}
-	waitFor(t, startTimeout, "the app's ready line", func() bool {
+	testutil.WaitFor(t, startTimeout, "the app's ready line", func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1
 	})
 	infra := e.infraPid(pod)
@@ -96,7 +97,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	done := 0 // restarts so far
 	for _, way := range ways {
 		wrk := startWrk(t, dir, infra)
-		waitFor(t, startTimeout, "wrk's connections", func() bool { return established(t, infra) > 0 })
+		testutil.WaitFor(t, startTimeout, "wrk's connections", func() bool { return established(t, infra) > 0 })
 		for range restarts {
 			done++
 			e.restartApp(t, way.sig, done, netns)
@@ -133,10 +134,10 @@ func (e *engine) restartApp(t testing.TB, sig syscall.Signal, n int, netns strin
 	if err := syscall.Kill(pid, sig); err != nil {
 		t.Fatalf("kill -%d %d (the app container's process): %v", sig, pid, err)
 	}
-	waitFor(t, startTimeout, fmt.Sprintf("restart %d of the app container", n), func() bool {
+	testutil.WaitFor(t, startTimeout, fmt.Sprintf("restart %d of the app container", n), func() bool {
 		return e.inspectInt(webCtr, ".RestartCount") == n
 	})
-	waitFor(t, startTimeout, fmt.Sprintf("the app's ready line after restart %d", n), func() bool {
+	testutil.WaitFor(t, startTimeout, fmt.Sprintf("the app's ready line after restart %d", n), func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1+n
 	})
 	newPid := e.inspectInt(webCtr, ".State.Pid")

@@ -122,19 +122,9 @@ func (c *child) wait(t testing.TB) int {
 	return c.cmd.ProcessState.ExitCode()
 }
 
-func listen(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func TestServes(t *testing.T) {
 	testutil.CheckLeaks(t)
-	ln := listen(t)
+	ln := testutil.ListenTCP(t)
 	c := startChild(t, ln)
 	c.waitLog(t, "webapp: ready: pid ")
 	tr := &http.Transport{}
@@ -195,7 +185,7 @@ func TestRefusesToStartWithoutListener(t *testing.T) {
 // by a successor.
 func TestDrainOnSIGTERM(t *testing.T) {
 	testutil.CheckLeaks(t)
-	ln := listen(t)
+	ln := testutil.ListenTCP(t)
 	c := startChild(t, ln)
 	c.waitLog(t, "webapp: ready: pid ")
 
