@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -154,4 +156,28 @@ func ListenTCP(t testing.TB) *net.TCPListener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// StartTied starts cmd so that the kernel kills it (SIGKILL) if the test
+// process dies first (PR_SET_PDEATHSIG, prctl(2)). The signal fires when
+// the *thread* that forked exits, and the Go runtime ends a thread whose
+// goroutine exits while locked to it: so cmd is started from a thread of
+// its own, kept until release is called, after cmd has been reaped.
+func StartTied(cmd *exec.Cmd) (release func(), err error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started, done := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- cmd.Start()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
+		close(done)
+		return nil, err
+	}
+	return func() { close(done) }, nil
 }

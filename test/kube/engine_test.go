@@ -7,10 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -130,31 +128,21 @@ func startEngine(t testing.TB, dir string) *engine {
 	}
 
 	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", nsScript, "sh", storage}, emptyCgroupV1...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	// Pdeathsig fires when the thread that forked exits (see
-	// test/systemd): fork from a thread kept until the end.
-	started, release := make(chan error), make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		started <- cmd.Start()
-		<-release
-		runtime.UnlockOSThread()
-	}()
-	if err := <-started; err != nil {
-		close(release)
+	release, err := testutil.StartTied(cmd) // if the test dies, so does the namespace
+	if err != nil {
 		t.Fatalf("unshare: %v", err)
 	}
 	e.nsPid = cmd.Process.Pid
 	t.Cleanup(func() {
 		e.killNamespace()
 		cmd.Wait()
-		close(release)
+		release()
 	})
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
