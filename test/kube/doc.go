@@ -7,8 +7,8 @@
 // catatonit).
 //
 // podman and buildah run inside a private mount namespace held by one
-// process for the whole test, with tmpfs over /run, /var/tmp and the
-// storage directory, so that nothing they write outlives the test; the
+// process for the whole test, with tmpfs over /run and the storage
+// directory, temporary files in the test's directory, so that nothing they write outlives the test; the
 // configuration (runc, cgroupfs, the descriptor limits) is passed with
 // CONTAINERS_CONF and CONTAINERS_STORAGE_CONF. The pod runs with
 // --network none: a network namespace of its own with loopback only, which

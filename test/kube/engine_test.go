@@ -39,6 +39,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+image_copy_tmp_dir = "%s"
 `
 
 // storageConf is passed with CONTAINERS_STORAGE_CONF
@@ -52,13 +53,13 @@ runroot = "/run/containers/storage"
 
 // nsScript runs in the new mount namespace (unshare --mount --propagation
 // private): a tmpfs over /run (podman's and runc's state: /run/libpod,
-// /run/containers, /run/runc, /run/netns), over /var/tmp (buildah's
-// scratch files), over the image storage ($1) and over the empty cgroup
-// hierarchies; then it reports and waits, holding the namespace, until the
-// test kills it.
+// /run/containers, /run/runc, /run/netns), over the image storage ($1) and
+// over the empty cgroup hierarchies; then it reports and waits, holding the
+// namespace, until the test kills it. Temporary files (buildah's, the
+// image copies') go to the test's directory through TMPDIR and
+// image_copy_tmp_dir instead of /var/tmp, where the checkout might be.
 const nsScript = `set -e
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /var/tmp
 mount -t tmpfs tmpfs "$1"
 shift
 for d in "$@"; do
@@ -110,15 +111,19 @@ func startEngine(t testing.TB, dir string) *engine {
 	if err := os.Mkdir(storage, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	conf := filepath.Join(dir, "containers.conf")
 	sconf := filepath.Join(dir, "storage.conf")
-	if err := os.WriteFile(conf, []byte(containersConf), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(containersConf, tmp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(storageConf, storage)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &engine{t: t, env: append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+sconf)}
+	e := &engine{t: t, env: append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+sconf, "TMPDIR="+tmp)}
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	for _, h := range hierarchies {
 		parent := filepath.Join(h, "libpod_parent")
