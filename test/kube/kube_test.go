@@ -71,6 +71,14 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	if got := netnsOf(t, e.inspectInt(webCtr, ".State.Pid")); got != netns {
 		t.Fatalf("the app runs in network namespace %s, the pod's is %s", got, netns)
 	}
+	// podman applied the manifests' security context: the holder admits
+	// the app because both run as uid 65532.
+	for _, c := range []string{holderCtr, webCtr} {
+		got := e.mustPodman("inspect", "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.EffectiveCaps}}", c)
+		if want := "65532:65532 true []"; got != want {
+			t.Errorf("container %s: user, read-only root, capabilities %q, want %q", c, got, want)
+		}
+	}
 	entry := e.heldEntry(t)
 	t.Logf("pod network namespace %s; held: %s %s, owner uid %v pid %v", netns, entry.Name, entry.Address, entry.OwnerUID, entry.OwnerPID)
 	// The app container stored it from a sibling pid namespace: the
