@@ -196,7 +196,12 @@ func (e *engine) run(args ...string) (string, error) {
 // must is run, failing the test on an error.
 func (e *engine) must(args ...string) string {
 	e.t.Helper()
-	out, err := e.run(args...)
+	return e.ok(e.run(args...))
+}
+
+// ok returns out, or fails the test with err.
+func (e *engine) ok(out string, err error) string {
+	e.t.Helper()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -218,13 +223,10 @@ func (e *engine) podman(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// mustPodman is podman, failing the test on an error.
 func (e *engine) mustPodman(args ...string) string {
 	e.t.Helper()
-	out, err := e.podman(args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
+	return e.ok(e.podman(args...))
 }
 
 // inspectInt is one integer field of podman inspect (a Go template).
