@@ -115,9 +115,10 @@ Commands:
       socket of another network, or bound to another address (another
       port, say: the one in PROG's configuration changed), is an error
       that names both; --rebind moves it.
-      --wait DUR  if a plain NAME is not held yet, ask again (at growing
-                  intervals) until it is, for up to DUR; then fail with exit
-                  code 3 (default 0: fail at once)
+      --wait DUR  if the holder does not answer yet, or a plain NAME is not
+                  held yet, ask again (at growing intervals) for up to DUR;
+                  then fail with exit code 6 or 3 (default 0: fail at once).
+                  A container started beside the holder's waits this way
       --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
                   bind ADDRESS, store the new socket under NAME with
                   replace (the holder closes its copy of the old one), and

@@ -327,16 +327,6 @@ func dial(t testing.TB, path string) *fdholder.Client {
 	return c
 }
 
-func listenTCP(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
@@ -349,7 +339,7 @@ func testCtx(t testing.TB) context.Context {
 func storeGet(t testing.TB, c *fdholder.Client, name string) {
 	t.Helper()
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	addr := ln.Addr().String()
 	if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)

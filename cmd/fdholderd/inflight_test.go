@@ -128,7 +128,7 @@ any_owner = true
 `
 	d, path := startLowLimit(t, 512, policy)
 	c := dial(t, path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	ctx := testCtx(t)
 	for i := range 253 {
 		if _, err := c.Store(ctx, fmt.Sprintf("pub/%03d", i), ln, fdholder.StoreOptions{}); err != nil {
