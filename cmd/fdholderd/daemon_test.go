@@ -137,6 +137,7 @@ type daemonOpts struct {
 	wrapper    []string // a command that runs fdholderd, such as systemd-socket-activate
 	extraFiles []*os.File
 	bin        string // the binary to run; empty: the one TestMain built
+	as         *cred  // run as this user; nil: as the test
 }
 
 // cleanEnv is the test's environment without what would steer the daemon.
@@ -171,6 +172,9 @@ func start(t testing.TB, o daemonOpts) *daemon {
 	d.cmd.Env = append(cleanEnv(), o.env...)
 	d.cmd.Stderr = d.log
 	d.cmd.ExtraFiles = o.extraFiles
+	if o.as != nil {
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: o.as.uid, Gid: o.as.gid, Groups: o.as.groups}}
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", argv[0], err)
 	}
@@ -323,16 +327,6 @@ func dial(t testing.TB, path string) *fdholder.Client {
 	return c
 }
 
-func listenTCP(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
@@ -345,7 +339,7 @@ func testCtx(t testing.TB) context.Context {
 func storeGet(t testing.TB, c *fdholder.Client, name string) {
 	t.Helper()
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	addr := ln.Addr().String()
 	if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)

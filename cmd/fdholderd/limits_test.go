@@ -32,7 +32,7 @@ func TestEntryLimits(t *testing.T) {
 		storeNew(t, c, name)
 	}
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	steps := []struct {
 		who  cred
 		args []string
@@ -103,7 +103,7 @@ func TestDescriptorReserve(t *testing.T) {
 	defer unix.Prlimit(d.pid(), unix.RLIMIT_NOFILE, &old, nil)
 
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	stored := 0
 	var err error
 	for ; stored < 100; stored++ {

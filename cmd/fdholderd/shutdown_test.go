@@ -31,7 +31,7 @@ const (
 func fillList(t testing.TB, c *fdholder.Client) int {
 	t.Helper()
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	for i := range listEntries {
 		name := fmt.Sprintf("e%03d-%s", i, strings.Repeat("x", nameLen-5))
 		if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {

@@ -57,7 +57,7 @@ func newCollector(opts Options) *collector {
 		fdstoreOps: prometheus.NewDesc("fdholder_fdstore_operations_total",
 			"Changes mirrored into systemd's file descriptor store, by op (store, remove).", []string{"op"}, nil),
 		fdstoreFailures: prometheus.NewDesc("fdholder_fdstore_failures_total",
-			"Changes that could not be mirrored into systemd's file descriptor store, by op: the entry is held but may not survive a crash.",
+			"Changes that could not be mirrored into systemd's file descriptor store, by op: a store is then refused, a removal leaves a stale copy.",
 			[]string{"op"}, nil),
 	}
 }

@@ -557,13 +557,22 @@ func TestFDStoreMirror(t *testing.T) {
 	f.want(t, 0, "fdholder_fdstore_failures_total", "op=store")
 	f.want(t, 0, "fdholder_fdstore_failures_total", "op=remove")
 
-	// With nobody at the notification socket, sends fail (ECONNREFUSED).
+	// With nobody at the notification socket, sends fail (ECONNREFUSED):
+	// the store is refused, as its copy could not be made.
 	sink.Close()
 	fd, _ = listenTCP(t, 4)
-	hold(t, r.reg, "web", fd)
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		fd.Close()
+		t.Fatal(err)
+	}
+	if _, err := r.reg.Store("web", fd, info, holder.Owner{}, 0, false); err == nil {
+		t.Fatal("a store whose copy failed was held")
+	}
 	f = r.families(t)
 	f.want(t, 2, "fdholder_fdstore_operations_total", "op=store")
 	f.want(t, 1, "fdholder_fdstore_failures_total", "op=store")
+	f.want(t, 0, "fdholder_entries", "network=tcp")
 }
 
 func TestProcessAndBuild(t *testing.T) {

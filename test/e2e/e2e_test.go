@@ -192,19 +192,6 @@ func (p *process) logOutput(t testing.TB) {
 	}
 }
 
-// waitFor polls cond every 20ms until it returns true, and fails the test
-// with what after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // holderd is a running fdholderd.
 type holderd struct {
 	socket string
@@ -221,7 +208,7 @@ func startHolder(t testing.TB, dir string) *holderd {
 	h := &holderd{socket: filepath.Join(testutil.ShortDir(t), "h.sock")}
 	h.proc = startProcess(t, "fdholderd", dir, filepath.Join(dir, "fdholderd.log"), "",
 		fdholderdBin, "--socket", h.socket, "--log-format", "console", "--log-level", "debug")
-	waitFor(t, startTimeout, "fdholderd to serve on "+h.socket, func() bool {
+	testutil.WaitFor(t, startTimeout, "fdholderd to serve on "+h.socket, func() bool {
 		if h.proc.exited() {
 			t.Fatalf("fdholderd exited before serving: %v", h.proc.err)
 		}

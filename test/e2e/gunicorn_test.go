@@ -148,7 +148,7 @@ func (g *gunicornServer) start(t testing.TB) *process {
 	})
 	if g.holder != nil && gen == 0 {
 		var e listEntry
-		waitFor(t, startTimeout, `fdclient exec to store "web"`, func() bool {
+		testutil.WaitFor(t, startTimeout, `fdclient exec to store "web"`, func() bool {
 			if p.exited() {
 				t.Fatalf("gunicorn #0 exited before the socket was stored: %v", p.err)
 			}
@@ -174,7 +174,7 @@ func (g *gunicornServer) start(t testing.TB) *process {
 // refused until gunicorn has bound the port.
 func (g *gunicornServer) waitServing(t testing.TB, p *process) {
 	t.Helper()
-	waitFor(t, startTimeout, p.name+" to serve on "+g.addr(), func() bool {
+	testutil.WaitFor(t, startTimeout, p.name+" to serve on "+g.addr(), func() bool {
 		if p.exited() {
 			t.Fatalf("%s exited before serving: %v", p.name, p.err)
 		}
@@ -195,7 +195,7 @@ func (g *gunicornServer) waitServing(t testing.TB, p *process) {
 func (g *gunicornServer) workers(t testing.TB, p *process) []procIdentity {
 	t.Helper()
 	var ws []procIdentity
-	waitFor(t, startTimeout, p.name+"'s 2 workers", func() bool {
+	testutil.WaitFor(t, startTimeout, p.name+"'s 2 workers", func() bool {
 		ws = ws[:0]
 		for _, pid := range procChildren(t, p.pid()) {
 			if _, start, ok := procStat(pid); ok {
