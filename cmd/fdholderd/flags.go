@@ -19,7 +19,7 @@ type config struct {
 	socket    string // from --socket; empty: fdholder.SocketPath()
 	logFormat string // console or json
 	logLevel  zapcore.Level
-	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+	check     bool // --check: validate the policy and exit (also an upgrade's test of a new binary)
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -34,7 +34,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
-       fdholderd --check
+       fdholderd --check [--policy FILE]
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -47,14 +47,16 @@ Options:
                         may connect at all. 0660 with --socket-group lets a
                         group connect; what it may then do is the policy's
   --socket-group GROUP  the socket file's group, a name or a number
-  --policy FILE         the access policy (a TOML subset; docs/security.md).
+  --policy FILE         the access policy (TOML; docs/security.md).
                         Without it root and fdholderd's own uid may do
                         everything and every other uid nothing. A bad file
                         stops start-up with the line at fault; SIGHUP reloads
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
-  --check               print "fdholderd: ok" and exit 0: an upgrade runs the
-                        new binary so before executing it
+  --check               load --policy FILE, if given, print "fdholderd: ok"
+                        and exit 0 without starting; a bad file is printed
+                        with its line and exits 1. An upgrade runs the new
+                        binary with --check before executing it
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with

@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +134,50 @@ func TestUsage(t *testing.T) {
 			}
 			if tt.wantCode != 0 && stdout != "" {
 				t.Errorf("stdout = %q, want nothing on a usage error", stdout)
+			}
+		})
+	}
+}
+
+// TestCheckPolicy runs fdholderd --check --policy FILE as an operator
+// would before a reload: it validates the file without starting.
+func TestCheckPolicy(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.toml", "rule = [\n  {uid = 65534, ops = ['get'], names = ['pub/*']},\n  {uid = 65533, ops = ['list'], names = ['**']},\n]\n")
+	one := write("one.toml", "\uFEFF[[rule]]\nuid = 65534\nops = ['get']\nnames = ['pub/*']\n")
+	empty := write("empty.toml", "# nothing yet\n")
+	bad := write("bad.toml", "[[rule]]\nuid = 65534\nops = [\n  'get',\n  'read',\n]\nnames = ['**']\n")
+	tests := []struct {
+		name       string
+		policy     string
+		wantCode   int
+		wantStdout string // the whole of it
+		wantStderr string
+	}{
+		{name: "no policy", wantStdout: "fdholderd: ok\n"},
+		{name: "good", policy: good, wantStdout: "fdholderd: policy " + good + ": 2 rules\nfdholderd: ok\n"},
+		{name: "one rule", policy: one, wantStdout: "fdholderd: policy " + one + ": 1 rule\nfdholderd: ok\n"},
+		{name: "empty", policy: empty, wantStdout: fmt.Sprintf("fdholderd: policy %s: 0 rules: it grants nothing beyond root and uid %d\nfdholderd: ok\n", empty, os.Getuid())},
+		{name: "bad", policy: bad, wantCode: 1, wantStderr: "fdholderd: policy " + bad + `:5: unknown op "read"; ops are store, get, take, delete, list and transfer` + "\n"},
+		{name: "missing", policy: filepath.Join(dir, "none.toml"), wantCode: 1, wantStderr: "fdholderd: policy " + filepath.Join(dir, "none.toml") + ": open " + filepath.Join(dir, "none.toml") + ": no such file or directory\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"--check"}
+			if tt.policy != "" {
+				args = append(args, "--policy", tt.policy)
+			}
+			code, stdout, stderr := runOnce(t, nil, args...)
+			if code != tt.wantCode || stdout != tt.wantStdout || stderr != tt.wantStderr {
+				t.Errorf("fdholderd %q: exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr %q",
+					args, code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			}
 		})
 	}

@@ -44,6 +44,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.check {
+		if err := checkPolicy(cfg, stdout); err != nil {
+			fmt.Fprintf(stderr, "fdholderd: %v\n", err)
+			return 1
+		}
 		io.WriteString(stdout, "fdholderd: ok\n")
 		return 0
 	}

@@ -8,9 +8,9 @@ import (
 	"github.com/fdholder/fdholder/internal/proto"
 )
 
-// FuzzParse checks that the parser never panics, that every error is a
-// *SyntaxError on a line of the input, and that every policy it accepts is
-// complete. Run with:
+// FuzzParse checks that decoding a policy never panics, that every error
+// is a *SyntaxError on a line of the input, and that every policy it
+// accepts is complete. Run with:
 // go test ./internal/policy -run '^$' -fuzz FuzzParse -fuzztime 60s
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(example))
@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[[rule]]\nuser = \"\\u0041\\U0001F600\"\n"))
 	f.Add([]byte("[rule]\n"))
 	f.Add([]byte("[[rule]]\nuid = 99999999999999999999999\n"))
+	f.Add([]byte("\uFEFFrule = [{uid = 0x21, ops = ['get'], names = ['''a/*''']}]\n"))
+	f.Add([]byte("[[rule]]\nuser = \"\"\"www\\\n  -data\"\"\"\nops = [\"get\",]\nnames = [\"**\"]\n[rule.x]\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		p, err := Parse("f.toml", src, holderUID, fakeResolver{})
 		if err != nil {
