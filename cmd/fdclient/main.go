@@ -1,5 +1,3 @@
-// Command fdclient is the command-line client of fdholderd. See doc.go and
-// "fdclient --help".
 package main
 
 import (

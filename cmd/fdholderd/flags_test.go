@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,38 @@ func TestCheckPolicy(t *testing.T) {
 					args, code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			}
 		})
+	}
+}
+
+// TestEveryFlagDocumented checks that each flag fdholderd defines has its
+// own line in --help, and appears in the synopsis of doc.go and of the
+// README, so that neither drifts from the code again.
+func TestEveryFlagDocumented(t *testing.T) {
+	docs := map[string]string{"--help": usage}
+	for name, path := range map[string]string{"doc.go": "doc.go", "README.md": "../../README.md"} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[name] = string(data)
+	}
+	n := 0
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
+		n++
+		t.Run(f.Name, func(t *testing.T) {
+			line := regexp.MustCompile(`(?m)^  --` + regexp.QuoteMeta(f.Name) + `( |$)`)
+			if !line.MatchString(usage) {
+				t.Errorf("--help has no line for --%s", f.Name)
+			}
+			mention := regexp.MustCompile(`[[ ]--` + regexp.QuoteMeta(f.Name) + `[] \n]`)
+			for _, doc := range []string{"doc.go", "README.md"} {
+				if !mention.MatchString(docs[doc]) {
+					t.Errorf("%s's synopsis lacks --%s", doc, f.Name)
+				}
+			}
+		})
+	})
+	if n < 13 {
+		t.Errorf("only %d flags defined; the flag set is not the one parseFlags uses", n)
 	}
 }

@@ -10,9 +10,8 @@
 // Socket.RemoveFile removes the file on exit only if it is still the one
 // this process created, so that a successor's socket is never removed.
 // IsControlListener tells whether a descriptor passed by socket activation
-// (sd_listen_fds(3)) is such a listener.
+// (sd_listen_fds(3), read by internal/fdstore) is such a listener.
 //
-// It deliberately does not serve the socket (internal/holder does), read
-// LISTEN_FDS or talk to systemd (cmd/fdholderd does), or decide the socket
-// path (the root package's SocketPath does).
+// internal/holder serves the socket; the root package's SocketPath decides
+// its path.
 package ctlsock
