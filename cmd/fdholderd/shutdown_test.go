@@ -243,7 +243,7 @@ func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
 		s.recvQ, _ = strconv.Atoi(f[2])
 		s.inode, _ = strconv.ParseUint(f[5], 10, 64)
 		s.peer, _ = strconv.ParseUint(f[7], 10, 64)
-		for _, kv := range strings.Split(strings.Trim(f[8], "skmem:()"), ",") {
+		for _, kv := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(f[8], "skmem:("), ")"), ",") {
 			switch {
 			case strings.HasPrefix(kv, "tb"):
 				s.sndbuf, _ = strconv.Atoi(kv[2:])
