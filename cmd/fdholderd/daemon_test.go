@@ -421,18 +421,26 @@ func socketInode(t testing.TB, c syscall.Conn) uint64 {
 // socket of inode ino.
 func holdsSocket(t testing.TB, pid int, ino uint64) bool {
 	t.Helper()
+	return openSockets(t, pid)[fmt.Sprintf("socket:[%d]", ino)]
+}
+
+// openSockets returns the sockets process pid has descriptors open on, as
+// their /proc/PID/fd links say ("socket:[INODE]", proc(5)).
+func openSockets(t testing.TB, pid int) map[string]bool {
+	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("socket:[%d]", ino)
+	socks := map[string]bool{}
 	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == want {
-			return true
+		// A descriptor closed since ReadDir is simply not there.
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			socks[l] = true
 		}
 	}
-	return false
+	return socks
 }
 
 func jsonUnmarshal(line string, v any) error { return json.Unmarshal([]byte(line), v) }
@@ -472,23 +480,10 @@ func (d *daemon) settledFDs(want int) int {
 	}
 }
 
-// sockets returns the socket inodes among the daemon's descriptors
-// (readlink of /proc/PID/fd/N is "socket:[INODE]", proc(5)).
+// sockets returns the sockets among the daemon's descriptors.
 func (d *daemon) sockets() map[string]bool {
 	d.t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", d.pid())
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	socks := map[string]bool{}
-	for _, e := range ents {
-		// A descriptor closed since ReadDir is simply not there.
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
-			socks[l] = true
-		}
-	}
-	return socks
+	return openSockets(d.t, d.pid())
 }
 
 // fdsWithSockets waits until the daemon's open sockets are exactly want

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
@@ -191,7 +189,7 @@ func startStalled(t *testing.T) (d *daemon, path string, pc *proto.Conn, page, b
 //     same size): one request is begun and its reply is not out.
 func (d *daemon) waitBlocked(pc *proto.Conn, replySize, before int) int {
 	d.t.Helper()
-	ino := inodeOf(d.t, pc)
+	ino := socketInode(d.t, pc.UnixConn()) // the number ss shows
 	timeout := time.After(waitTimeout)
 	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
@@ -264,24 +262,6 @@ func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
 		t.Fatalf("ss does not show socket %d and its peer: %+v %+v\n%s", ino, self, peer, out)
 	}
 	return self, peer
-}
-
-// inodeOf returns the inode of pc's socket, the number ss shows for it.
-func inodeOf(t testing.TB, pc *proto.Conn) uint64 {
-	t.Helper()
-	rc, err := pc.UnixConn().SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st unix.Stat_t
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return st.Ino
 }
 
 func TestSIGTERMFinishesRequestInFlight(t *testing.T) {
