@@ -46,6 +46,7 @@ func TestUsageErrors(t *testing.T) {
 		{"listen unknown flag", []string{"listen", "--force", "web", "tcp:127.0.0.1:0"}, "listen: flag provided but not defined: -force"},
 		{"listen bad ttl", []string{"listen", "--ttl", "forever", "web", "tcp:127.0.0.1:0"}, `listen: invalid value "forever" for flag -ttl`},
 		{"listen negative ttl", []string{"listen", "--ttl", "-5s", "web", "tcp:127.0.0.1:0"}, "listen: negative --ttl -5s"},
+		{"list json and names", []string{"list", "--json", "--names"}, "list: --json and --names exclude each other"},
 		{"listen invalid name colon", []string{"listen", "we:b", "tcp:127.0.0.1:0"}, `listen: invalid name "we:b"`},
 		{"listen invalid name dash", []string{"listen", "--", "-web", "tcp:127.0.0.1:0"}, `listen: invalid name "-web"`},
 		{"listen name too long", []string{"listen", long, "tcp:127.0.0.1:0"}, "listen: invalid name"},
@@ -131,7 +132,7 @@ func TestHelp(t *testing.T) {
 
 // TestEveryFlagDocumented checks that each flag a command defines is named
 // in that command's part of --help and shown in its synopsis, and each
-// global flag in the usage line and the global flags' part.
+// global flag in the usage lines and the global flags' part.
 func TestEveryFlagDocumented(t *testing.T) {
 	var sets []*flag.FlagSet
 	orig := newFlagSet
@@ -175,7 +176,8 @@ func TestEveryFlagDocumented(t *testing.T) {
 				return s.line
 			}
 		}
-		return help[:strings.Index(help, "\n  fdclient --help")] // the usage line
+		usage := help[strings.Index(help, "\nUsage:\n"):] // the global synopses
+		return usage[:strings.Index(usage, "\n\n")+1]
 	}
 	n := 0
 	for _, fs := range sets {
@@ -186,7 +188,7 @@ func TestEveryFlagDocumented(t *testing.T) {
 			if !described.MatchString(section(cmd)) {
 				t.Errorf("--help does not describe %s --%s", cmd, f.Name)
 			}
-			shown := regexp.MustCompile(`[[ ]--` + regexp.QuoteMeta(f.Name) + `[] ]`)
+			shown := regexp.MustCompile(`[[ ]--` + regexp.QuoteMeta(f.Name) + `[] \n]`)
 			if !shown.MatchString(synopsis(cmd)) {
 				t.Errorf("the synopsis of %q lacks --%s", cmd, f.Name)
 			}
@@ -194,6 +196,17 @@ func TestEveryFlagDocumented(t *testing.T) {
 	}
 	if n < 12 {
 		t.Errorf("saw %d flags; newFlagSet is not what the commands use", n)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"--socket", "/nowhere", "--version", "list"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runInProcess(t, args...)
+			if r.code != exitOK || r.stderr != "" || r.stdout != "fdclient devel\n" {
+				t.Fatalf("%v, want exit 0 and \"fdclient devel\" (the version of a plain go build)", r)
+			}
+		})
 	}
 }
 

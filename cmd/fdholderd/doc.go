@@ -10,6 +10,7 @@
 //	          [--request-timeout DUR] [--fd-reserve N]
 //	          [--log-format console|json] [--log-level LEVEL]
 //	fdholderd --check [--policy FILE]
+//	fdholderd --version
 //
 // It serves the protocol of internal/proto on an AF_UNIX SOCK_SEQPACKET
 // socket: the one systemd passes (socket activation, sd_listen_fds(3)),

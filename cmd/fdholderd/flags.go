@@ -20,6 +20,7 @@ type config struct {
 	logFormat string // console or json
 	logLevel  zapcore.Level
 	check     bool // --check: validate the policy and exit (also an upgrade's test of a new binary)
+	version   bool // --version: print the version and exit 0
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -35,6 +36,7 @@ var errUsage = errors.New("usage error")
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
        fdholderd --check [--policy FILE]
+       fdholderd --version | --help
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -57,6 +59,7 @@ Options:
                         and exit 0 without starting; a bad file is printed
                         with its line and exits 1. An upgrade runs the new
                         binary with --check before executing it
+  --version             print "fdholderd VERSION" and exit 0
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with
@@ -174,6 +177,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		return fmt.Errorf("%q is not console or json", s)
 	})
 	fs.BoolVar(&cfg.check, "check", false, "")
+	fs.BoolVar(&cfg.version, "version", false, "")
 	fs.Func("log-level", "", func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":
