@@ -219,8 +219,9 @@ func parseArgs(args []string) (*app, command, error) {
 	return a, cmd, nil
 }
 
-// newFlagSet returns a silent flag set: parseFlags words the errors.
-func newFlagSet(cmd string) *flag.FlagSet {
+// newFlagSet returns a silent flag set: parseFlags words the errors. It is
+// a variable so that a test can see every flag set the commands define.
+var newFlagSet = func(cmd string) *flag.FlagSet {
 	fs := flag.NewFlagSet("fdclient "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}

@@ -75,7 +75,7 @@ names = ["pub/a"]
 	d, path := startLowLimit(t, 256, policy)
 	c := dial(t, path)
 	storeNew(t, c, "pub/a")
-	before := d.stableFDs()
+	before := d.fdsWithSockets(d.sockets())
 
 	const conns, per = 120, 20
 	stop := startFlood(t, nobody, path, "get", "pub/a", fmt.Sprint(conns), fmt.Sprint(per))
@@ -135,7 +135,7 @@ any_owner = true
 			t.Fatal(err)
 		}
 	}
-	before := d.stableFDs()
+	before := d.fdsWithSockets(d.sockets())
 
 	stop := startFlood(t, nobody, path, "dump", "pub/*", "3", "1")
 	f, _, err := c.Get(ctx, "pub/000")
