@@ -45,7 +45,7 @@ func Open(pid int) (*Process, error) {
 		// pidfd_open(2): EINVAL when pid is not a thread-group leader.
 		return nil, fmt.Errorf("process %d: %w (%d is a thread of another process, not a process)", pid, ErrNoProcess, pid)
 	case errors.Is(err, unix.ENOSYS):
-		return nil, fmt.Errorf("process %d: %w (pidfd_open(2) needs Linux 5.3 and pidfd_getfd(2) Linux 5.6; this kernel is %s)",
+		return nil, fmt.Errorf("process %d: %w (pidfd_open(2) needs Linux 5.3 and pidfd_getfd(2) Linux 5.6, and no seccomp filter that hides them; this kernel is %s)",
 			pid, os.NewSyscallError("pidfd_open", err), kernelRelease())
 	}
 	return nil, fmt.Errorf("process %d: %w", pid, os.NewSyscallError("pidfd_open", err))
@@ -132,7 +132,7 @@ func (p *Process) Copy(fd int) (*sockfd.FD, error) {
 	case errors.Is(err, unix.EPERM):
 		return nil, p.denied(fmt.Sprintf("copy descriptor %d", fd), os.NewSyscallError("pidfd_getfd", err))
 	case errors.Is(err, unix.ENOSYS):
-		return nil, fmt.Errorf("%v: copy descriptor %d: %w (pidfd_getfd(2) needs Linux 5.6; this kernel is %s)",
+		return nil, fmt.Errorf("%v: copy descriptor %d: %w (pidfd_getfd(2) needs Linux 5.6, and no seccomp filter that hides it; this kernel is %s)",
 			p, fd, os.NewSyscallError("pidfd_getfd", err), kernelRelease())
 	}
 	return nil, fmt.Errorf("%v: copy descriptor %d: %w", p, fd, os.NewSyscallError("pidfd_getfd", err))
