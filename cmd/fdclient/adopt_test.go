@@ -143,56 +143,74 @@ func pidMax(t testing.TB) int {
 // without ptrace rights over root's processes.
 const nobody = 65534
 
-// TestAdoptWithoutPtraceRights runs fdclient adopt as nobody against a
-// process of root's: the kernel refuses both the listing of /proc/PID/fd
-// (by address) and pidfd_getfd (by descriptor). The error says why, nothing
-// is stored, and neither the process, the holder nor this test has a
-// descriptor more.
-func TestAdoptWithoutPtraceRights(t *testing.T) {
+// TestAdoptPtraceRules runs fdclient adopt as nobody against processes
+// it has no ptrace rights over, and one it has: a process of root's (the
+// kernel refuses the listing of /proc/PID/fd when selecting by address, and
+// pidfd_getfd by descriptor), a server that bound as root and then became
+// nobody (not dumpable: refused too), and the same server made dumpable
+// again (allowed). A refusal exits 5 with the reason, stores nothing, and
+// leaves no descriptor more in the process or in this test (which runs the
+// holder).
+func TestAdoptPtraceRules(t *testing.T) {
 	testutil.NeedPeer(t, os.Geteuid() == 0, "root, to run fdclient as another uid")
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
-	p := testutil.StartSocketProcess(t, "tcp")
-	defer keepFDs(t, p.PID)()
-	tcp := p.Sockets["tcp"][0]
 	// TestMain's directory is 0700; nobody must be able to run the binary.
 	if err := os.Chmod(filepath.Dir(fdclientBin), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	root := testutil.StartSocketProcess(t, "tcp")
+	dropped := testutil.StartSocketProcess(t, "tcp", fmt.Sprintf("setuid=%d", nobody))
+	dumpable := testutil.StartSocketProcess(t, "tcp", fmt.Sprintf("setuid=%d", nobody), "dumpable=1")
+	ids := func(uid int) string { return fmt.Sprintf("runs as uid %d gid %d", uid, uid) }
+	me := fmt.Sprintf("this process runs as uid %d gid %d without CAP_SYS_PTRACE", nobody, nobody)
 	tests := []struct {
-		name string
-		args []string
-		op   string
+		name   string
+		target *testutil.SocketProcess
+		byFD   bool
+		dryRun bool
+		code   int
+		want   []string
 	}{
-		{"by address", []string{"tcp:" + tcp.Address}, fmt.Sprintf("read /proc/%d/fd", p.PID)},
-		{"by fd", []string{"--fd", strconv.Itoa(tcp.FD)}, fmt.Sprintf("copy descriptor %d", tcp.FD)},
+		{"root's, by address", root, false, false, exitPermission, []string{fmt.Sprintf("read /proc/%d/fd", root.PID), ids(0), me}},
+		{"root's, by fd", root, true, false, exitPermission, []string{fmt.Sprintf("copy descriptor %d", root.Sockets["tcp"][0].FD), ids(0), me}},
+		{"not dumpable", dropped, false, false, exitPermission, []string{fmt.Sprintf("read /proc/%d/fd", dropped.PID), ids(nobody), me, "is not dumpable"}},
+		{"dumpable, same user", dumpable, false, true, exitOK, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"adopt", "--pid", strconv.Itoa(p.PID)}
-			if tt.args[0] == "--fd" {
-				args = append(append(args, tt.args...), "web")
+			defer keepFDs(t, tt.target.PID)()
+			tcp := tt.target.Sockets["tcp"][0]
+			args := []string{"adopt", "--pid", strconv.Itoa(tt.target.PID)}
+			if tt.dryRun {
+				args = append(args, "--dry-run")
+			}
+			if tt.byFD {
+				args = append(args, "--fd", strconv.Itoa(tcp.FD), "web")
 			} else {
-				args = append(append(args, "web"), tt.args...)
+				args = append(args, "web", "tcp:"+tcp.Address)
 			}
 			cmd := fdclientCmd(t, h.Path, args...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 			r := wait(t, cmd)
-			if r.code != exitPermission {
-				t.Fatalf("fdclient %v as uid %d: %v, want exit %d", args, nobody, r, exitPermission)
+			if r.code != tt.code {
+				t.Fatalf("fdclient %v as uid %d: %v, want exit %d", args, nobody, r, tt.code)
 			}
-			for _, w := range []string{
-				tt.op, "access to the process's descriptors denied", "ptrace attach rights",
-				fmt.Sprintf("process %d (python3) runs as uid 0 gid 0", p.PID),
-				fmt.Sprintf("this process runs as uid %d gid %d without CAP_SYS_PTRACE", nobody, nobody),
-				"kernel.yama.ptrace_scope is " + yamaScope(t),
-			} {
-				if !strings.Contains(r.stderr, w) {
-					t.Errorf("stderr %q, want it to say %q", r.stderr, w)
+			if tt.code == exitOK {
+				if want := fmt.Sprintf("would adopt %q from fd %d of process %d (python3): tcp %s, listening\n", "web", tcp.FD, tt.target.PID, tcp.Address); r.stdout != want {
+					t.Errorf("stdout %q, want %q", r.stdout, want)
+				}
+			} else {
+				want := append([]string{"access to the process's descriptors denied", "ptrace attach rights",
+					"kernel.yama.ptrace_scope is " + yamaScope(t)}, tt.want...)
+				for _, w := range want {
+					if !strings.Contains(r.stderr, w) {
+						t.Errorf("stderr %q, want it to say %q", r.stderr, w)
+					}
 				}
 			}
 			if n := len(listJSON(t, h.Path)); n != 0 {
-				t.Errorf("%d entries held after a refused adopt, want none", n)
+				t.Errorf("%d entries held, want none", n)
 			}
 		})
 	}

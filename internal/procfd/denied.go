@@ -40,7 +40,7 @@ func (p *Process) denied(op string, err error) error {
 		facts = append(facts, me)
 	}
 	if notDumpable(p.PID, uids) {
-		facts = append(facts, fmt.Sprintf("%v is not dumpable (/proc/%d is owned by root: it changed credentials or called prctl(PR_SET_DUMPABLE, 0)), so only CAP_SYS_PTRACE will do", p, p.PID))
+		facts = append(facts, fmt.Sprintf("%v is not dumpable (/proc/%d/status is owned by root: it changed credentials, as a server dropping root does, or called prctl(PR_SET_DUMPABLE, 0)), so only CAP_SYS_PTRACE will do", p, p.PID))
 	}
 	facts = append(facts, yamaScope())
 	return fmt.Errorf("%v: %s: %w: %w; copying another process's descriptors needs ptrace attach rights (pidfd_getfd(2), ptrace(2)): "+
@@ -76,13 +76,14 @@ func procIDs(pid int) (uids, gids string) {
 }
 
 // notDumpable reports whether the process is known not to be dumpable: its
-// /proc/PID directory is owned by root although the process does not run as
-// root, which proc(5) says happens exactly when it is not dumpable.
+// /proc/PID files are owned by root although the process does not run as
+// root, which proc(5) says happens exactly when it is not dumpable. (The
+// /proc/PID directory itself may keep the process's uid; its files follow.)
 func notDumpable(pid int, uids string) bool {
 	if uids == "" || uids == "0" {
 		return false
 	}
-	fi, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return false
 	}

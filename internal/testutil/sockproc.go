@@ -57,6 +57,16 @@ for spec in sys.argv[1:]:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); made = [s]
     elif kind == "unix":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(arg); s.listen(16); made = [s]
+    elif kind == "setuid":
+        # What servers do once bound: drop root. Changing credentials
+        # makes the process non-dumpable (prctl(2) PR_SET_DUMPABLE).
+        n = int(arg); os.setgroups([]); os.setgid(n); os.setuid(n)
+        continue
+    elif kind == "dumpable":
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(4, int(arg), 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise SystemExit("prctl PR_SET_DUMPABLE: errno %d" % ctypes.get_errno())
+        continue
     elif kind == "pipe":
         r, w = os.pipe(); keep.extend([r, w])
         out[spec] = [{"fd": r, "addr": ""}]
@@ -74,7 +84,10 @@ sys.stdin.read()
 // (two TCP listeners on one port, SO_REUSEPORT), "accepted" (a listener, a
 // connection it accepted and its client), "dup" (a listener at two
 // descriptors), "udp" (a bound UDP socket), "unix=PATH" (a Unix listener),
-// "pipe" (a pipe's read end, not a socket). It returns once they exist;
+// "pipe" (a pipe's read end, not a socket); and it changes its own state:
+// "setuid=UID" (uid and gid UID, no groups: the process is then not
+// dumpable), "dumpable=0|1" (prctl PR_SET_DUMPABLE). Specs apply in order.
+// It returns once they exist;
 // the process exits at the end of the test. It needs python3; without it the
 // test is skipped (failed under RequirePeersEnv).
 func StartSocketProcess(t testing.TB, specs ...string) *SocketProcess {
