@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,24 +16,11 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// checkTargetFDs fails the test if process pid has another number of
-// descriptors open at the end of the test than now: copying out of a
-// process must never change its table.
-func checkTargetFDs(t testing.TB, pid int) {
-	t.Helper()
-	before := testutil.CountFDs(t, pid)
-	t.Cleanup(func() {
-		if after := testutil.CountFDs(t, pid); after != before {
-			t.Errorf("process %d has %d descriptors open, had %d", pid, after, before)
-		}
-	})
-}
-
 func TestCopySocket(t *testing.T) {
 	testutil.CheckLeaks(t)
 	sockPath := filepath.Join(testutil.ShortDir(t), "app.sock")
 	p := testutil.StartSocketProcess(t, "tcp", "dup", "accepted", "udp", "unix="+sockPath)
-	checkTargetFDs(t, p.PID)
+	t.Cleanup(p.KeepsFDs(t))
 	tcp := p.Sockets["tcp"][0]
 	dup := p.Sockets["dup"]
 	accepted := p.Sockets["accepted"]
@@ -89,20 +75,12 @@ func TestCopySocket(t *testing.T) {
 func TestCopySocketRefuses(t *testing.T) {
 	testutil.CheckLeaks(t)
 	p := testutil.StartSocketProcess(t, "tcp", "reuseport", "udp", "pipe")
-	checkTargetFDs(t, p.PID)
+	t.Cleanup(p.KeepsFDs(t))
 	tcp := p.Sockets["tcp"][0]
 	pair := p.Sockets["reuseport"]
 	udp := p.Sockets["udp"][0]
 	pipe := p.Sockets["pipe"][0]
 	_, udpPort, _ := net.SplitHostPort(udp.Address)
-	pidMax, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	noPID, err := strconv.Atoi(strings.TrimSpace(string(pidMax))) // pids are below pid_max
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	tests := []struct {
 		name    string
@@ -123,7 +101,7 @@ func TestCopySocketRefuses(t *testing.T) {
 		{"fd not open", p.PID, fdholder.SocketSelector{ByFD: true, FD: 999}, fdholder.ErrNoMatch, []string{"descriptor 999 is not open"}},
 		{"fd of another address", p.PID, fdholder.SocketSelector{ByFD: true, FD: udp.FD, Network: "tcp", Address: tcp.Address}, fdholder.ErrNoMatch,
 			[]string{"udp " + udp.Address}},
-		{"no such process", noPID, fdholder.SocketSelector{Network: "tcp", Address: tcp.Address}, fdholder.ErrNoProcess, nil},
+		{"no such process", testutil.NoPID(t), fdholder.SocketSelector{Network: "tcp", Address: tcp.Address}, fdholder.ErrNoProcess, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,16 +88,7 @@ func (c *adoptCmd) run(ctx context.Context, a *app) error {
 		fmt.Fprintf(a.stdout, "would adopt %q from %v\n", c.name, s)
 		return nil
 	}
-	rctx, cancel := a.request(ctx)
-	defer cancel()
-	client, err := a.dial(rctx)
-	if err != nil {
-		return fmt.Errorf("adopt %q: %w", c.name, err)
-	}
-	if _, err := client.Store(rctx, c.name, f, fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl}); err != nil {
-		if errors.Is(err, fdholder.ErrExists) && !c.replace {
-			err = fmt.Errorf("%w (use --replace)", err)
-		}
+	if err := a.store(ctx, "adopt", c.name, f, fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl}); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "adopted %q from %v\n", c.name, s)

@@ -14,26 +14,12 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// keepFDs returns a check that fails the test if process pid's descriptor
-// count changed since: adopting copies out of a process and never changes
-// its table.
-func keepFDs(t testing.TB, pid int) (check func()) {
-	t.Helper()
-	before := testutil.CountFDs(t, pid)
-	return func() {
-		t.Helper()
-		if after := testutil.CountFDs(t, pid); after != before {
-			t.Errorf("process %d has %d descriptors open, had %d", pid, after, before)
-		}
-	}
-}
-
 func TestAdopt(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	sockPath := filepath.Join(testutil.ShortDir(t), "app.sock")
 	p := testutil.StartSocketProcess(t, "tcp", "reuseport", "udp", "unix="+sockPath, "pipe")
-	checkFDs := keepFDs(t, p.PID)
+	checkFDs := p.KeepsFDs(t)
 	pid := strconv.Itoa(p.PID)
 	tcp, pair, udp, pipe := p.Sockets["tcp"][0], p.Sockets["reuseport"], p.Sockets["udp"][0], p.Sockets["pipe"][0]
 	unixLn := p.Sockets["unix="+sockPath][0]
@@ -79,7 +65,7 @@ func TestAdopt(t *testing.T) {
 			code: exitError, listAfter: 4, stderr: []string{fmt.Sprintf("descriptor %d is not a socket (a pipe)", pipe.FD)}},
 		{name: "fd not open", args: []string{"adopt", "--pid", pid, "--fd", "999", "none"},
 			code: exitNotFound, listAfter: 4, stderr: []string{"descriptor 999 is not open"}},
-		{name: "no such process", args: []string{"adopt", "--pid", strconv.Itoa(pidMax(t)), "none", "tcp:" + tcp.Address},
+		{name: "no such process", args: []string{"adopt", "--pid", strconv.Itoa(testutil.NoPID(t)), "none", "tcp:" + tcp.Address},
 			code: exitNotFound, listAfter: 4, stderr: []string{"no such process"}},
 		{name: "no socket named", args: []string{"adopt", "--pid", pid, "none"},
 			code: exitUsage, listAfter: 4, stderr: []string{"say which socket"}},
@@ -125,20 +111,6 @@ func TestAdopt(t *testing.T) {
 	acceptsThroughHolder(t, h.Path, "app", uconn)
 }
 
-// pidMax returns kernel.pid_max: pids are below it, so no process has it.
-func pidMax(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // nobody is the uid and gid the tests run fdclient as to be another user
 // without ptrace rights over root's processes.
 const nobody = 65534
@@ -179,7 +151,7 @@ func TestAdoptPtraceRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer keepFDs(t, tt.target.PID)()
+			defer tt.target.KeepsFDs(t)()
 			tcp := tt.target.Sockets["tcp"][0]
 			args := []string{"adopt", "--pid", strconv.Itoa(tt.target.PID)}
 			if tt.dryRun {

@@ -73,7 +73,7 @@ func TestAdoptWithoutPidfdGetfd(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	p := testutil.StartSocketProcess(t, "tcp")
-	defer keepFDs(t, p.PID)()
+	defer p.KeepsFDs(t)()
 	tcp := p.Sockets["tcp"][0]
 	tests := []struct {
 		name string

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -133,4 +135,34 @@ func StartSocketProcess(t testing.TB, specs ...string) *SocketProcess {
 func (p *SocketProcess) Stop(t testing.TB) {
 	t.Helper()
 	p.stop()
+}
+
+// KeepsFDs returns a check that fails the test if the process has another
+// number of descriptors open than now: taking sockets out of a process
+// (pidfd_getfd(2)) must never change its table. Call the check before the
+// process is stopped.
+func (p *SocketProcess) KeepsFDs(t testing.TB) (check func()) {
+	t.Helper()
+	before := CountFDs(t, p.PID)
+	return func() {
+		t.Helper()
+		if after := CountFDs(t, p.PID); after != before {
+			t.Errorf("process %d has %d descriptors open, had %d", p.PID, after, before)
+		}
+	}
+}
+
+// NoPID returns a pid no process has: kernel.pid_max, which pids stay
+// below (proc(5)).
+func NoPID(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
