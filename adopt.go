@@ -107,7 +107,10 @@ func (sel SocketSelector) Validate() error {
 // process. CopySocket needs ptrace attach rights over the process (see
 // ErrPtraceDenied).
 //
-// The caller owns the returned file and must close it. Every other
+// The caller owns the returned file and must close it. Use it through
+// SyscallConn, net.FileListener or Client.Store, never its Fd method: Fd
+// makes the descriptor blocking, and O_NONBLOCK belongs to the open file
+// description that the process shares. Every other
 // descriptor CopySocket copies while it looks for the socket is closed
 // before it returns, and on error nothing is left open.
 //
