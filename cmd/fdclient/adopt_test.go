@@ -29,16 +29,16 @@ func TestAdopt(t *testing.T) {
 	}
 
 	tests := []struct {
-		name       string
-		args       []string
-		code       int
-		stdout     string
-		stderr     []string // in stderr
-		entry      string   // held afterwards
-		network    string
-		address    string
-		listAfter  int // entries held after the command
-		extraCheck func(t *testing.T)
+		name      string
+		args      []string
+		code      int
+		stdout    string
+		stderr    []string // in stderr
+		entry     string   // held afterwards
+		network   string
+		address   string
+		listAfter int  // entries held after the command
+		expires   bool // the entry has an expiry time
 	}{
 		{name: "dry run", args: []string{"adopt", "--dry-run", "--pid", pid, "web", "tcp:" + tcp.Address},
 			stdout: fmt.Sprintf("would adopt %q from fd %d of process %d (python3): tcp %s, listening\n", "web", tcp.FD, p.PID, tcp.Address)},
@@ -71,6 +71,9 @@ func TestAdopt(t *testing.T) {
 			code: exitUsage, listAfter: 4, stderr: []string{"say which socket"}},
 		{name: "port 0", args: []string{"adopt", "--pid", pid, "none", "tcp:127.0.0.1:0"},
 			code: exitUsage, listAfter: 4, stderr: []string{"port 0"}},
+		// The same socket under a second name, expiring.
+		{name: "ttl", args: []string{"adopt", "--ttl", "1h", "--pid", pid, "--fd", strconv.Itoa(tcp.FD), "web-ttl"},
+			stdout: adopted(tcp.FD, "tcp "+tcp.Address+", listening", "web-ttl"), entry: "web-ttl", network: "tcp", address: tcp.Address, listAfter: 5, expires: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +99,9 @@ func TestAdopt(t *testing.T) {
 				e := entry(t, h.Path, tt.entry)
 				if e == nil || e["network"] != tt.network || e["address"] != tt.address {
 					t.Errorf("entry %q: %v, want %s %s", tt.entry, e, tt.network, tt.address)
+				}
+				if _, ok := e["expires_at"]; ok != tt.expires {
+					t.Errorf("entry %q: %v, want an expiry time: %v", tt.entry, e, tt.expires)
 				}
 			}
 		})
