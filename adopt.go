@@ -103,9 +103,9 @@ func (sel SocketSelector) Validate() error {
 // with pidfd_open(2) and pidfd_getfd(2), and returns the copy with what the
 // kernel reports about it. The copy is the same socket (a dup across
 // processes: the same open file description, flags included), so the
-// process keeps serving on it undisturbed, and the socket now outlives the
-// process. CopySocket needs ptrace attach rights over the process (see
-// ErrPtraceDenied).
+// process keeps serving on it undisturbed, and the socket outlives the
+// process for as long as the copy is open. CopySocket needs ptrace attach
+// rights over the process (see ErrPtraceDenied).
 //
 // The caller owns the returned file and must close it. Use it through
 // SyscallConn, net.FileListener or Client.Store, never its Fd method: Fd
