@@ -19,12 +19,13 @@ import (
 func TestCopySocket(t *testing.T) {
 	testutil.CheckLeaks(t)
 	sockPath := filepath.Join(testutil.ShortDir(t), "app.sock")
-	p := testutil.StartSocketProcess(t, "tcp", "dup", "accepted", "udp", "unix="+sockPath)
+	p := testutil.StartSocketProcess(t, "tcp", "tcp6", "dup", "accepted", "udp", "unix="+sockPath)
 	t.Cleanup(p.KeepsFDs(t))
 	tcp := p.Sockets["tcp"][0]
 	dup := p.Sockets["dup"]
 	accepted := p.Sockets["accepted"]
 	udp := p.Sockets["udp"][0]
+	tcp6 := p.Sockets["tcp6"][0]
 	unixLn := p.Sockets["unix="+sockPath][0]
 	_, tcpPort, _ := net.SplitHostPort(tcp.Address)
 
@@ -40,6 +41,9 @@ func TestCopySocket(t *testing.T) {
 		{"tcp4", fdholder.SocketSelector{Network: "tcp4", Address: tcp.Address}, tcp.FD, "tcp", tcp.Address, true},
 		{"any host", fdholder.SocketSelector{Network: "tcp", Address: ":" + tcpPort}, tcp.FD, "tcp", tcp.Address, true},
 		{"by fd", fdholder.SocketSelector{ByFD: true, FD: tcp.FD}, tcp.FD, "tcp", tcp.Address, true},
+		{"tcp6", fdholder.SocketSelector{Network: "tcp6", Address: tcp6.Address}, tcp6.FD, "tcp6", tcp6.Address, true},
+		// tcp is either family, as net.Listen has it.
+		{"tcp on ::1", fdholder.SocketSelector{Network: "tcp", Address: tcp6.Address}, tcp6.FD, "tcp6", tcp6.Address, true},
 		{"by fd and address", fdholder.SocketSelector{ByFD: true, FD: tcp.FD, Network: "tcp", Address: tcp.Address}, tcp.FD, "tcp", tcp.Address, true},
 		// One socket at two descriptors is one match, reported at the first.
 		{"dup", fdholder.SocketSelector{Network: "tcp", Address: dup[0].Address}, min(dup[0].FD, dup[1].FD), "tcp", dup[0].Address, true},
@@ -62,7 +66,7 @@ func TestCopySocket(t *testing.T) {
 			if !strings.Contains(s.String(), fmt.Sprintf("fd %d of process %d (python3", tt.wantFD, p.PID)) {
 				t.Errorf("String() = %q, want the descriptor and the process named", s)
 			}
-			if tt.listening && tt.wantNetwork == "tcp" {
+			if tt.listening && tt.wantNetwork != "unix" {
 				// The copy is the process's very socket: a connection made
 				// to its address is accepted on the copy (the process
 				// itself accepts nothing).

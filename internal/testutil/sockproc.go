@@ -41,12 +41,16 @@ def tcp(reuse=False):
     return s
 def addr(s):
     a = s.getsockname()
-    return a if isinstance(a, str) else "%s:%d" % a
+    if isinstance(a, str):
+        return a
+    return ("[%s]:%d" if s.family == socket.AF_INET6 else "%s:%d") % a[:2]
 for spec in sys.argv[1:]:
     kind, _, arg = spec.partition("=")
     made = []
     if kind == "tcp":
         s = tcp(); s.bind(("127.0.0.1", 0)); s.listen(16); made = [s]
+    elif kind == "tcp6":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.bind(("::1", 0)); s.listen(16); made = [s]
     elif kind == "reuseport":
         a = tcp(True); a.bind(("127.0.0.1", 0)); a.listen(16)
         b = tcp(True); b.bind(a.getsockname()); b.listen(16); made = [a, b]
@@ -82,7 +86,8 @@ sys.stdin.read()
 `
 
 // StartSocketProcess starts a process holding the sockets of specs: "tcp"
-// (a TCP listener on 127.0.0.1, port picked by the kernel), "reuseport"
+// (a TCP listener on 127.0.0.1, port picked by the kernel), "tcp6" (one on
+// ::1), "reuseport"
 // (two TCP listeners on one port, SO_REUSEPORT), "accepted" (a listener, a
 // connection it accepted and its client), "dup" (a listener at two
 // descriptors), "udp" (a bound UDP socket), "unix=PATH" (a Unix listener),
