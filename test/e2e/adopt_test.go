@@ -10,9 +10,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fdholder/fdholder/internal/testutil"
 )
+
+// wrkGapTimeout is wrk's request timeout across the switch: longer than the
+// time without a server on a loaded machine, shorter than the load's
+// maximum duration.
+const wrkGapTimeout = 40 * time.Second
 
 // gunicornListeningRE is the line gunicorn's master logs once it has bound
 // its socket (arbiter.py start): with --bind 127.0.0.1:0, the port the
@@ -67,7 +73,12 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 	})
 	g.waitServing(t, p)
 	own := g.heldInode(t) // the one socket on the port: gunicorn's own
-	w := startWrk(t, dir, g.addr())
+	// The port has no server for longer than in a restart (the test
+	// checks every process's descriptors, makes its connections and reads
+	// the queue before it starts gunicorn #1): on a loaded machine, over
+	// 10 s. A request still waiting in the queue then is delayed, not
+	// refused or reset; give wrk the time to see it answered.
+	w := startWrkTimeout(t, dir, g.addr(), wrkGapTimeout)
 	waitLoad(t, g, 0)
 
 	if adopt {

@@ -157,11 +157,18 @@ const wrkMaxDuration = 60 * time.Second
 // its report captured to a file in dir.
 func startWrk(t testing.TB, dir, addr string) *wrkRun {
 	t.Helper()
+	return startWrkTimeout(t, dir, addr, 10*time.Second)
+}
+
+// startWrkTimeout is startWrk with wrk's request timeout: a request
+// without a reply after it counts as a "timeout" socket error.
+func startWrkTimeout(t testing.TB, dir, addr string, timeout time.Duration) *wrkRun {
+	t.Helper()
 	bin, err := exec.LookPath("wrk")
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
 	p := startProcess(t, "wrk", dir, filepath.Join(dir, "wrk.out"), filepath.Join(dir, "wrk.err"),
 		bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(wrkMaxDuration/time.Second)),
-		"--latency", "--timeout", "10s", "http://"+addr+"/")
+		"--latency", "--timeout", fmt.Sprintf("%ds", int(timeout/time.Second)), "http://"+addr+"/")
 	return &wrkRun{proc: p}
 }
 

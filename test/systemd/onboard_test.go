@@ -76,9 +76,12 @@ func TestOnboardingUnderSystemd(t *testing.T) {
 	m.waitAnswer("the legacy service to answer", "legacy\n")
 
 	// Load, from inside the machine's network namespace (nsenter executes
-	// wrk itself), until the test interrupts it.
+	// wrk itself), until the test interrupts it. A request waits in the
+	// held socket's queue while the service restarts: on a loaded machine
+	// that can take longer than wrk's default timeout, which would count
+	// it as an error although it is answered.
 	var report bytes.Buffer
-	load := exec.Command("nsenter", "-t", strconv.Itoa(m.pid), "-n", wrk, "-t2", "-c32", "-d60s", "--timeout", "10s", "http://127.0.0.1:8080/")
+	load := exec.Command("nsenter", "-t", strconv.Itoa(m.pid), "-n", wrk, "-t2", "-c32", "-d60s", "--timeout", "40s", "http://127.0.0.1:8080/")
 	load.Stdout, load.Stderr = &report, &report
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
