@@ -55,10 +55,17 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 	h := startHolder(t, dir)
 	g := newGunicornServer(t, dir, h)
 
-	// Generation 0 knows nothing of the holder: it binds a port the
-	// kernel picks, and logs it.
+	// Generation 0 knows nothing of the holder: it binds its own port,
+	// and logs it. With the adoption, a port the kernel picks: nothing
+	// binds it again. The baseline binds it again after a gap, so it takes
+	// one outside the ephemeral range, which nothing takes meanwhile (see
+	// freePort).
 	g.started = 1
-	p := g.launch(t, 0, append(g.baseArgs(0), "--bind", "127.0.0.1:0", "app:app"))
+	bind := "127.0.0.1:0"
+	if !adopt {
+		bind = net.JoinHostPort("127.0.0.1", itoa(freePort(t)))
+	}
+	p := g.launch(t, 0, append(g.baseArgs(0), "--bind", bind, "app:app"))
 	waitFor(t, startTimeout, "gunicorn #0 to log the port it bound", func() bool {
 		if p.exited() {
 			t.Fatalf("gunicorn #0 exited before binding: %v", p.err)
