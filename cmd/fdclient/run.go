@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/version"
 )
 
 // Exit codes, listed in the --help text (usage.go). Scripts rely on them:
@@ -31,6 +32,9 @@ const defaultTimeout = 10 * time.Second
 
 // errHelp asks for the help text on stdout and exit 0.
 var errHelp = errors.New("help requested")
+
+// errVersion asks for the version line on stdout and exit 0.
+var errVersion = errors.New("version requested")
 
 // usageError is a mistake on the command line: it exits with exitUsage and a
 // hint at the command's synopsis.
@@ -106,6 +110,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		io.WriteString(stdout, helpText())
 		return exitOK
 	}
+	if errors.Is(err, errVersion) {
+		io.WriteString(stdout, version.Line("fdclient"))
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fdclient: %v\n", err)
 		var ue *usageError
@@ -161,8 +169,12 @@ func parseArgs(args []string) (*app, command, error) {
 	fs := newFlagSet("")
 	fs.StringVar(&a.socket, "socket", "", "")
 	fs.DurationVar(&a.timeout, "timeout", defaultTimeout, "")
+	showVersion := fs.Bool("version", false, "")
 	if err := parseFlags(fs, "", args); err != nil {
 		return nil, nil, err
+	}
+	if *showVersion {
+		return nil, nil, errVersion
 	}
 	if a.timeout < 0 {
 		return nil, nil, usagef("", "negative --timeout %v", a.timeout)

@@ -44,6 +44,7 @@ func TestUsageErrors(t *testing.T) {
 		{"listen unknown flag", []string{"listen", "--force", "web", "tcp:127.0.0.1:0"}, "listen: flag provided but not defined: -force"},
 		{"listen bad ttl", []string{"listen", "--ttl", "forever", "web", "tcp:127.0.0.1:0"}, `listen: invalid value "forever" for flag -ttl`},
 		{"listen negative ttl", []string{"listen", "--ttl", "-5s", "web", "tcp:127.0.0.1:0"}, "listen: negative --ttl -5s"},
+		{"list json and names", []string{"list", "--json", "--names"}, "list: --json and --names exclude each other"},
 		{"listen invalid name colon", []string{"listen", "we:b", "tcp:127.0.0.1:0"}, `listen: invalid name "we:b"`},
 		{"listen invalid name dash", []string{"listen", "--", "-web", "tcp:127.0.0.1:0"}, `listen: invalid name "-web"`},
 		{"listen name too long", []string{"listen", long, "tcp:127.0.0.1:0"}, "listen: invalid name"},
@@ -124,6 +125,17 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(help, "\n  "+s.cmd+" ") && !strings.Contains(help, "\n  "+s.cmd+"\n") {
 			t.Errorf("help text does not describe %s", s.cmd)
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"--socket", "/nowhere", "--version", "list"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runInProcess(t, args...)
+			if r.code != exitOK || r.stderr != "" || r.stdout != "fdclient devel\n" {
+				t.Fatalf("%v, want exit 0 and \"fdclient devel\" (the version of a plain go build)", r)
+			}
+		})
 	}
 }
 

@@ -14,7 +14,7 @@ var synopses = []struct{ cmd, line string }{
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
 	{"adopt", "fdclient [GLOBAL FLAGS] adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]"},
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
-	{"list", "fdclient [GLOBAL FLAGS] list [--json]"},
+	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
 }
@@ -48,6 +48,7 @@ refused or reset in between.
 Usage:
   fdclient [--socket PATH] [--timeout DUR] COMMAND [COMMAND FLAGS] ARGS...
   fdclient --help | -h | help
+  fdclient --version
 
 Flags go before arguments: global flags before COMMAND, a command's flags
 before its first argument. DUR is a Go duration: 500ms, 30s, 5m, 1h30m.
@@ -59,6 +60,7 @@ Global flags:
                   is set, else /tmp/fdholder-UID/fdholder.sock
   --timeout DUR   limit for each request to the holder (default %v;
                   0: no limit)
+  --version       print "fdclient VERSION" and exit 0
 
 Commands:
   listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS
@@ -129,7 +131,7 @@ Commands:
                   intervals) until it is, for up to DUR; then fail with exit
                   code 3 (default 0: fail at once)
 
-  list [--json]
+  list [--json | --names]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
       tcp6 IPv6, udp likewise); ADDRESS; LISTEN, whether listen(2) was
       called; QUEUED, for TCP listeners the connections waiting to be
@@ -141,6 +143,8 @@ Commands:
               owner_uid, owner_gid, owner_pid, stored_at, expires_at (only
               for an entry that expires), and queued and backlog (only for
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
+      --names print the names only, one a line, for scripts and shell
+              completion
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It

@@ -20,6 +20,7 @@ type config struct {
 	logFormat string // console or json
 	logLevel  zapcore.Level
 	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+	version   bool // --version: print the version and exit 0
 
 	policy      string      // from --policy; empty: root and the holder's uid only
 	socketMode  os.FileMode // from --socket-mode; 0: 0600
@@ -34,7 +35,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
-       fdholderd --check
+       fdholderd --check | --version | --help
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -55,6 +56,7 @@ Options:
   --log-level LEVEL     debug, info (the default), warn or error
   --check               print "fdholderd: ok" and exit 0: an upgrade runs the
                         new binary so before executing it
+  --version             print "fdholderd VERSION" and exit 0
   -h, --help            print this help and exit
 
 Limits (0 turns a limit off; each refusal is logged and answered with
@@ -156,6 +158,7 @@ func parseFlags(args []string) (config, error) {
 		return fmt.Errorf("%q is not console or json", s)
 	})
 	fs.BoolVar(&cfg.check, "check", false, "")
+	fs.BoolVar(&cfg.version, "version", false, "")
 	fs.Func("log-level", "", func(s string) error {
 		switch s {
 		case "debug", "info", "warn", "error":

@@ -32,6 +32,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "last wins", args: []string{"--log-level", "debug", "--log-level", "warn"}, want: config{logFormat: "console", logLevel: zapcore.WarnLevel}},
 		{name: "all", args: []string{"--socket", "/s", "--log-format", "json", "--log-level", "error"}, want: config{socket: "/s", logFormat: "json", logLevel: zapcore.ErrorLevel}},
 		{name: "check", args: []string{"--check"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, check: true}},
+		{name: "version", args: []string{"--version"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, version: true}},
 		{name: "policy", args: []string{"--policy", "/etc/fdholder/policy.toml"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, policy: "/etc/fdholder/policy.toml"}},
 		{name: "socket mode and group", args: []string{"--socket-mode", "0660", "--socket-group", "web"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, socketMode: 0o660, socketGroup: "web"}},
 		{name: "socket mode without leading zero", args: []string{"--socket-mode", "666"}, want: config{logFormat: "console", logLevel: zapcore.InfoLevel, socketMode: 0o666}},

@@ -20,6 +20,7 @@ import (
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/sdnotify"
+	"github.com/fdholder/fdholder/internal/version"
 )
 
 // shutdownGrace bounds the wait for requests in flight after SIGTERM. A
@@ -42,6 +43,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "fdholderd: %v\nRun 'fdholderd --help' for usage.\n", err)
 		return 2
+	}
+	if cfg.version {
+		io.WriteString(stdout, version.Line("fdholderd"))
+		return 0
 	}
 	if cfg.check {
 		io.WriteString(stdout, "fdholderd: ok\n")

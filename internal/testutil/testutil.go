@@ -116,6 +116,28 @@ func BuildBinary(dir, name string) (string, error) {
 	return bin, nil
 }
 
+// BuildShipped builds the commands ./cmd/NAME... into dir as they are
+// shipped: static (CGO_ENABLED=0) and without -race (the units run them
+// under MemoryDenyWriteExecute=yes, and the man pages and completions read
+// their --help).
+func BuildShipped(t testing.TB, dir string, names ...string) {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"build", "-o", dir + "/"}
+	for _, n := range names {
+		args = append(args, "./cmd/"+n)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
 // ModuleRoot returns the directory of the module's go.mod.
 func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
