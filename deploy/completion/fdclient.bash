@@ -76,7 +76,7 @@ _fdclient() {
 	listen) flags='--replace --ttl' ;;
 	store) flags='--fd --replace --ttl' ;;
 	adopt) flags='--pid --fd --replace --ttl --dry-run' ;;
-	exec) flags='--wait' ;;
+	exec) flags='--wait --rebind --fallback' ;;
 	list) flags='--json --names' ;;
 	transfer) flags='--names --replace --to' ;;
 	esac
