@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -284,11 +286,19 @@ func TestExec(t *testing.T) {
 
 func TestExecWait(t *testing.T) {
 	testutil.CheckLeaks(t)
-	h := holdertest.Start(t)
+	h, logs := holdertest.StartObserved(t)
 	run := startExec(t, h.Path, nil, nil, "exec", "--wait", "10s", "late", "--", listenfdsBin)
-	// Give fdclient time to find the name missing and start polling; the
-	// test passes either way, but this is the path it is about.
-	time.Sleep(300 * time.Millisecond)
+	// The path this test is about: fdclient asked, found the name missing,
+	// and waits. The holder's audit line of that miss says it has.
+	missed := func() bool {
+		return logs.FilterMessage("request").FilterField(zap.String("name", "late")).
+			FilterField(zap.String("result", proto.CodeNotFound.String())).Len() > 0
+	}
+	for deadline := time.Now().Add(20 * time.Second); !missed(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fdclient exec --wait did not ask for %q within 20s", "late")
+		}
+	}
 	addr := strings.TrimSpace(mustRun(t, h.Path, "listen", "late", "tcp:127.0.0.1:0").stdout)
 	rep := run.report(t)
 	if want := []received{{3, "late"}}; !slices.Equal(rep.Received, want) {

@@ -56,7 +56,7 @@ Options:
                         may connect at all. 0660 with --socket-group lets a
                         group connect; what it may then do is the policy's
   --socket-group GROUP  the socket file's group, a name or a number
-  --policy FILE         the access policy (a TOML subset; docs/security.md).
+  --policy FILE         the access policy (TOML; docs/security.md).
                         Without it root and fdholderd's own uid may do
                         everything and every other uid nothing. A bad file
                         stops start-up with the line at fault; SIGHUP reloads
@@ -174,8 +174,24 @@ Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
 // it cannot run.
 func parseFlags(args []string) (config, error) {
 	cfg := config{logFormat: "console", logLevel: zapcore.InfoLevel}
+	fs := newFlagSet(&cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return cfg, nil
+}
+
+// newFlagSet returns the flag set that parses into cfg. It is silent: run
+// prints the usage and the error itself.
+func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("fdholderd", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // run prints the usage and the error itself
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.Func("socket", "", func(s string) error {
 		if s == "" {
@@ -264,14 +280,5 @@ func parseFlags(args []string) (config, error) {
 	count("metrics-max-listeners", &cfg.metricsMaxListeners)
 	duration("idle-timeout", &cfg.limits.IdleTimeout)
 	duration("request-timeout", &cfg.limits.RequestTimeout)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return config{}, err
-		}
-		return config{}, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return cfg, nil
+	return fs
 }

@@ -44,14 +44,16 @@ func startHostile(t testing.TB, args ...string) *hostileHolder {
 		h.held[name] = storeNew(t, h.c, name)
 	}
 	// A round on a connection of its own, so that whatever the runtime
-	// opens once is open before counting.
+	// opens once is open before counting; counted once the holder has
+	// closed that connection and the entry it stored.
+	socks := h.d.sockets()
 	fresh := dial(t, path)
 	storeGet(t, fresh, "warm-up")
 	if err := fresh.Delete(testCtx(t), "warm-up"); err != nil {
 		t.Fatal(err)
 	}
 	fresh.Close()
-	h.before = h.d.stableFDs()
+	h.before = h.d.fdsWithSockets(socks)
 	return h
 }
 

@@ -79,7 +79,7 @@ func TestTTLProtocolLimit(t *testing.T) {
 	}
 
 	// The longest ttl that fits, give or take the hour the test may take.
-	longest := proto.MaxTime.Sub(time.Now()) - time.Hour
+	longest := time.Until(proto.MaxTime) - time.Hour
 	e, err := c.Store(ctx, "far", testutil.ListenTCP(t), fdholder.StoreOptions{TTL: longest})
 	if err != nil {
 		t.Fatal(err)

@@ -19,18 +19,26 @@ type wrkRun struct {
 
 // wrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
 // which it stops and prints its report, as soon as their restarts are done;
-// this bound is only reached if they hang.
-const wrkMaxDuration = 60 * time.Second
+// this bound is only reached if they hang. (Six restarts took 69 s in a
+// full run on a loaded 2-core machine, so a minute was not enough.)
+const wrkMaxDuration = 180 * time.Second
 
 // startWrk starts wrk -t2 -c32 against addr with a 10 s request timeout,
 // its report captured to a file in dir.
 func startWrk(t testing.TB, dir, addr string) *wrkRun {
 	t.Helper()
+	return startWrkTimeout(t, dir, addr, 10*time.Second)
+}
+
+// startWrkTimeout is startWrk with wrk's request timeout: a request
+// without a reply after it counts as a "timeout" socket error.
+func startWrkTimeout(t testing.TB, dir, addr string, timeout time.Duration) *wrkRun {
+	t.Helper()
 	bin, err := exec.LookPath("wrk")
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
 	p := startProcess(t, "wrk", dir, filepath.Join(dir, "wrk.out"), filepath.Join(dir, "wrk.err"),
 		bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(wrkMaxDuration/time.Second)),
-		"--latency", "--timeout", "10s", "http://"+addr+"/")
+		"--latency", "--timeout", fmt.Sprintf("%ds", int(timeout/time.Second)), "http://"+addr+"/")
 	return &wrkRun{proc: p}
 }
 
