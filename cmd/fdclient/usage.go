@@ -14,7 +14,7 @@ var synopses = []struct{ cmd, line string }{
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
 	{"adopt", "fdclient [GLOBAL FLAGS] adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]"},
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
-	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names]"},
+	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names | --watch [--interval DUR]]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
 }
@@ -161,7 +161,7 @@ Commands:
                   on where starting at all matters more (availability over
                   protection)
 
-  list [--json | --names]
+  list [--json | --names | --watch [--interval DUR]]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
       tcp6 IPv6, udp likewise); ADDRESS; LISTEN, whether listen(2) was
       called; QUEUED, for TCP listeners the connections waiting to be
@@ -175,6 +175,14 @@ Commands:
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
       --names print the names only, one a line, for scripts and shell
               completion
+      --watch show them again every --interval DUR (default 1s, at least
+              100ms) with each TCP listener's queue over the last 30
+              intervals: PEAK, the most connections waiting, and HISTORY,
+              a bar per interval, oldest first (lowest: none waiting;
+              highest: PEAK), so that a restart shows as a queue that
+              fills and drains. On a terminal the table is redrawn in
+              place, otherwise printed once per interval. Ctrl-C ends it
+              (exit 0); a holder that goes away ends it with exit 6.
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It

@@ -9,6 +9,7 @@
 //	          [--max-entries N] [--max-entries-per-uid N] [--idle-timeout DUR]
 //	          [--request-timeout DUR] [--fd-reserve N]
 //	          [--log-format console|json] [--log-level LEVEL]
+//	          [--metrics-address ADDRESS [--metrics-max-listeners N]]
 //	fdholderd --check [FLAGS]
 //	fdholderd --version
 //
@@ -19,7 +20,8 @@
 // entries and watchdog keep-alives to systemd (sd_notify(3)), copies every
 // entry into systemd's file descriptor store, reloads --policy on SIGHUP,
 // upgrades itself in place on SIGUSR2, and shuts down gracefully on SIGTERM
-// or SIGINT. "fdholderd --help" (flags.go) tells the rest.
+// or SIGINT. With --metrics-address it serves Prometheus metrics
+// (internal/metrics). "fdholderd --help" (flags.go) tells the rest.
 //
 // This package is wiring: the registry and the server are internal/holder,
 // the policy internal/policy, the control socket internal/ctlsock, the

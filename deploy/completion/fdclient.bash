@@ -66,7 +66,7 @@ _fdclient() {
 			return
 		fi
 		case ${COMP_WORDS[i]} in
-		--ttl | -ttl | --wait | -wait | --fd | -fd | --to | -to | --pid | -pid) ((i++)) ;;
+		--ttl | -ttl | --wait | -wait | --fd | -fd | --to | -to | --pid | -pid | --interval | -interval) ((i++)) ;;
 		--names | -names) [[ $cmd == transfer ]] && ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
@@ -77,7 +77,7 @@ _fdclient() {
 	store) flags='--fd --replace --ttl' ;;
 	adopt) flags='--pid --fd --replace --ttl --dry-run' ;;
 	exec) flags='--wait --rebind --fallback' ;;
-	list) flags='--json --names' ;;
+	list) flags='--json --names --watch --interval' ;;
 	transfer) flags='--names --replace --to' ;;
 	esac
 	if [[ $cur == -* ]]; then

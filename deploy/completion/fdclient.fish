@@ -71,6 +71,8 @@ complete -c fdclient -n "__fish_seen_subcommand_from exec" -l rebind -d 'move a 
 complete -c fdclient -n "__fish_seen_subcommand_from exec" -l fallback -d 'bind here and start PROG if the holder is unreachable'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l json -d 'print a JSON array'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l names -d 'print the names only'
+complete -c fdclient -n "__fish_seen_subcommand_from list" -l watch -d 'show them again every interval'
+complete -c fdclient -n "__fish_seen_subcommand_from list" -l interval -x -d 'how often --watch asks the holder'
 complete -c fdclient -n "__fish_seen_subcommand_from transfer" -l names -x -d 'only the entries matching GLOB'
 complete -c fdclient -n "__fish_seen_subcommand_from transfer" -l replace -d 'replace the entries PATH holds'
 complete -c fdclient -n "__fish_seen_subcommand_from transfer" -l to -r -F -d 'the destination holder socket'

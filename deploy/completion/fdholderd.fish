@@ -14,6 +14,8 @@ complete -c fdholderd -l request-timeout -x -d 'close a connection that does not
 complete -c fdholderd -l fd-reserve -x -d 'descriptors kept free'
 complete -c fdholderd -l log-format -x -a 'console json' -d 'the log format'
 complete -c fdholderd -l log-level -x -a 'debug info warn error' -d 'the log level'
+complete -c fdholderd -l metrics-address -x -d 'serve Prometheus metrics at HOST:PORT or unix:PATH'
+complete -c fdholderd -l metrics-max-listeners -x -d 'listeners with queue series of their own'
 complete -c fdholderd -l check -d 'validate --policy FILE, if given, and exit'
 complete -c fdholderd -l version -d 'print the version'
 complete -c fdholderd -s h -l help -d 'print the help'
