@@ -267,7 +267,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Func("metrics-address", "", func(s string) error {
 		path, isUnix := strings.CutPrefix(s, "unix:")
 		if isUnix && path == "" {
-			return errors.New("empty path after unix:")
+			return errors.New(`"unix:" without a path`)
 		}
 		if !isUnix {
 			if _, _, err := net.SplitHostPort(s); err != nil {
