@@ -1,4 +1,4 @@
-package e2e
+package e2etest
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,8 +15,8 @@ import (
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// wrkResult is what the tests read from wrk's report.
-type wrkResult struct {
+// WrkResult is what the tests read from wrk's report.
+type WrkResult struct {
 	Requests   int64         // "N requests in D, ..."
 	Duration   time.Duration // D
 	LatencyMax time.Duration // the Max column of the Latency line
@@ -31,9 +32,9 @@ type wrkResult struct {
 }
 
 // SocketErrors is the sum of the socket errors of every kind.
-func (r wrkResult) SocketErrors() int64 { return r.Connect + r.Read + r.Write + r.Timeout }
+func (r WrkResult) SocketErrors() int64 { return r.Connect + r.Read + r.Write + r.Timeout }
 
-func (r wrkResult) String() string {
+func (r WrkResult) String() string {
 	return fmt.Sprintf("%d requests in %v, max latency %v, socket errors: connect %d, read %d, write %d, timeout %d, non-2xx/3xx %d",
 		r.Requests, r.Duration, r.LatencyMax, r.Connect, r.Read, r.Write, r.Timeout, r.Non2xx3xx)
 }
@@ -47,11 +48,11 @@ var (
 	wrkNon2xxRE  = regexp.MustCompile(`(?m)^[ \t]*Non-2xx or 3xx responses: (\d+)`)
 )
 
-// parseWrk parses the report wrk 4 prints at the end of a run. wrk's times
+// ParseWrk parses the report wrk 4 prints at the end of a run. wrk's times
 // are in us, ms, s, m or h with two decimals, all of which
 // time.ParseDuration reads.
-func parseWrk(out string) (wrkResult, error) {
-	var r wrkResult
+func ParseWrk(out string) (WrkResult, error) {
+	var r WrkResult
 	m := wrkRequestsRE.FindStringSubmatch(out)
 	if m == nil {
 		return r, fmt.Errorf("parse wrk report: no %q line in %q", "N requests in", out)
@@ -85,102 +86,51 @@ func parseWrk(out string) (wrkResult, error) {
 	return r, nil
 }
 
-// The reports in testdata are real wrk 4.1.0 output, captured against
-// gunicorn serving testdata/app.py: a clean run; a run during which
-// gunicorn, binding its port itself, was restarted once; a run against
-// python3 -m http.server for a missing file; and wrk's whole output when
-// the port was closed from the start.
-func TestParseWrk(t *testing.T) {
-	tests := []struct {
-		name    string
-		file    string
-		want    wrkResult
-		wantErr bool
-	}{
-		{
-			name: "clean",
-			file: "wrk-clean.txt",
-			want: wrkResult{Requests: 17810, Duration: 2040 * time.Millisecond, LatencyMax: 51560 * time.Microsecond},
-		},
-		{
-			name: "socket errors",
-			file: "wrk-socket-errors.txt",
-			want: wrkResult{Requests: 29315, Duration: 4520 * time.Millisecond, LatencyMax: 68830 * time.Microsecond,
-				Read: 32, Write: 5798},
-		},
-		{
-			name: "non-2xx",
-			file: "wrk-non2xx.txt",
-			want: wrkResult{Requests: 1678, Duration: 1100 * time.Millisecond, LatencyMax: 8430 * time.Microsecond,
-				Non2xx3xx: 1678},
-		},
-		{
-			name:    "refused at start",
-			file:    "wrk-refused.txt",
-			wantErr: true,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("testdata", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := parseWrk(string(b))
-			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("parseWrk(%s) = %v, want an error", tt.file, got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseWrk(%s): %v", tt.file, err)
-			}
-			if got != tt.want {
-				t.Errorf("parseWrk(%s) =\n  %v\nwant\n  %v", tt.file, got, tt.want)
-			}
-		})
-	}
+// Wrk is a running wrk.
+type Wrk struct {
+	proc *Process
 }
 
-// wrkRun is a running wrk.
-type wrkRun struct {
-	proc *process
-}
-
-// wrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
+// WrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
 // which it stops and prints its report, as soon as their restarts are done;
 // this bound is only reached if they hang.
-const wrkMaxDuration = 60 * time.Second
+const WrkMaxDuration = 60 * time.Second
 
-// startWrk starts wrk -t2 -c32 against addr with a 10 s request timeout,
-// its report captured to a file in dir.
-func startWrk(t testing.TB, dir, addr string) *wrkRun {
+// wrkRuns numbers the runs, so that several in one directory each have
+// their own report file.
+var wrkRuns atomic.Int64
+
+// StartWrk starts wrk -t2 -c32 against addr with a 10 s request timeout
+// and the extra arguments (a header, say), its report captured to a file
+// in dir.
+func StartWrk(t testing.TB, dir, addr string, extra ...string) *Wrk {
 	t.Helper()
 	bin, err := exec.LookPath("wrk")
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
-	p := startProcess(t, "wrk", dir, filepath.Join(dir, "wrk.out"), filepath.Join(dir, "wrk.err"),
-		bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(wrkMaxDuration/time.Second)),
-		"--latency", "--timeout", "10s", "http://"+addr+"/")
-	return &wrkRun{proc: p}
+	n := wrkRuns.Add(1)
+	args := append([]string{bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(WrkMaxDuration/time.Second)),
+		"--latency", "--timeout", "10s"}, extra...)
+	p := StartProcess(t, "wrk", dir, filepath.Join(dir, fmt.Sprintf("wrk-%d.out", n)), filepath.Join(dir, fmt.Sprintf("wrk-%d.err", n)),
+		append(args, "http://"+addr+"/")...)
+	return &Wrk{proc: p}
 }
 
-// stop interrupts wrk and returns its parsed report. It fails the test if
+// Stop interrupts wrk and returns its parsed report. It fails the test if
 // wrk ended on its own before: the load did not last as long as the test.
-func (w *wrkRun) stop(t testing.TB) wrkResult {
+func (w *Wrk) Stop(t testing.TB) WrkResult {
 	t.Helper()
-	if w.proc.exited() {
-		t.Fatalf("wrk ended before the test stopped it (after %v at most): %v", wrkMaxDuration, w.proc.err)
+	if w.proc.Exited() {
+		t.Fatalf("wrk ended before the test stopped it (after %v at most): %v", WrkMaxDuration, w.proc.Err())
 	}
-	w.proc.signal(t, syscall.SIGINT)
-	if err := w.proc.wait(t, exitTimeout); err != nil {
+	w.proc.Signal(t, syscall.SIGINT)
+	if err := w.proc.Wait(t, ExitTimeout); err != nil {
 		t.Fatalf("wrk: %v", err)
 	}
-	out, err := os.ReadFile(w.proc.outPath)
+	out, err := os.ReadFile(w.proc.OutPath)
 	if err != nil {
 		t.Fatalf("wrk report: %v", err)
 	}
-	r, err := parseWrk(string(out))
+	r, err := ParseWrk(string(out))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package e2e
+package e2etest
 
 import (
 	"bufio"
@@ -15,9 +15,9 @@ import (
 // to find gunicorn's workers, to prove which socket gunicorn serves, and to
 // prove that no server process is left after a kill -9.
 
-// procChildren returns the pids of pid's children, from
+// Children returns the pids of pid's children, from
 // /proc/PID/task/TID/children of every thread (proc(5)).
-func procChildren(t testing.TB, pid int) []int {
+func Children(t testing.TB, pid int) []int {
 	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -40,17 +40,17 @@ func procChildren(t testing.TB, pid int) []int {
 	return kids
 }
 
-// procIdentity is a pid with the start time the kernel recorded for it, so
+// Identity is a pid with the start time the kernel recorded for it, so
 // that a pid reused by another process after ours died is not mistaken for
 // ours, and never signalled.
-type procIdentity struct {
-	pid   int
-	start uint64 // field 22 of /proc/PID/stat, in clock ticks since boot
+type Identity struct {
+	Pid   int
+	Start uint64 // field 22 of /proc/PID/stat, in clock ticks since boot
 }
 
-// procStat returns the state and start time of pid from /proc/PID/stat, and
+// Stat returns the state and start time of pid from /proc/PID/stat, and
 // false when there is no such process.
-func procStat(pid int) (state byte, start uint64, ok bool) {
+func Stat(pid int) (state byte, start uint64, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, 0, false
@@ -72,38 +72,38 @@ func procStat(pid int) (state byte, start uint64, ok bool) {
 	return fields[0][0], start, true
 }
 
-// identify records pid's identity; it fails the test if pid is gone.
-func identify(t testing.TB, pid int) procIdentity {
+// Identify records pid's identity; it fails the test if pid is gone.
+func Identify(t testing.TB, pid int) Identity {
 	t.Helper()
-	_, start, ok := procStat(pid)
+	_, start, ok := Stat(pid)
 	if !ok {
 		t.Fatalf("process %d: gone", pid)
 	}
-	return procIdentity{pid: pid, start: start}
+	return Identity{Pid: pid, Start: start}
 }
 
 // alive reports whether the process still runs. A zombie does not: it has
 // exited, and the kernel closed its descriptors when it did. Orphans are
 // reaped by the pid-1 of the namespace, which the test does not control.
-func (p procIdentity) alive() bool {
-	state, start, ok := procStat(p.pid)
-	return ok && start == p.start && state != 'Z' && state != 'X'
+func (p Identity) Alive() bool {
+	state, start, ok := Stat(p.Pid)
+	return ok && start == p.Start && state != 'Z' && state != 'X'
 }
 
 // kill sends SIGKILL to the process if it is still the one recorded.
-func (p procIdentity) kill(t testing.TB) {
+func (p Identity) Kill(t testing.TB) {
 	t.Helper()
-	if !p.alive() {
+	if !p.Alive() {
 		return
 	}
-	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		t.Errorf("kill -9 %d: %v", p.pid, err)
+	if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		t.Errorf("kill -9 %d: %v", p.Pid, err)
 	}
 }
 
-// socketInodes returns the inodes of the sockets pid has open: the links in
+// SocketInodes returns the inodes of the sockets pid has open: the links in
 // /proc/PID/fd read "socket:[INODE]" (proc(5)).
-func socketInodes(pid int) map[uint64]bool {
+func SocketInodes(pid int) map[uint64]bool {
 	inodes := make(map[uint64]bool)
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
@@ -124,10 +124,10 @@ func socketInodes(pid int) map[uint64]bool {
 	return inodes
 }
 
-// tcpListeners returns the TCP sockets in the LISTEN state (st 0A) of this
+// TCPListeners returns the TCP sockets in the LISTEN state (st 0A) of this
 // network namespace, from /proc/net/tcp and /proc/net/tcp6 (proc(5)), as
 // inode to local port.
-func tcpListeners(t testing.TB) map[uint64]int {
+func TCPListeners(t testing.TB) map[uint64]int {
 	t.Helper()
 	ls := make(map[uint64]int)
 	for _, path := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
@@ -164,9 +164,9 @@ func tcpListeners(t testing.TB) map[uint64]int {
 	return ls
 }
 
-// openersOf returns the pids of every process that has the socket inode
+// OpenersOf returns the pids of every process that has the socket inode
 // open, from /proc/*/fd.
-func openersOf(inode uint64) []int {
+func OpenersOf(inode uint64) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -177,9 +177,57 @@ func openersOf(inode uint64) []int {
 		if err != nil {
 			continue
 		}
-		if socketInodes(pid)[inode] {
+		if SocketInodes(pid)[inode] {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// ListenersOn returns the inodes of the TCP sockets listening on port.
+func ListenersOn(t testing.TB, port int) []uint64 {
+	t.Helper()
+	var inodes []uint64
+	for inode, p := range TCPListeners(t) {
+		if p == port {
+			inodes = append(inodes, inode)
+		}
+	}
+	return inodes
+}
+
+// ServerSideInode returns the inode of the established socket on
+// serverPort whose peer is clientPort, from /proc/net/tcp (proc(5)); 0 while
+// it waits in the accept queue or when there is none.
+func ServerSideInode(t testing.TB, serverPort, clientPort int) uint64 {
+	t.Helper()
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		t.Fatalf("connections: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // the header
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 10 || fs[3] != "01" { // ESTABLISHED
+			continue
+		}
+		_, lp, _ := strings.Cut(fs[1], ":")
+		_, rp, _ := strings.Cut(fs[2], ":")
+		l, err1 := strconv.ParseUint(lp, 16, 16)
+		r, err2 := strconv.ParseUint(rp, 16, 16)
+		if err1 != nil || err2 != nil || int(l) != serverPort || int(r) != clientPort {
+			continue
+		}
+		inode, err := strconv.ParseUint(fs[9], 10, 64)
+		if err != nil {
+			t.Fatalf("connections: bad line %q", sc.Text())
+		}
+		return inode
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("connections: %v", err)
+	}
+	return 0
 }
