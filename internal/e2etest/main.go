@@ -38,11 +38,13 @@ func BuildBinaries(dir string) error {
 }
 
 // Main is a TestMain's body: it builds the binaries into a temporary
-// directory, runs the tests, removes the directory (which os.Exit in
-// TestMain would skip) and returns the exit code. When the binaries cannot
-// be built, the tests still run: those that need them fail with the reason
+// directory, and with each of build whatever else the package needs (its
+// error is reported, and the tests that need that build fail on their own),
+// runs the tests, removes the directory (which os.Exit in TestMain would
+// skip) and returns the exit code. When the binaries cannot be built, the
+// tests still run: those that need them fail with the reason
 // (NeedBinaries), the others pass or fail on their own.
-func Main(m *testing.M) int {
+func Main(m *testing.M, build ...func(dir string) error) int {
 	dir, err := os.MkdirTemp("", "fdholder-test-bin")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "temporary directory for binaries: %v\n", err)
@@ -51,6 +53,11 @@ func Main(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	if err := BuildBinaries(dir); err != nil {
 		fmt.Fprintf(os.Stderr, "the tests that need the binaries will fail: %v\n", err)
+	}
+	for _, b := range build {
+		if err := b(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "the tests that need it will fail: %v\n", err)
+		}
 	}
 	return m.Run()
 }

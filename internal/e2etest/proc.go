@@ -3,6 +3,7 @@ package e2etest
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,10 +17,14 @@ import (
 // prove that no server process is left after a kill -9.
 
 // Children returns the pids of pid's children, from
-// /proc/PID/task/TID/children of every thread (proc(5)).
+// /proc/PID/task/TID/children of every thread (proc(5)); none once pid is
+// gone.
 func Children(t testing.TB, pid int) []int {
 	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if os.IsNotExist(err) {
+		return nil // gone: no children
+	}
 	if err != nil {
 		t.Fatalf("children of %d: %v", pid, err)
 	}
@@ -230,4 +235,31 @@ func ServerSideInode(t testing.TB, serverPort, clientPort int) uint64 {
 		t.Fatalf("connections: %v", err)
 	}
 	return 0
+}
+
+// WaitAccepted waits until one of the processes procs has accepted c,
+// and returns its pid. A connection still in the accept queue has no file,
+// so /proc/net/tcp shows it with the inode 0; once accepted, the inode is
+// that of the socket the process has open.
+func WaitAccepted(t testing.TB, c net.Conn, procs []Identity) int {
+	t.Helper()
+	local := c.LocalAddr().(*net.TCPAddr).Port
+	server := c.RemoteAddr().(*net.TCPAddr).Port
+	acceptor := 0
+	WaitFor(t, StartTimeout, "the server to accept the connection", func() bool {
+		inode := ServerSideInode(t, server, local)
+		if inode == 0 {
+			return false
+		}
+		for _, pid := range OpenersOf(inode) {
+			for _, p := range procs {
+				if p.Pid == pid {
+					acceptor = pid
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return acceptor
 }

@@ -94,7 +94,7 @@ type Wrk struct {
 // WrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
 // which it stops and prints its report, as soon as their restarts are done;
 // this bound is only reached if they hang.
-const WrkMaxDuration = 60 * time.Second
+const WrkMaxDuration = 120 * time.Second
 
 // wrkRuns numbers the runs, so that several in one directory each have
 // their own report file.
@@ -114,6 +114,9 @@ func StartWrk(t testing.TB, dir, addr string, extra ...string) *Wrk {
 		append(args, "http://"+addr+"/")...)
 	return &Wrk{proc: p}
 }
+
+// Pid is wrk's process id.
+func (w *Wrk) Pid() int { return w.proc.Pid() }
 
 // Stop interrupts wrk and returns its parsed report. It fails the test if
 // wrk ended on its own before: the load did not last as long as the test.

@@ -56,7 +56,7 @@ func TestKill9LosesOnlyAcceptedConnections(t *testing.T) {
 			if _, err := io.WriteString(inflight, "GET / HTTP/1.1\r\n"); err != nil {
 				t.Fatalf("write a partial request: %v", err)
 			}
-			acceptor := waitAccepted(t, inflight, workers)
+			acceptor := e2etest.WaitAccepted(t, inflight, workers)
 			t.Logf("worker %d accepted the connection from %v and waits for the rest of its request", acceptor, inflight.LocalAddr())
 
 			p.Signal(t, syscall.SIGKILL)
@@ -144,33 +144,6 @@ func dial(t testing.TB, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// waitAccepted waits until one of the workers has accepted c, and returns
-// its pid. A connection still in the accept queue has no file, so its line
-// in /proc/net/tcp shows the inode 0; once accepted, the inode is that of
-// the socket the worker has open.
-func waitAccepted(t testing.TB, c net.Conn, workers []e2etest.Identity) int {
-	t.Helper()
-	local := c.LocalAddr().(*net.TCPAddr).Port
-	server := c.RemoteAddr().(*net.TCPAddr).Port
-	acceptor := 0
-	e2etest.WaitFor(t, e2etest.StartTimeout, "a worker to accept the connection", func() bool {
-		inode := e2etest.ServerSideInode(t, server, local)
-		if inode == 0 {
-			return false
-		}
-		for _, pid := range e2etest.OpenersOf(inode) {
-			for _, w := range workers {
-				if w.Pid == pid {
-					acceptor = pid
-					return true
-				}
-			}
-		}
-		return false
-	})
-	return acceptor
 }
 
 // workerGrace is how long the workers of a killed master get to exit on
