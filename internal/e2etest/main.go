@@ -328,9 +328,15 @@ func (h *Holder) Entry(t testing.TB, name string) (ListEntry, bool) {
 // the holder, port 0 is bound once and read back, which has no race.)
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return FreePortOn(t, "127.0.0.1")
+}
+
+// FreePortOn is FreePort on the address host.
+func FreePortOn(t testing.TB, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		t.Fatalf("free port: %v", err)
+		t.Fatalf("free port on %s: %v", host, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port

@@ -4,9 +4,10 @@
 // through "fdclient exec", and restarted gracefully under wrk's load
 // (-H 'Connection: close': a new connection per request) with no socket
 // error and no failed reply, beside the same restarts with the server
-// binding its port itself. It also restarts each one the other way round
-// (the new instance first, then the old one stopped), kills each with
-// kill -9, and reports what each graceful stop does to keep-alive clients.
+// binding its port itself. It restarts nginx and gunicorn the other way
+// round too (the new instance first, then the old one stopped), kills each
+// server with kill -9, and reports what each graceful stop does to
+// keep-alive clients.
 //
 // The package has no code of its own: everything is in its _test.go files.
 // The servers run in parallel (t.Parallel), each with its own fdholderd,

@@ -2,6 +2,7 @@ package servers
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,12 +29,13 @@ type recipe struct {
 	readyLog  string
 
 	// workers is how many processes the server forks to serve: an
-	// instance is not ready before they all exist (a SIGTERM while
-	// gunicorn is still forking makes its master wait for a worker it
-	// starts after the signal). acceptAtFork: they accept as soon as they
-	// exist (nginx's), so an overlapping restart need not wait for a reply
-	// from the new instance, which the kernel gives the old instance's
-	// waiting processes first (EPOLLEXCLUSIVE wakes the earliest waiter).
+	// instance is ready once each has answered (pidHeader). A worker just
+	// forked has not installed its signal handlers yet: gunicorn's and
+	// uWSGI's masters, stopped then, wait for a worker that never heard of
+	// the stop. acceptAtFork: the workers accept as soon as they exist
+	// (nginx's), so an overlapping restart need not wait for a reply from
+	// the new instance, which the kernel gives the old instance's waiting
+	// processes first (EPOLLEXCLUSIVE wakes the earliest waiter).
 	workers      int
 	acceptAtFork bool
 
@@ -56,7 +58,7 @@ type recipe struct {
 	prepare func(t testing.TB, e *env)
 	// command is the server's command line: with held, what follows
 	// "fdclient exec [--vars V] web=tcp:127.0.0.1:PORT --"; without, the
-	// command that binds 127.0.0.1:PORT itself. gen numbers the instance,
+	// command that binds e.addr() itself. gen numbers the instance,
 	// for its log files.
 	command func(e *env, held bool, gen int) []string
 }
@@ -64,12 +66,13 @@ type recipe struct {
 // env is what a recipe needs to know about its test.
 type env struct {
 	dir      string // the test's directory: configuration, pid and log files
+	host     string // 127.0.0.1 with the holder, as the recipes say
 	port     int
 	testdata string // this package's testdata, absolute
 	bin      string // the server's program, as prepare found it
 }
 
-func (e *env) addr() string { return "127.0.0.1:" + strconv.Itoa(e.port) }
+func (e *env) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
 
 // lookPath returns the path of a server's program, or skips the test.
 func lookPath(t testing.TB, prog, pkg string) string {
@@ -119,14 +122,14 @@ http {
     uwsgi_temp_path %[1]s/uwsgi;
     scgi_temp_path %[1]s/scgi;
     server {
-        listen 127.0.0.1:%[2]d;
+        listen %[2]s;
         location / {
             add_header X-Pid $pid;
             return 200 "ok\n";
         }
     }
 }
-`, e.dir, e.port))
+`, e.dir, e.addr()))
 		},
 		command: func(e *env, held bool, gen int) []string {
 			return []string{e.bin, "-p", e.dir, "-e", filepath.Join(e.dir, "error.log"), "-c", filepath.Join(e.dir, "nginx.conf")}
@@ -166,11 +169,11 @@ frontend web
 			// exactly. Without server.errorlog, lighttpd logs to its
 			// standard error, where the test finds readyLog.
 			writeFile(t, e, "lighttpd.conf", fmt.Sprintf(`server.document-root = "%[1]s"
-server.bind = "127.0.0.1"
-server.port = %[2]d
+server.bind = "%[2]s"
+server.port = %[3]d
 server.systemd-socket-activation = "enable"
 index-file.names = ("index.html")
-`, e.dir, e.port))
+`, e.dir, e.host, e.port))
 		},
 		command: func(e *env, held bool, gen int) []string {
 			// -D: in the foreground.
@@ -218,7 +221,7 @@ index-file.names = ("index.html")
 			if held {
 				cmd = append(cmd, "--fd", "3")
 			} else {
-				cmd = append(cmd, "--host", "127.0.0.1", "--port", strconv.Itoa(e.port))
+				cmd = append(cmd, "--host", e.host, "--port", strconv.Itoa(e.port))
 			}
 			return append(cmd, "asgi:app")
 		},
