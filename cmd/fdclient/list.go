@@ -13,9 +13,10 @@ import (
 	"github.com/fdholder/fdholder"
 )
 
-// listCmd is "list [--json]".
+// listCmd is "list [--json | --names]".
 type listCmd struct {
-	json bool
+	json  bool
+	names bool // one name a line: what shell completion reads
 }
 
 func parseList(args []string) (command, error) {
@@ -23,8 +24,12 @@ func parseList(args []string) (command, error) {
 	c := &listCmd{}
 	fs := newFlagSet(cmd)
 	fs.BoolVar(&c.json, "json", false, "")
+	fs.BoolVar(&c.names, "names", false, "")
 	if err := parseFlags(fs, cmd, args); err != nil {
 		return nil, err
+	}
+	if c.json && c.names {
+		return nil, usagef(cmd, "--json and --names exclude each other")
 	}
 	if err := wantArgs(cmd, fs.Args(), 0, "no arguments"); err != nil {
 		return nil, err
@@ -43,10 +48,24 @@ func (c *listCmd) run(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
+	switch {
+	case c.json:
 		return writeJSON(a.stdout, entries)
+	case c.names:
+		return writeNames(a.stdout, entries)
 	}
 	return writeTable(a.stdout, entries, time.Local)
+}
+
+// writeNames writes the entries' names, one a line. Names never contain a
+// newline (fdholder.NameRule), so the output splits safely on lines.
+func writeNames(w io.Writer, entries []fdholder.Entry) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	for _, e := range entries {
+		bw.WriteString(e.Name)
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
 }
 
 // tableTime is how the table shows times: local, to the second, sortable.

@@ -103,3 +103,25 @@ func TestWriteJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteNames(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []fdholder.Entry
+		want    string
+	}{
+		{"entries", fixedEntries(), "admin\ndns\nsock/app\nunbound\nweb\n"},
+		{"empty", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeNames(&b, tt.entries); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("got %q, want %q", b.String(), tt.want)
+			}
+		})
+	}
+}

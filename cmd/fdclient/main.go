@@ -1,5 +1,6 @@
-// Command fdclient is the command-line client of fdholderd. See doc.go and
-// "fdclient --help".
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 package main
 
 import (

@@ -44,14 +44,16 @@ func startHostile(t testing.TB, args ...string) *hostileHolder {
 		h.held[name] = storeNew(t, h.c, name)
 	}
 	// A round on a connection of its own, so that whatever the runtime
-	// opens once is open before counting.
+	// opens once is open before counting; counted once the holder has
+	// closed that connection and the entry it stored.
+	socks := h.d.sockets()
 	fresh := dial(t, path)
 	storeGet(t, fresh, "warm-up")
 	if err := fresh.Delete(testCtx(t), "warm-up"); err != nil {
 		t.Fatal(err)
 	}
 	fresh.Close()
-	h.before = h.d.stableFDs()
+	h.before = h.d.fdsWithSockets(socks)
 	return h
 }
 
@@ -103,7 +105,7 @@ func pipeFDs(t testing.TB) (int, int) {
 // the test.
 func tcpFD(t testing.TB) int {
 	t.Helper()
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	f, err := ln.File() // a duplicate in blocking mode: this test's copy only
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +257,13 @@ func TestHostileDescriptors(t *testing.T) {
 		}
 		return fds
 	}
+	// An O_PATH descriptor of the holder's own socket file: fstat(2) says
+	// socket, but it is none.
+	opath, err := unix.Open(h.path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(opath)
 	store := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "hostile"})
 	replace := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
 	tests := []struct {
@@ -262,6 +271,8 @@ func TestHostileDescriptors(t *testing.T) {
 		msg  []byte
 		fds  []int
 		want proto.Code
+		// message, if set, must be in the reply's message.
+		message string
 	}{
 		{name: "store with none", msg: store, want: proto.CodeBadDescriptors},
 		{name: "store with two", msg: store, fds: []int{sock, sock}, want: proto.CodeBadDescriptors},
@@ -278,18 +289,36 @@ func TestHostileDescriptors(t *testing.T) {
 		{name: "store a directory", msg: store, fds: []int{int(dir.Fd())}, want: proto.CodeNotSocket},
 		{name: "store an eventfd", msg: store, fds: []int{efd}, want: proto.CodeNotSocket},
 		{name: "store a memfd", msg: store, fds: []int{memfd}, want: proto.CodeNotSocket},
+		{name: "store an O_PATH socket file", msg: store, fds: []int{opath}, want: proto.CodeNotSocket, message: "O_PATH"},
+		{name: "load of 254 entries", msg: load254(t), fds: many(sock, proto.MaxMessageFDs), want: proto.CodeTooLarge,
+			message: fmt.Sprintf("254 entries; a batch holds 1 to %d", proto.MaxBatchEntries)},
 	}
 	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rep, fds := c.RoundTrip(tt.msg, tt.fds...)
-			if rep.Code != tt.want || fds != 0 {
-				t.Errorf("code %v (%s) with %d descriptors, want %v", rep.Code, rep.Message, fds, tt.want)
+			if rep.Code != tt.want || fds != 0 || !strings.Contains(rep.Message, tt.message) {
+				t.Errorf("code %v (%s) with %d descriptors, want %v %s", rep.Code, rep.Message, fds, tt.want, tt.message)
 			}
 		})
 	}
 	c.Close()
 	h.check(t)
+}
+
+// load254 returns a load request of 254 entries, one more than a batch
+// holds: the encoding of a 253-entry load with one entry more.
+func load254(t testing.TB) []byte {
+	t.Helper()
+	es := make([]proto.Entry, proto.MaxBatchEntries)
+	for i := range es {
+		es[i] = proto.Entry{Name: fmt.Sprintf("l%d", i), StoredAt: time.Unix(1, 0)}
+	}
+	b := holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: es})
+	one := holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: es[:1]})
+	b = append(b, one[proto.HeaderSize+2:]...)
+	b[proto.HeaderSize], b[proto.HeaderSize+1] = 0, 254
+	return b
 }
 
 func TestHostileVanishingPeers(t *testing.T) {
@@ -410,7 +439,7 @@ func TestHostileRequestTimeout(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t, "--request-timeout", "1s")
 	fill := dial(t, h.path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	for i := range listEntries {
 		name := fmt.Sprintf("big/%03d-%s", i, strings.Repeat("x", nameLen-10))
 		if _, err := fill.Store(testCtx(t), name, ln, fdholder.StoreOptions{}); err != nil {
@@ -548,7 +577,7 @@ func TestHostileNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The client refuses 256 before sending.
-	if _, err := h.c.Store(testCtx(t), max+"n", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
+	if _, err := h.c.Store(testCtx(t), max+"n", testutil.ListenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
 		t.Errorf("store of a 256-byte name: %v, want ErrInvalidName", err)
 	}
 	h.check(t)

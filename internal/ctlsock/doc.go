@@ -9,10 +9,12 @@
 // is replaced, and anything that is not a socket is refused and left alone.
 // Socket.RemoveFile removes the file on exit only if it is still the one
 // this process created, so that a successor's socket is never removed.
+// CheckDir, TrustedHolders and CheckPeer decide which socket directories
+// the holder and its clients use, and which holder uids a client talks to,
+// so that another user cannot squat a socket path (trust.go).
 // IsControlListener tells whether a descriptor passed by socket activation
-// (sd_listen_fds(3)) is such a listener.
+// (sd_listen_fds(3), read by internal/fdstore) is such a listener.
 //
-// It deliberately does not serve the socket (internal/holder does), read
-// LISTEN_FDS or talk to systemd (cmd/fdholderd does), or decide the socket
-// path (the root package's SocketPath does).
+// internal/holder serves the socket; the root package's SocketPath decides
+// its path.
 package ctlsock

@@ -220,8 +220,9 @@ func (p *Process) LogOutput(t testing.TB) {
 	}
 }
 
-// WaitFor polls cond every 20ms until it returns true, and fails the test
-// with what after timeout.
+// WaitFor polls cond every 20 ms until it holds, and fails the test with
+// what after timeout. cond reads a fact (a log line, a process state, a
+// kernel counter); the timeout only bounds a hang.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

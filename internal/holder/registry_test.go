@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,10 +143,20 @@ func TestRegistryExpiry(t *testing.T) {
 	counts := make(chan int, 10)
 	r := NewRegistry(RegistryOptions{Logger: zaptest.NewLogger(t), OnChange: func(n int) { counts <- n }})
 	defer r.Close()
-	fd, _ := store(t, r, "short", 20*time.Millisecond, false)
 	keep, _ := store(t, r, "long", time.Hour, false)
+	fd, _ := socketFD(t)
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "short" may expire before a list on a busy machine: its expiry is
+	// checked on the entry Store returns, and the list's on "long".
+	e, err := r.Store("short", fd, info, Owner{UID: 1, GID: 2, PID: 3}, 20*time.Millisecond, false)
+	if err != nil || e.ExpiresAt.Sub(e.StoredAt) != 20*time.Millisecond {
+		t.Fatalf("store = %+v, %v; want an entry expiring 20ms after it was stored", e, err)
+	}
 	page, _ := r.List(nil, "")
-	if len(page) != 2 || page[1].ExpiresAt.IsZero() || page[1].ExpiresAt.Sub(page[1].StoredAt) != 20*time.Millisecond {
+	if len(page) == 0 || page[0].Name != "long" || page[0].ExpiresAt.Sub(page[0].StoredAt) != time.Hour {
 		t.Fatalf("list = %+v", page)
 	}
 	if got := []int{<-counts, <-counts}; got[0] != 1 || got[1] != 2 {
@@ -234,4 +246,120 @@ func TestRegistryConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestListAfterChangeNeedsNoWriteLock (issue 8, defect 9): the first list
+// after a change takes only the read lock. It used to re-sort every name
+// under the write lock, so it waited here for the reader holding the lock.
+func TestListAfterChangeNeedsNoWriteLock(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	for _, name := range []string{"b", "c", "a"} {
+		store(t, reg, name, 0, false)
+	}
+	reg.Delete("c")
+	reg.mu.RLock() // a reader in the middle of a page
+	done := make(chan []proto.Entry, 1)
+	go func() {
+		page, _ := reg.List(nil, "")
+		done <- page
+	}()
+	select {
+	case page := <-done:
+		reg.mu.RUnlock()
+		if len(page) != 2 || page[0].Name != "a" || page[1].Name != "b" {
+			t.Errorf("list = %+v, want a and b", page)
+		}
+	case <-time.After(10 * time.Second):
+		reg.mu.RUnlock()
+		<-done
+		t.Fatal("the list after a change waited for the write lock")
+	}
+}
+
+// TestOpenFDs: the count of open descriptors the reserve uses is the
+// number of entries in /proc/self/fd (less the one reading it).
+func TestOpenFDs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	for _, extra := range []int{0, 50} {
+		fds := make([]*sockfd.FD, extra)
+		for i := range fds {
+			fds[i], _ = socketFD(t)
+		}
+		n, err := openFDs()
+		ents, derr := os.ReadDir("/proc/self/fd")
+		if err != nil || derr != nil || n != len(ents)-1 {
+			t.Errorf("openFDs() = %d, %v; /proc/self/fd lists %d (%v) with one reading it", n, err, len(ents), derr)
+		}
+		sockfd.CloseAll(fds)
+	}
+}
+
+// TestListInVisitsOnlyThePrefixes (issue 8, defect 9): a list page for a
+// peer whose access covers a few names visits those, not the thousands of
+// others, and pages through them in order.
+func TestListInVisitsOnlyThePrefixes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	fd, _ := socketFD(t)
+	defer fd.Close()
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 2000 {
+		names = append(names, fmt.Sprintf("hidden/%04d", i))
+	}
+	names = append(names, "pub/a", "pub/b", "www/x", "www/y/z", "pubx")
+	for _, name := range names {
+		d, err := fd.Dup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Store(name, d, info, Owner{}, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name     string
+		after    string
+		prefixes []string
+		want     string
+	}{
+		{name: "two prefixes", prefixes: []string{"www/", "pub/"}, want: "pub/a pub/b www/x www/y/z"},
+		{name: "a prefix that extends another", prefixes: []string{"pub/", "pub/b", "www/y"}, want: "pub/a pub/b www/y/z"},
+		{name: "after a cursor", after: "pub/a", prefixes: []string{"pub/", "www/"}, want: "pub/b www/x www/y/z"},
+		{name: "a cursor inside the hidden names", after: "hidden/0500", prefixes: []string{"pub"}, want: "pub/a pub/b pubx"},
+		{name: "none", prefixes: []string{}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			visited := 0
+			page, more := reg.ListIn(nil, tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true })
+			var got []string
+			for _, e := range page {
+				got = append(got, e.Name)
+			}
+			if strings.Join(got, " ") != tt.want || more {
+				t.Errorf("page %q (more %v), want %q", got, more, tt.want)
+			}
+			if visited != len(page) {
+				t.Errorf("visited %d entries for a page of %d", visited, len(page))
+			}
+			// A dump page (Page) visits the same names.
+			visited = 0
+			held, more := reg.Page(tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true }, proto.MaxBatchEntries)
+			got = got[:0]
+			for _, h := range held {
+				got = append(got, h.Entry().Name)
+				h.Release()
+			}
+			if strings.Join(got, " ") != tt.want || more || visited != len(held) {
+				t.Errorf("dump page %q (more %v) after visiting %d, want %q", got, more, visited, tt.want)
+			}
+		})
+	}
 }

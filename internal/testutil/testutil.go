@@ -1,12 +1,18 @@
 package testutil
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,6 +122,28 @@ func BuildBinary(dir, name string) (string, error) {
 	return bin, nil
 }
 
+// BuildShipped builds the commands ./cmd/NAME... into dir as they are
+// shipped: static (CGO_ENABLED=0) and without -race (the units run them
+// under MemoryDenyWriteExecute=yes, and the man pages and completions read
+// their --help).
+func BuildShipped(t testing.TB, dir string, names ...string) {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"build", "-o", dir + "/"}
+	for _, n := range names {
+		args = append(args, "./cmd/"+n)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
 // ModuleRoot returns the directory of the module's go.mod.
 func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -127,4 +155,80 @@ func ModuleRoot() (string, error) {
 		return "", fmt.Errorf("not inside the fdholder module")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// StartUntilLine starts cmd, waits until the first line it writes to its
+// standard output is want, and returns a stop function that closes its
+// standard input and waits for it to exit (also run at the end of the
+// test). It is for helper processes that hold a condition (a flood of
+// requests, say) until told to stop. cmd's Stdin and Stdout must be unset.
+func StartUntilLine(t testing.TB, cmd *exec.Cmd, want string) (stop func()) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if cmd.Stderr == nil {
+		cmd.Stderr = &stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, done := make(chan string, 1), make(chan struct{})
+	go func() {
+		s, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- s
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		close(done)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { stdin.Close(); <-done }) }
+	t.Cleanup(stop)
+	if s := <-line; s != want+"\n" {
+		stop()
+		t.Fatalf("%s: first line %q, want %q; stderr:\n%s", cmd.Path, s, want, stderr.String())
+	}
+	return stop
+}
+
+// ListenTCP returns a TCP listener on 127.0.0.1 at a port the kernel
+// picks, closed at the end of the test.
+func ListenTCP(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// StartTied starts cmd so that the kernel kills it (SIGKILL) if the test
+// process dies first (PR_SET_PDEATHSIG, prctl(2)). The signal fires when
+// the *thread* that forked exits, and the Go runtime ends a thread whose
+// goroutine exits while locked to it: so cmd is started from a thread of
+// its own, kept until release is called, after cmd has been reaped.
+func StartTied(cmd *exec.Cmd) (release func(), err error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started, done := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- cmd.Start()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
+		close(done)
+		return nil, err
+	}
+	return func() { close(done) }, nil
 }

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,19 +74,10 @@ func hidden(path string) bool {
 	return false
 }
 
-// buildBinaries builds fdholderd and fdclient into dir, without -race: the
-// units run what is shipped, under MemoryDenyWriteExecute=yes.
+// buildBinaries builds fdholderd and fdclient into dir as shipped.
 func buildBinaries(t testing.TB, dir string) {
 	t.Helper()
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/fdholderd", "./cmd/fdclient")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testutil.BuildShipped(t, dir, "fdholderd", "fdclient")
 }
 
 // bootScript runs inside the new namespaces: private tmpfs over /tmp,
@@ -130,12 +120,76 @@ func boot(t testing.TB, dir string) *machine {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/"), []byte(dir+"/"))
+		b = bytes.ReplaceAll(b, []byte("/usr/sbin/fdholderd"), []byte(dir+"/fdholderd"))
+		b = bytes.ReplaceAll(b, []byte("/usr/bin/fdclient"), []byte(dir+"/fdclient"))
+		b = bytes.ReplaceAll(b, []byte("/etc/fdholder/"), []byte(dir+"/"))
 		b = bytes.ReplaceAll(b, []byte("/srv/example-web"), []byte(dir+"/web"))
 		if err := os.WriteFile(filepath.Join(units, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The policy the service unit names, as the package installs it.
+	policy, err := os.ReadFile(filepath.Join(root, "deploy", "fdholder", "policy.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.toml"), policy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, dir, bootScript)
+}
+
+// overlayScript boots systemd on a private copy of the host's root: an
+// overlay whose lower layer is / (read only, never written) and whose
+// upper layer is a tmpfs, so that what a test installs (dpkg -i) lands in
+// memory and vanishes with the machine. The upper layer must not be on
+// the lower one's file system (overlayfs refuses overlapping layers),
+// hence the tmpfs. It is bound, read-only, at /run/overlay-upper inside,
+// so that a test can see every file the machine changed. Then /dev,
+// /proc, /sys and tmpfs over /tmp, /var/tmp and /run as in bootScript,
+// and pivot_root(2) into the overlay.
+const overlayScript = `#!/bin/sh
+set -e
+dir=$1
+mount -t tmpfs tmpfs "$dir/ov"
+mkdir -p "$dir/ov/upper" "$dir/ov/work" "$dir/ov/root"
+mount -t overlay overlay -o lowerdir=/,upperdir="$dir/ov/upper",workdir="$dir/ov/work" "$dir/ov/root"
+r=$dir/ov/root
+mount --rbind /dev "$r/dev"
+mount --rbind /sys "$r/sys"
+mount -t proc proc "$r/proc"
+mount -t tmpfs tmpfs "$r/tmp"
+mount -t tmpfs tmpfs "$r/var/tmp"
+mount -t tmpfs tmpfs "$r/run"
+mkdir -p "$r/run/systemd/system" "$r/run/overlay-upper"
+mount --bind "$dir/ov/upper" "$r/run/overlay-upper"
+mount -o remount,bind,ro "$r/run/overlay-upper"
+cp "$dir"/units/* "$r/run/systemd/system/"
+ip link set lo up
+cd "$r"
+pivot_root . mnt
+umount -l /mnt
+exec ` + systemdBin + ` --system --unit=fdholder-test.target
+`
+
+// bootOverlay starts systemd in private namespaces on an overlay of the
+// host's root (overlayScript), with no unit of fdholder's: a machine to
+// install the package in.
+func bootOverlay(t testing.TB, dir string) *machine {
+	t.Helper()
+	for _, d := range []string{"units", "ov"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return start(t, dir, overlayScript)
+}
+
+// start writes the test target and script into dir, runs script in new
+// namespaces and waits until the systemd it starts runs.
+func start(t testing.TB, dir, bootScript string) *machine {
+	t.Helper()
+	units := filepath.Join(dir, "units")
 	if err := os.WriteFile(filepath.Join(units, "fdholder-test.target"), []byte(testTarget), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -150,24 +204,13 @@ func boot(t testing.TB, dir string) *machine {
 	m.unshare = exec.Command("unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--mount-proc",
 		"--uts", "--ipc", "--cgroup", "--net", "--propagation", "private", script, dir)
 	m.unshare.Stdout, m.unshare.Stderr = m.log, m.log
-	m.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig fires when the *thread* that forked exits, and the Go
-	// runtime ends a thread whose goroutine exits while locked to it (as
-	// inNetns does). So fork from a thread of its own, kept until the end.
-	started, release := make(chan error), make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		started <- m.unshare.Start()
-		<-release
-		runtime.UnlockOSThread()
-	}()
-	if err := <-started; err != nil {
-		close(release)
+	release, err := testutil.StartTied(m.unshare)
+	if err != nil {
 		t.Fatalf("unshare: %v", err)
 	}
 	t.Cleanup(func() {
 		m.kill()
-		close(release)
+		release()
 	})
 
 	deadline := time.Now().Add(waitTimeout)
