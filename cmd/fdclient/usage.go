@@ -12,6 +12,7 @@ import (
 var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
+	{"adopt", "fdclient [GLOBAL FLAGS] adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]"},
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
@@ -92,6 +93,31 @@ Commands:
       it must be a socket. A shell passes one with a redirection, as in
       "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
       --ttl are as for listen.
+
+  adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]
+      Copy a socket out of the running process PID and store it under NAME
+      as store does: the very socket the process serves on, which keeps
+      serving undisturbed, while the holder's copy keeps the socket open
+      after the process exits. This brings a server that binds its own port
+      under the holder without restarting it. It prints what it adopted:
+        adopted "web" from fd 3 of process 4242 (python3): tcp 127.0.0.1:8080, listening
+      Copying needs ptrace rights over PID (pidfd_getfd(2)): the same user
+      as a dumpable process, or CAP_SYS_PTRACE (root), as far as
+      kernel.yama.ptrace_scope allows; a refusal says which rule failed and
+      exits with code 5. Needs Linux 5.6.
+      --pid PID   the process (required)
+      --fd N      the socket is PID's descriptor N
+      NETWORK:ADDRESS
+                  the socket is the one listening on ADDRESS (for udp and
+                  unixgram: bound to it), as listen names them; an empty
+                  host matches any address: tcp::8080. With --fd too, the
+                  descriptor must be that socket. No such socket exits with
+                  code 3 and lists what PID does serve; several (an
+                  SO_REUSEPORT group) exit with code 1 and list their
+                  descriptors: pick one with --fd.
+      --dry-run   print what would be adopted ("would adopt ..."), store
+                  nothing, and do not contact the holder
+      --replace and --ttl are as for listen.
 
   exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
@@ -194,12 +220,13 @@ Exit codes:
      no answer within --timeout, a PROG that cannot be executed
   2  usage: unknown command or flag, wrong arguments, an invalid NAME or
      NETWORK:ADDRESS
-  3  not found: NAME is not held
+  3  not found: NAME is not held; for adopt, no such process or no
+     matching socket
   4  already held: NAME is held (listen, store and transfer without
      --replace)
   5  permission denied: by the holder's policy, or by the mode of its
      socket or directory (the error names the permission and the flags
-     that grant it)
+     that grant it); for adopt, by the kernel's ptrace rules
   6  holder unreachable: nothing listens at the socket path (the error
      says where fdclient looked), or no connection to it could be made
      within --timeout
@@ -215,6 +242,7 @@ Examples:
   fdclient exec --rebind web=tcp:127.0.0.1:8081 -- ./server  # web moves to 8081
   fdclient exec --vars nginx web=tcp:127.0.0.1:8080 -- nginx -c /etc/app/nginx.conf
   fdclient exec --vars names web -- haproxy -f /etc/app/haproxy.cfg
+  fdclient adopt --pid 4242 web tcp:127.0.0.1:8080   # from a running server
   fdclient list
   fdclient delete web
   fdclient transfer --names 'web*' --to /run/fdholder-new/fdholder.sock

@@ -29,11 +29,20 @@ const holderUID = 4010
 // serving a socket every uid may connect to, with policy.
 func startLowLimit(t testing.TB, nofile int, policy string, args ...string) (*daemon, string) {
 	t.Helper()
-	dir := testutil.ShortDir(t)
-	if err := os.Chown(dir, holderUID, holderUID); err != nil {
+	// The holder runs as holderUID, so that the kernel charges descriptors
+	// in flight to a user without CAP_SYS_RESOURCE (unix(7)). Root's client
+	// trusts its socket directory only because root made it, inside a
+	// directory only root can write: as systemd's RuntimeDirectory= with
+	// User= does (ctlsock.TrustedHolders).
+	parent := testutil.ShortDir(t)
+	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	dir := filepath.Join(parent, "h")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, holderUID, holderUID); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "h.sock")

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -325,22 +327,44 @@ func (h *Holder) Entry(t testing.TB, name string) (ListEntry, bool) {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: the
-// baselines without a holder need a number to give gunicorn's --bind. (With
-// the holder, port 0 is bound once and read back, which has no race.)
+// baselines without a holder need a number to give a server's bind, and
+// bind it again at every restart. (With the holder, port 0 is bound once
+// and read back, which has no race.)
 func FreePort(t testing.TB) int {
 	t.Helper()
 	return FreePortOn(t, "127.0.0.1")
 }
 
-// FreePortOn is FreePort on the address host.
+// FreePortOn is FreePort on the address host. The port is outside the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range): a port in it
+// can be taken between two server generations by any outgoing connection
+// on the machine, wrk's own included (a connect from port P to port P with
+// nothing listening connects to itself), and the server then cannot bind
+// it again ("Connection in use"). Ports outside the range are only ever
+// taken by an explicit bind.
 func FreePortOn(t testing.TB, host string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("free port on %s: %v", host, err)
+	lo, hi := 32768, 60999 // the kernel's default range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, _ = strconv.Atoi(f[0])
+			hi, _ = strconv.Atoi(f[1])
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 200 {
+		port := 10000 + rand.IntN(55000)
+		if port >= lo && port <= hi {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			continue // in use: try another
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("free port on %s: no free port outside the ephemeral range %d-%d in 200 tries", host, lo, hi)
+	return 0
 }
 
 // IsRefused reports whether err is a refused connection (ECONNREFUSED:

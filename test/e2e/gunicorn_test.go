@@ -84,8 +84,7 @@ func (g *gunicornServer) start(t testing.TB) *e2etest.Process {
 	t.Helper()
 	gen := g.started
 	g.started++
-	args := []string{g.python, "-m", "gunicorn", "--chdir", g.app, "--access-logfile", g.accessLog(gen)}
-	args = append(args, gunicornArgs...)
+	args := g.baseArgs(gen)
 	if g.holder == nil {
 		args = append(args, "--bind", g.addr())
 	} else {
@@ -96,22 +95,7 @@ func (g *gunicornServer) start(t testing.TB) *e2etest.Process {
 		args = append([]string{e2etest.FdclientBin, "--socket", g.holder.Socket, "exec", spec, "--"}, args...)
 	}
 	args = append(args, "app:app")
-	p := e2etest.StartProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, filepath.Join(g.dir, fmt.Sprintf("gunicorn-%d.log", gen)), "", args...)
-	t.Cleanup(func() {
-		if p.Exited() {
-			return
-		}
-		var workers []e2etest.Identity
-		for _, pid := range e2etest.Children(t, p.Pid()) {
-			if _, start, ok := e2etest.Stat(pid); ok {
-				workers = append(workers, e2etest.Identity{Pid: pid, Start: start})
-			}
-		}
-		p.Kill()
-		for _, w := range workers {
-			w.Kill(t)
-		}
-	})
+	p := g.launch(t, gen, args)
 	if g.holder != nil && gen == 0 {
 		var e e2etest.ListEntry
 		e2etest.WaitFor(t, e2etest.StartTimeout, `fdclient exec to store "web"`, func() bool {
@@ -132,6 +116,43 @@ func (g *gunicornServer) start(t testing.TB) *e2etest.Process {
 	}
 	g.waitServing(t, p)
 	return p
+}
+
+// baseArgs is the command line of generation gen without its socket and
+// its app: gunicorn with the settings every test shares and its own access
+// log.
+func (g *gunicornServer) baseArgs(gen int) []string {
+	args := []string{g.python, "-m", "gunicorn", "--chdir", g.app, "--access-logfile", g.accessLog(gen)}
+	return append(args, gunicornArgs...)
+}
+
+// launch starts generation gen of gunicorn with args, its output in
+// gunicorn-GEN.log. At the end of the test a generation still running is
+// killed with its workers.
+func (g *gunicornServer) launch(t testing.TB, gen int, args []string) *e2etest.Process {
+	t.Helper()
+	p := e2etest.StartProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, g.log(gen), "", args...)
+	t.Cleanup(func() {
+		if p.Exited() {
+			return
+		}
+		var workers []e2etest.Identity
+		for _, pid := range e2etest.Children(t, p.Pid()) {
+			if _, start, ok := e2etest.Stat(pid); ok {
+				workers = append(workers, e2etest.Identity{Pid: pid, Start: start})
+			}
+		}
+		p.Kill()
+		for _, w := range workers {
+			w.Kill(t)
+		}
+	})
+	return p
+}
+
+// log is the file where generation gen writes its output.
+func (g *gunicornServer) log(gen int) string {
+	return filepath.Join(g.dir, fmt.Sprintf("gunicorn-%d.log", gen))
 }
 
 // waitServing waits until the server answers a request with the app's 200
