@@ -13,14 +13,16 @@ import (
 	"github.com/fdholder/fdholder"
 )
 
-// execCmd is "exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]":
-// fetch held sockets and become PROG with them, the systemd way.
+// execCmd is "exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS]
+// NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]": fetch held sockets and become
+// PROG with them, described the systemd way unless --vars says otherwise.
 type execCmd struct {
 	wait   time.Duration
 	rebind bool // move a NAME held on another address to its NETWORK:ADDRESS
 	// fallback binds every NAME=NETWORK:ADDRESS directly when the holder
 	// is unreachable, so that PROG starts anyway (unheld).
 	fallback bool
+	vars     execVars
 	specs    []execSpec
 	prog     string
 	args     []string // PROG's arguments, without argv[0]
@@ -40,8 +42,13 @@ func parseExec(args []string) (command, error) {
 	durationFlag(fs, "wait", &c.wait)
 	fs.BoolVar(&c.rebind, "rebind", false, "")
 	fs.BoolVar(&c.fallback, "fallback", false, "")
+	vars := fs.String("vars", varsSystemd, "")
 	if err := parseFlags(fs, cmd, args); err != nil {
 		return nil, err
+	}
+	var err error
+	if c.vars, err = parseVars(*vars); err != nil {
+		return nil, usagef(cmd, "%v", err)
 	}
 	if c.wait < 0 {
 		return nil, usagef(cmd, "negative --wait %v", c.wait)
@@ -78,7 +85,7 @@ func parseExec(args []string) (command, error) {
 			return nil, err
 		}
 		if seen[name] {
-			return nil, usagef(cmd, "name %q given twice", name)
+			return nil, usagef(cmd, "name %q given twice: each NAME is passed once, at one descriptor", name)
 		}
 		seen[name] = true
 		spec := execSpec{name: name}
@@ -96,6 +103,15 @@ func parseExec(args []string) (command, error) {
 			if s.addr == nil {
 				return nil, usagef(cmd, "--fallback: %q has no =NETWORK:ADDRESS to bind when the holder is unreachable", s.name)
 			}
+		}
+	}
+	if c.vars.names {
+		names := make([]string, len(c.specs))
+		for i, s := range c.specs {
+			names[i] = s.name
+		}
+		if err := checkFDVars(names); err != nil {
+			return nil, usagef(cmd, "%v", err)
 		}
 	}
 	c.prog, c.args = rest[sep+1], rest[sep+2:]
@@ -158,7 +174,7 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		names[i] = s.name
 	}
 	argv := append([]string{c.prog}, c.args...)
-	env := listenEnv(os.Environ(), os.Getpid(), names)
+	env := execEnv(os.Environ(), os.Getpid(), names, c.vars)
 	err = execWithFiles(path, argv, env, files)
 	// The descriptor table of this thread is no longer the process's (see
 	// execWithFiles): return straight to main, which exits.

@@ -442,3 +442,63 @@ func TestExecManySockets(t *testing.T) {
 		})
 	}
 }
+
+// TestExecVars runs the forms of --vars through a real exec: the consumer
+// finds exactly the variables asked for, stale ones from fdclient's parent
+// are gone, and a form without systemd leaves go-systemd nothing to take.
+func TestExecVars(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0")
+	mustRun(t, h.Path, "listen", "api/v2", "tcp:127.0.0.1:0")
+	stale := []string{"LISTEN_FDS=9", "NGINX=7;", "FDHOLDER_FD_OLD=9"}
+	tests := []struct {
+		name     string
+		vars     string
+		wantEnv  map[string]string
+		received []received
+	}{
+		{
+			name:    "nginx and names",
+			vars:    "nginx,names",
+			wantEnv: map[string]string{"NGINX": "3;4;", "FDHOLDER_FD_WEB": "3", "FDHOLDER_FD_API_V2": "4"},
+		},
+		{
+			name:     "all",
+			vars:     "systemd,nginx,names",
+			received: []received{{3, "web"}, {4, "api/v2"}},
+			wantEnv: map[string]string{"NGINX": "3;4;", "FDHOLDER_FD_WEB": "3", "FDHOLDER_FD_API_V2": "4",
+				"LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:api/v2"}, // LISTEN_PID is checked apart
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run := startExec(t, h.Path, nil, stale, "exec", "--vars", tt.vars, "web", "api/v2", "--", listenfdsBin)
+			rep := run.report(t)
+			if tt.received != nil {
+				if got, want := rep.Env["LISTEN_PID"], strconv.Itoa(run.cmd.Process.Pid); got != want {
+					t.Errorf("LISTEN_PID %q, want %q", got, want)
+				}
+				delete(rep.Env, "LISTEN_PID")
+			}
+			if fmt.Sprint(rep.Env) != fmt.Sprint(tt.wantEnv) {
+				t.Errorf("socket variables %v, want exactly %v", rep.Env, tt.wantEnv)
+			}
+			if !slices.Equal(rep.Received, tt.received) {
+				t.Errorf("activation.Files gave %v, want %v", rep.Received, tt.received)
+			}
+			checkDescriptors(t, h.Path, rep, []string{"web", "api/v2"}, "")
+			for _, name := range []string{"web", "api/v2"} {
+				if tt.received == nil {
+					break // nothing serves: the consumer took no socket
+				}
+				if got := greeting(t, "tcp", entry(t, h.Path, name)["address"].(string)); got != name {
+					t.Errorf("%s answered %q", name, got)
+				}
+			}
+			if r := run.wait(t); r.code != 0 {
+				t.Errorf("consumer ended with %v", r)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,13 +74,16 @@ func TestUsageErrors(t *testing.T) {
 		{"exec no names after flag", []string{"exec", "--wait", "1s", "--", "true"}, "exec: no NAME before --"},
 		{"exec no prog", []string{"exec", "web", "--"}, "exec: no PROG after --"},
 		{"exec empty prog", []string{"exec", "web", "--", ""}, "exec: empty PROG"},
-		{"exec same name twice", []string{"exec", "web", "admin", "web", "--", "true"}, `exec: name "web" given twice`},
-		{"exec same name twice with address", []string{"exec", "web", "web=tcp:127.0.0.1:0", "--", "true"}, `exec: name "web" given twice`},
+		{"exec same name twice", []string{"exec", "web", "admin", "web", "--", "true"}, `exec: name "web" given twice: each NAME is passed once`},
+		{"exec same name twice with address", []string{"exec", "web", "web=tcp:127.0.0.1:0", "--", "true"}, `exec: name "web" given twice: each NAME is passed once`},
 		{"exec invalid name", []string{"exec", "a:b", "--", "true"}, `exec: invalid name "a:b"`},
 		{"exec bad address", []string{"exec", "web=tcp:nowhere", "--", "true"}, `exec: web: bad address "tcp:nowhere"`},
 		{"exec bad wait", []string{"exec", "--wait", "a while", "web", "--", "true"}, `exec: invalid value "a while" for flag -wait`},
 		{"exec negative wait", []string{"exec", "--wait", "-1s", "web", "--", "true"}, "exec: negative --wait -1s"},
 		{"exec flag after name", []string{"exec", "web", "--wait", "1s", "--", "true"}, "exec: flag --wait after a NAME"},
+		{"exec unknown vars", []string{"exec", "--vars", "systemd,apache", "web", "--", "true"}, `exec: --vars "systemd,apache": unknown form "apache"`},
+		{"exec empty vars", []string{"exec", "--vars", "", "web", "--", "true"}, `exec: --vars "": unknown form ""`},
+		{"exec names alike", []string{"exec", "--vars", "names", "web-a", "web.a", "--", "true"}, `exec: --vars names: "web-a" and "web.a" would both be FDHOLDER_FD_WEB_A`},
 
 		{"list argument", []string{"list", "web"}, "list: too many arguments"},
 		{"list unknown flag", []string{"list", "--yaml"}, "list: flag provided but not defined: -yaml"},
@@ -301,18 +305,51 @@ func TestParseNetAddr(t *testing.T) {
 	}
 }
 
-func TestListenEnv(t *testing.T) {
+func TestExecEnv(t *testing.T) {
 	environ := []string{
 		"PATH=/bin", "LISTEN_FDS=7", "HOME=/root", "LISTEN_PID=1", "LISTEN_FDNAMES=old",
-		"LISTEN_PIDFDID=42", "LISTENER=keep", "XLISTEN_FDS=keep",
+		"LISTEN_PIDFDID=42", "LISTENER=keep", "XLISTEN_FDS=keep", "NGINX=9;", "NGINXX=keep",
+		"FDHOLDER_FD_OLD=9", "FDHOLDER_SOCKET=/keep",
 	}
-	got := listenEnv(environ, 1234, []string{"web", "admin"})
-	want := []string{
-		"PATH=/bin", "HOME=/root", "LISTENER=keep", "XLISTEN_FDS=keep",
-		"LISTEN_FDS=2", "LISTEN_PID=1234", "LISTEN_FDNAMES=web:admin",
+	kept := []string{"PATH=/bin", "HOME=/root", "LISTENER=keep", "XLISTEN_FDS=keep", "NGINXX=keep", "FDHOLDER_SOCKET=/keep"}
+	systemd := []string{"LISTEN_FDS=2", "LISTEN_PID=1234", "LISTEN_FDNAMES=web:api/v2"}
+	tests := []struct {
+		name string
+		vars string
+		want []string
+	}{
+		{"default", varsSystemd, systemd},
+		{"nginx", "nginx", []string{"NGINX=3;4;"}},
+		{"names", "names", []string{"FDHOLDER_FD_WEB=3", "FDHOLDER_FD_API_V2=4"}},
+		{"all", "names,systemd,nginx", append(append(slices.Clone(systemd), "NGINX=3;4;"), "FDHOLDER_FD_WEB=3", "FDHOLDER_FD_API_V2=4")},
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("listenEnv =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := parseVars(tt.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := execEnv(environ, 1234, []string{"web", "api/v2"}, v)
+			want := append(slices.Clone(kept), tt.want...)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("execEnv =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+func TestFDVar(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"plain", "web", "FDHOLDER_FD_WEB"},
+		{"every other byte", "a.b@c/d+e-f_g9", "FDHOLDER_FD_A_B_C_D_E_F_G9"},
+		{"leading digit", "8080", "FDHOLDER_FD_8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fdVar(tt.in); got != tt.want {
+				t.Errorf("fdVar(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 

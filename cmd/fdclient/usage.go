@@ -13,7 +13,7 @@ var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
 	{"adopt", "fdclient [GLOBAL FLAGS] adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]"},
-	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
+	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names | --watch [--interval DUR]]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
@@ -119,13 +119,13 @@ Commands:
                   nothing, and do not contact the holder
       --replace and --ttl are as for listen.
 
-  exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
+  exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
       fdclient, with the same process ID, as systemd socket activation
       would start it (sd_listen_fds(3)): the sockets are descriptors 3, 4,
       ... in the order of the NAMEs, LISTEN_FDS is their number, LISTEN_PID
-      the process ID, and LISTEN_FDNAMES the NAMEs joined by ':'. Other
-      LISTEN_* variables are removed. PROG gets no other descriptor of
+      the process ID, and LISTEN_FDNAMES the NAMEs joined by ':'. Each NAME
+      may be given once. PROG gets no other descriptor of
       fdclient's than standard input, output and error, not even one
       fdclient inherited; O_NONBLOCK is left as it is on every socket.
       PROG is looked up in $PATH unless it contains a slash. If it cannot
@@ -160,6 +160,19 @@ Commands:
                   unheld would lose that without anyone noticing; turn it
                   on where starting at all matters more (availability over
                   protection)
+      --vars FORMS
+                  the variables that tell PROG where its sockets are: a
+                  comma-separated list of (default: systemd)
+                    systemd  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES as above
+                    nginx    NGINX="3;4;...;", the form nginx inherits
+                    names    FDHOLDER_FD_<NAME>=N per NAME, for configs that
+                             say fd@${FDHOLDER_FD_WEB}: NAME in upper case,
+                             every . @ / + - as _ (two NAMEs that end up
+                             alike are a usage error)
+                  Every inherited LISTEN_*, NGINX and FDHOLDER_FD_* variable
+                  is removed first. docs/servers.md has the command line
+                  for nginx, HAProxy, lighttpd, uWSGI, gunicorn, uvicorn,
+                  Node.js, Go and Python servers.
 
   list [--json | --names | --watch [--interval DUR]]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
@@ -235,6 +248,8 @@ Examples:
   fdclient exec web=tcp:127.0.0.1:8080 -- ./server
   fdclient exec --wait 30s web admin -- ./server
   fdclient exec --rebind web=tcp:127.0.0.1:8081 -- ./server  # web moves to 8081
+  fdclient exec --vars nginx web=tcp:127.0.0.1:8080 -- nginx -c /etc/app/nginx.conf
+  fdclient exec --vars names web -- haproxy -f /etc/app/haproxy.cfg
   fdclient adopt --pid 4242 web tcp:127.0.0.1:8080   # from a running server
   fdclient list
   fdclient delete web

@@ -46,6 +46,14 @@ _fdclient() {
 	--names | -names)
 		[[ $cmd == transfer ]] && return # a glob
 		;;
+	--vars | -vars)
+		# A comma-separated list of forms: complete the one after the
+		# last comma, keeping those before it.
+		local forms=''
+		[[ $cur == *,* ]] && forms=${cur%,*},
+		COMPREPLY=($(compgen -P "$forms" -W 'systemd nginx names' -- "${cur##*,}"))
+		return
+		;;
 	esac
 	if [[ -z $cmd ]]; then
 		if [[ $cur == -* ]]; then
@@ -66,7 +74,7 @@ _fdclient() {
 			return
 		fi
 		case ${COMP_WORDS[i]} in
-		--ttl | -ttl | --wait | -wait | --fd | -fd | --to | -to | --pid | -pid | --interval | -interval) ((i++)) ;;
+		--ttl | -ttl | --wait | -wait | --vars | -vars | --fd | -fd | --to | -to | --pid | -pid | --interval | -interval) ((i++)) ;;
 		--names | -names) [[ $cmd == transfer ]] && ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
@@ -76,7 +84,7 @@ _fdclient() {
 	listen) flags='--replace --ttl' ;;
 	store) flags='--fd --replace --ttl' ;;
 	adopt) flags='--pid --fd --replace --ttl --dry-run' ;;
-	exec) flags='--wait --rebind --fallback' ;;
+	exec) flags='--wait --rebind --fallback --vars' ;;
 	list) flags='--json --names --watch --interval' ;;
 	transfer) flags='--names --replace --to' ;;
 	esac

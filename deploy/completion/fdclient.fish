@@ -26,7 +26,7 @@ function __fdclient_needs_name
             continue
         end
         switch $tok
-            case --socket --timeout --ttl --wait --fd --to --pid
+            case --socket --timeout --ttl --wait --vars --fd --to --pid
                 set skip 1
             case '-*'
             case '*'
@@ -69,6 +69,7 @@ complete -c fdclient -n "__fish_seen_subcommand_from adopt" -l dry-run -d 'print
 complete -c fdclient -n "__fish_seen_subcommand_from exec" -l wait -x -d 'wait up to DUR for NAME to be held'
 complete -c fdclient -n "__fish_seen_subcommand_from exec" -l rebind -d 'move a NAME held on another address to ADDRESS'
 complete -c fdclient -n "__fish_seen_subcommand_from exec" -l fallback -d 'bind here and start PROG if the holder is unreachable'
+complete -c fdclient -n "__fish_seen_subcommand_from exec" -l vars -x -a 'systemd nginx names' -d 'the variables that tell PROG where its sockets are'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l json -d 'print a JSON array'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l names -d 'print the names only'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l watch -d 'show them again every interval'

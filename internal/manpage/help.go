@@ -36,13 +36,18 @@ var flagRE = regexp.MustCompile(`(?:^|[\s\[(|"])(--?[a-z][a-z0-9-]*)`)
 
 // Flags returns the flags a help text names, each once, in the order they
 // first appear: what a man page and a shell completion must both offer.
+// What follows " -- " on a line is another program's command line (an
+// example's "exec web -- nginx -c FILE"), whose flags are not these.
 func Flags(help string) []string {
 	var flags []string
 	seen := map[string]bool{}
-	for _, m := range flagRE.FindAllStringSubmatch(help, -1) {
-		if !seen[m[1]] {
-			seen[m[1]] = true
-			flags = append(flags, m[1])
+	for _, line := range strings.Split(help, "\n") {
+		line, _, _ = strings.Cut(line, " -- ")
+		for _, m := range flagRE.FindAllStringSubmatch(line, -1) {
+			if !seen[m[1]] {
+				seen[m[1]] = true
+				flags = append(flags, m[1])
+			}
 		}
 	}
 	return flags

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -267,5 +268,26 @@ func TestPolicyPage(t *testing.T) {
 	p, err = policy.Parse("policy.toml", uncommented, 0, nopResolver{})
 	if err != nil || len(p.Rules()) != 3 {
 		t.Fatalf("the example with its rules uncommented: %v; want 3 rules\n%s", err, uncommented)
+	}
+}
+
+// TestFlags checks which words of a help text are read as its flags.
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		help string
+		want []string
+	}{
+		{"flags in a synopsis", "  exec [--wait DUR] [--rebind] NAME\n  list [--json | --names]\n", []string{"--wait", "--rebind", "--json", "--names"}},
+		{"each once", "--socket PATH\n  also --socket and -h\n", []string{"--socket", "-h"}},
+		{"no flag inside a word", "get-or-create, re-bind\n", nil},
+		{"another program's flags after --", "  fdclient exec --vars nginx web -- nginx -c /etc/app/nginx.conf\n", []string{"--vars"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Flags(tt.help); !slices.Equal(got, tt.want) {
+				t.Errorf("Flags(%q) = %q, want %q", tt.help, got, tt.want)
+			}
+		})
 	}
 }

@@ -197,20 +197,6 @@ func StartUntilLine(t testing.TB, cmd *exec.Cmd, want string) (stop func()) {
 	return stop
 }
 
-// WaitFor polls cond every 20 ms until it holds, and fails the test with
-// what after timeout. cond reads a fact (a log line, a process state, a
-// kernel counter); the timeout only bounds a hang.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ListenTCP returns a TCP listener on 127.0.0.1 at a port the kernel
 // picks, closed at the end of the test.
 func ListenTCP(t testing.TB) *net.TCPListener {

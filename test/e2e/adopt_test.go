@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdholder/fdholder/internal/e2etest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -52,23 +53,23 @@ func TestAdoptUnderLoad(t *testing.T) {
 
 func adoptUnderLoad(t *testing.T, adopt bool) {
 	dir := t.TempDir()
-	h := startHolder(t, dir)
+	h := e2etest.StartHolder(t, dir)
 	g := newGunicornServer(t, dir, h)
 
 	// Generation 0 knows nothing of the holder: it binds its own port,
 	// and logs it. With the adoption, a port the kernel picks: nothing
 	// binds it again. The baseline binds it again after a gap, so it takes
 	// one outside the ephemeral range, which nothing takes meanwhile (see
-	// freePort).
+	// e2etest.FreePortOn).
 	g.started = 1
 	bind := "127.0.0.1:0"
 	if !adopt {
-		bind = net.JoinHostPort("127.0.0.1", itoa(freePort(t)))
+		bind = net.JoinHostPort("127.0.0.1", itoa(e2etest.FreePort(t)))
 	}
 	p := g.launch(t, 0, append(g.baseArgs(0), "--bind", bind, "app:app"))
-	testutil.WaitFor(t, startTimeout, "gunicorn #0 to log the port it bound", func() bool {
-		if p.exited() {
-			t.Fatalf("gunicorn #0 exited before binding: %v", p.err)
+	e2etest.WaitFor(t, e2etest.StartTimeout, "gunicorn #0 to log the port it bound", func() bool {
+		if p.Exited() {
+			t.Fatalf("gunicorn #0 exited before binding: %v", p.Err())
 		}
 		b, err := os.ReadFile(g.log(0))
 		m := gunicornListeningRE.FindSubmatch(b)
@@ -85,50 +86,50 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 	// the queue before it starts gunicorn #1): on a loaded machine, over
 	// 10 s. A request still waiting in the queue then is delayed, not
 	// refused or reset; give wrk the time to see it answered.
-	w := startWrkTimeout(t, dir, g.addr(), wrkGapTimeout)
+	w := e2etest.StartWrkTimeout(t, dir, g.addr(), wrkGapTimeout)
 	waitLoad(t, g, 0)
 
 	if adopt {
-		pid := itoa(p.pid())
-		out := string(h.fdclient(t, "adopt", "--dry-run", "--pid", pid, "web", "tcp:"+g.addr()))
+		pid := itoa(p.Pid())
+		out := string(h.FDClient(t, "adopt", "--dry-run", "--pid", pid, "web", "tcp:"+g.addr()))
 		if !strings.HasPrefix(out, `would adopt "web" from fd `) || !strings.HasSuffix(out, ": tcp "+g.addr()+", listening\n") {
 			t.Fatalf("fdclient adopt --dry-run: %q, want what it would adopt", out)
 		}
-		if es := h.list(t); len(es) != 0 {
+		if es := h.List(t); len(es) != 0 {
 			t.Fatalf("after a dry run the holder holds %+v, want nothing", es)
 		}
-		out = string(h.fdclient(t, "adopt", "--pid", pid, "web", "tcp:"+g.addr()))
+		out = string(h.FDClient(t, "adopt", "--pid", pid, "web", "tcp:"+g.addr()))
 		if !strings.HasPrefix(out, `adopted "web" from fd `) || !strings.Contains(out, " of process "+pid+" (") {
 			t.Fatalf("fdclient adopt: %q, want what it adopted", out)
 		}
 		t.Logf("fdclient adopt: %s", strings.TrimSpace(out))
-		e, ok := h.entry(t, "web")
+		e, ok := h.Entry(t, "web")
 		if !ok || e.Network != "tcp" || e.Address != g.addr() || !e.Listening {
 			t.Fatalf(`fdclient list --json: "web" is %+v (held %v), want the listener on %s`, e, ok, g.addr())
 		}
 		// The holder holds gunicorn's very socket (one inode, open in
 		// both), and gunicorn keeps serving on it undisturbed.
-		if inode := g.heldInode(t); inode != own || !socketInodes(h.proc.pid())[own] || !socketInodes(p.pid())[own] {
+		if inode := g.heldInode(t); inode != own || !e2etest.SocketInodes(h.Proc.Pid())[own] || !e2etest.SocketInodes(p.Pid())[own] {
 			t.Fatalf("after adopt: the listener on port %d is inode %d, want gunicorn's own %d open in both fdholderd and gunicorn", g.port, inode, own)
 		}
 		served := g.requestsServed(t, 0)
-		testutil.WaitFor(t, startTimeout, "gunicorn #0 to serve on after the adoption", func() bool {
+		e2etest.WaitFor(t, e2etest.StartTimeout, "gunicorn #0 to serve on after the adoption", func() bool {
 			return g.requestsServed(t, 0) >= served+loadPerGeneration
 		})
 	}
 
-	p.signal(t, syscall.SIGTERM)
-	if err := p.wait(t, exitTimeout); err != nil {
-		t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.name, err)
+	p.Signal(t, syscall.SIGTERM)
+	if err := p.Wait(t, e2etest.ExitTimeout); err != nil {
+		t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.Name, err)
 	}
 	// No server process is left: the master reaps its workers before it
 	// exits (arbiter.py stop). With the adoption the socket lives on in
 	// fdholderd alone; without it, it is gone.
 	if adopt {
-		testutil.WaitFor(t, exitTimeout, "fdholderd alone to have the socket open", func() bool {
-			return slices.Equal(openersOf(own), []int{h.proc.pid()})
+		e2etest.WaitFor(t, e2etest.ExitTimeout, "fdholderd alone to have the socket open", func() bool {
+			return slices.Equal(e2etest.OpenersOf(own), []int{h.Proc.Pid()})
 		})
-	} else if ls := listenersOn(t, g.port); len(ls) != 0 {
+	} else if ls := e2etest.ListenersOn(t, g.port); len(ls) != 0 {
 		t.Fatalf("sockets %v listen on port %d after gunicorn #0 exited, want none", ls, g.port)
 	}
 
@@ -136,22 +137,22 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 	var conns []net.Conn
 	refused := 0
 	for i := range queuedWhileDead {
-		c, err := net.DialTimeout("tcp", g.addr(), startTimeout)
+		c, err := net.DialTimeout("tcp", g.addr(), e2etest.StartTimeout)
 		if err != nil {
-			if adopt || !isRefused(err) {
+			if adopt || !e2etest.IsRefused(err) {
 				t.Fatalf("connect %d to %s while no server runs: %v", i, g.addr(), err)
 			}
 			refused++
 			continue
 		}
 		t.Cleanup(func() { c.Close() })
-		if _, err := io.WriteString(c, request); err != nil {
+		if _, err := io.WriteString(c, e2etest.Request); err != nil {
 			t.Fatalf("send the request on connection %d: %v", i, err)
 		}
 		conns = append(conns, c)
 	}
 	if adopt {
-		e, _ := h.entry(t, "web")
+		e, _ := h.Entry(t, "web")
 		if e.Queued < queuedWhileDead {
 			t.Fatalf(`fdclient list --json: "web" has %d connections queued (backlog %d), want at least the %d made while no server runs`, e.Queued, e.Backlog, queuedWhileDead)
 		}
@@ -165,7 +166,7 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 
 	// Generation 1: through "fdclient exec web" (the new ExecStart), or
 	// binding the port itself.
-	var next *process
+	var next *e2etest.Process
 	if adopt {
 		next = g.start(t)
 		g.checkServesHeldSocket(t, next)
@@ -175,18 +176,18 @@ func adoptUnderLoad(t *testing.T, adopt bool) {
 		g.waitServing(t, next)
 	}
 	for i, c := range conns {
-		if err := readReply(c, startTimeout); err != nil {
+		if err := e2etest.ReadReply(c, e2etest.StartTimeout); err != nil {
 			t.Errorf("connection %d, made while no server ran: %v", i, err)
 		}
 	}
 	if adopt {
-		t.Logf("%s answered the %d connections made while no server ran", next.name, len(conns))
+		t.Logf("%s answered the %d connections made while no server ran", next.Name, len(conns))
 	}
 	waitLoad(t, g, 1)
-	res := w.stop(t)
-	next.signal(t, syscall.SIGTERM)
-	if err := next.wait(t, exitTimeout); err != nil {
-		t.Fatalf("%s after SIGTERM: %v, want exit status 0", next.name, err)
+	res := w.Stop(t)
+	next.Signal(t, syscall.SIGTERM)
+	if err := next.Wait(t, e2etest.ExitTimeout); err != nil {
+		t.Fatalf("%s after SIGTERM: %v, want exit status 0", next.Name, err)
 	}
 	t.Logf("wrk -t2 -c32 across the switch: %v; requests served by gunicorn #0 and #1: %d, %d", res, g.requestsServed(t, 0), g.requestsServed(t, 1))
 	if !adopt {

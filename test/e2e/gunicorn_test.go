@@ -2,21 +2,16 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/fdholder/fdholder/internal/testutil"
+	"github.com/fdholder/fdholder/internal/e2etest"
 )
 
 // gunicorn is the real server of these tests: Debian's python3-gunicorn,
@@ -25,39 +20,11 @@ import (
 // whose master, on SIGTERM, closes its listeners, lets its sync workers
 // finish the request in hand and exits 0 (arbiter.py stop).
 
-// pythonForGunicorn finds an interpreter that can import gunicorn:
-// $FDHOLDER_PYTHON, then Debian's /usr/bin/python3, then python3 on PATH
-// (which may be a pyenv one without Debian's packages). It returns the path,
-// or "" and what was tried.
-var pythonForGunicorn = sync.OnceValues(func() (string, string) {
-	var candidates []string
-	if p := os.Getenv("FDHOLDER_PYTHON"); p != "" {
-		candidates = append(candidates, p)
-	}
-	candidates = append(candidates, "/usr/bin/python3")
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	var tried []string
-	for _, py := range candidates {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		out, err := exec.CommandContext(ctx, py, "-c", "import gunicorn").CombinedOutput()
-		cancel()
-		if err == nil {
-			return py, ""
-		}
-		tried = append(tried, fmt.Sprintf("%s: %v %s", py, err, strings.TrimSpace(string(out))))
-	}
-	return "", strings.Join(tried, "; ")
-})
-
 // needPython returns an interpreter that can run gunicorn, or skips (fails
 // under FDHOLDER_REQUIRE_PEERS) the test.
 func needPython(t testing.TB) string {
 	t.Helper()
-	py, tried := pythonForGunicorn()
-	testutil.NeedPeer(t, py != "", "no python3 can import gunicorn (apt-get install python3-gunicorn, or set FDHOLDER_PYTHON); tried %s", tried)
-	return py
+	return e2etest.NeedPython(t, "gunicorn", "python3-gunicorn")
 }
 
 // Gunicorn's settings, the same for every test so that runs compare.
@@ -78,14 +45,14 @@ var gunicornArgs = []string{
 // itself (holder nil: the baseline).
 type gunicornServer struct {
 	python  string
-	dir     string   // the test's directory: logs
-	app     string   // testdata, where app.py is
-	holder  *holderd // nil: gunicorn binds the port itself
+	dir     string          // the test's directory: logs
+	app     string          // testdata, where app.py is
+	holder  *e2etest.Holder // nil: gunicorn binds the port itself
 	port    int
 	started int // generations started so far
 }
 
-func newGunicornServer(t testing.TB, dir string, h *holderd) *gunicornServer {
+func newGunicornServer(t testing.TB, dir string, h *e2etest.Holder) *gunicornServer {
 	t.Helper()
 	app, err := filepath.Abs("testdata")
 	if err != nil {
@@ -93,7 +60,7 @@ func newGunicornServer(t testing.TB, dir string, h *holderd) *gunicornServer {
 	}
 	g := &gunicornServer{python: needPython(t), dir: dir, app: app, holder: h}
 	if h == nil {
-		g.port = freePort(t)
+		g.port = e2etest.FreePort(t)
 	}
 	return g
 }
@@ -113,7 +80,7 @@ func (g *gunicornServer) accessLog(gen int) string {
 // fails unless the holder has it: every generation gets the same socket.
 // At the end of the test a generation still running is killed with its
 // workers.
-func (g *gunicornServer) start(t testing.TB) *process {
+func (g *gunicornServer) start(t testing.TB) *e2etest.Process {
 	t.Helper()
 	gen := g.started
 	g.started++
@@ -125,18 +92,18 @@ func (g *gunicornServer) start(t testing.TB) *process {
 		if gen == 0 {
 			spec = "web=tcp:127.0.0.1:0"
 		}
-		args = append([]string{fdclientBin, "--socket", g.holder.socket, "exec", spec, "--"}, args...)
+		args = append([]string{e2etest.FdclientBin, "--socket", g.holder.Socket, "exec", spec, "--"}, args...)
 	}
 	args = append(args, "app:app")
 	p := g.launch(t, gen, args)
 	if g.holder != nil && gen == 0 {
-		var e listEntry
-		testutil.WaitFor(t, startTimeout, `fdclient exec to store "web"`, func() bool {
-			if p.exited() {
-				t.Fatalf("gunicorn #0 exited before the socket was stored: %v", p.err)
+		var e e2etest.ListEntry
+		e2etest.WaitFor(t, e2etest.StartTimeout, `fdclient exec to store "web"`, func() bool {
+			if p.Exited() {
+				t.Fatalf("gunicorn #0 exited before the socket was stored: %v", p.Err())
 			}
 			var ok bool
-			e, ok = g.holder.entry(t, "web")
+			e, ok = g.holder.Entry(t, "web")
 			return ok
 		})
 		_, port, err := net.SplitHostPort(e.Address)
@@ -162,23 +129,22 @@ func (g *gunicornServer) baseArgs(gen int) []string {
 // launch starts generation gen of gunicorn with args, its output in
 // gunicorn-GEN.log. At the end of the test a generation still running is
 // killed with its workers.
-func (g *gunicornServer) launch(t testing.TB, gen int, args []string) *process {
+func (g *gunicornServer) launch(t testing.TB, gen int, args []string) *e2etest.Process {
 	t.Helper()
-	p := startProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, g.log(gen), "", args...)
+	p := e2etest.StartProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, g.log(gen), "", args...)
 	t.Cleanup(func() {
-		if p.exited() {
+		if p.Exited() {
 			return
 		}
-		var workers []procIdentity
-		for _, pid := range procChildren(t, p.pid()) {
-			if _, start, ok := procStat(pid); ok {
-				workers = append(workers, procIdentity{pid: pid, start: start})
+		var workers []e2etest.Identity
+		for _, pid := range e2etest.Children(t, p.Pid()) {
+			if _, start, ok := e2etest.Stat(pid); ok {
+				workers = append(workers, e2etest.Identity{Pid: pid, Start: start})
 			}
 		}
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.Kill()
 		for _, w := range workers {
-			w.kill(t)
+			w.Kill(t)
 		}
 	})
 	return p
@@ -193,34 +159,34 @@ func (g *gunicornServer) log(gen int) string {
 // "ok\n". With the holder the first request already waits in the held
 // socket's queue until a worker accepts it; without it, requests are
 // refused until gunicorn has bound the port.
-func (g *gunicornServer) waitServing(t testing.TB, p *process) {
+func (g *gunicornServer) waitServing(t testing.TB, p *e2etest.Process) {
 	t.Helper()
-	testutil.WaitFor(t, startTimeout, p.name+" to serve on "+g.addr(), func() bool {
-		if p.exited() {
-			t.Fatalf("%s exited before serving: %v", p.name, p.err)
+	e2etest.WaitFor(t, e2etest.StartTimeout, p.Name+" to serve on "+g.addr(), func() bool {
+		if p.Exited() {
+			t.Fatalf("%s exited before serving: %v", p.Name, p.Err())
 		}
 		c, err := net.DialTimeout("tcp", g.addr(), time.Second)
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		if _, err := io.WriteString(c, request); err != nil {
+		if _, err := io.WriteString(c, e2etest.Request); err != nil {
 			return false
 		}
-		return readReply(c, 5*time.Second) == nil
+		return e2etest.ReadReply(c, 5*time.Second) == nil
 	})
 }
 
 // workers waits until gunicorn's master has its two workers and returns
 // them.
-func (g *gunicornServer) workers(t testing.TB, p *process) []procIdentity {
+func (g *gunicornServer) workers(t testing.TB, p *e2etest.Process) []e2etest.Identity {
 	t.Helper()
-	var ws []procIdentity
-	testutil.WaitFor(t, startTimeout, p.name+"'s 2 workers", func() bool {
+	var ws []e2etest.Identity
+	e2etest.WaitFor(t, e2etest.StartTimeout, p.Name+"'s 2 workers", func() bool {
 		ws = ws[:0]
-		for _, pid := range procChildren(t, p.pid()) {
-			if _, start, ok := procStat(pid); ok {
-				ws = append(ws, procIdentity{pid: pid, start: start})
+		for _, pid := range e2etest.Children(t, p.Pid()) {
+			if _, start, ok := e2etest.Stat(pid); ok {
+				ws = append(ws, e2etest.Identity{Pid: pid, Start: start})
 			}
 		}
 		return len(ws) == 2
@@ -258,50 +224,25 @@ func (g *gunicornServer) requestsServed(t testing.TB, gen int) int {
 // holds and bound none of its own: the only TCP socket listening on the port
 // is one fdholderd has open, gunicorn's master and workers have it open,
 // and none of them has any other listening TCP socket.
-func (g *gunicornServer) checkServesHeldSocket(t testing.TB, p *process) {
+func (g *gunicornServer) checkServesHeldSocket(t testing.TB, p *e2etest.Process) {
 	t.Helper()
 	held := g.heldInode(t)
-	listeners := tcpListeners(t)
-	if !socketInodes(g.holder.proc.pid())[held] {
-		t.Fatalf("the socket listening on port %d (inode %d) is not open in fdholderd (pid %d)", g.port, held, g.holder.proc.pid())
+	listeners := e2etest.TCPListeners(t)
+	if !e2etest.SocketInodes(g.holder.Proc.Pid())[held] {
+		t.Fatalf("the socket listening on port %d (inode %d) is not open in fdholderd (pid %d)", g.port, held, g.holder.Proc.Pid())
 	}
-	pids := append([]int{p.pid()}, procChildren(t, p.pid())...)
+	pids := append([]int{p.Pid()}, e2etest.Children(t, p.Pid())...)
 	for _, pid := range pids {
-		inodes := socketInodes(pid)
+		inodes := e2etest.SocketInodes(pid)
 		if !inodes[held] {
-			t.Fatalf("%s: process %d does not have the held socket (inode %d) open", p.name, pid, held)
+			t.Fatalf("%s: process %d does not have the held socket (inode %d) open", p.Name, pid, held)
 		}
 		for inode := range inodes {
 			if port, ok := listeners[inode]; ok && inode != held {
-				t.Fatalf("%s: process %d listens on a socket of its own (inode %d, port %d)", p.name, pid, inode, port)
+				t.Fatalf("%s: process %d listens on a socket of its own (inode %d, port %d)", p.Name, pid, inode, port)
 			}
 		}
 	}
 	t.Logf("%s: master and workers %v serve socket inode %d on port %d, the one fdholderd (pid %d) holds; no socket of their own",
-		p.name, pids, held, g.port, g.holder.proc.pid())
-}
-
-// request is a whole HTTP request; the server closes the connection after
-// its reply.
-const request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-
-// readReply reads the reply to request on c and checks that it is the
-// app's: 200 with the body "ok\n".
-func readReply(c net.Conn, timeout time.Duration) error {
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return fmt.Errorf("read reply: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read reply body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
-		return fmt.Errorf("reply %q with body %q, want 200 with %q", resp.Status, body, "ok\n")
-	}
-	return nil
+		p.Name, pids, held, g.port, g.holder.Proc.Pid())
 }

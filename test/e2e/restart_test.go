@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdholder/fdholder/internal/e2etest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -66,24 +67,24 @@ func TestRestartUnderLoad(t *testing.T) {
 // with SIGTERM and started again restarts times, each generation serving
 // loadPerGeneration requests before the next restart. It returns wrk's
 // report and the number of requests each generation served.
-func restartUnderLoad(t *testing.T, holder bool) (testutil.WrkResult, []int) {
+func restartUnderLoad(t *testing.T, holder bool) (e2etest.WrkResult, []int) {
 	t.Helper()
 	dir := t.TempDir()
-	var h *holderd
+	var h *e2etest.Holder
 	if holder {
-		h = startHolder(t, dir)
+		h = e2etest.StartHolder(t, dir)
 	}
 	g := newGunicornServer(t, dir, h)
 	p := g.start(t)
 	if holder {
 		g.checkServesHeldSocket(t, p)
 	}
-	w := startWrk(t, dir, g.addr())
+	w := e2etest.StartWrk(t, dir, g.addr())
 	waitLoad(t, g, 0)
 	for gen := 1; gen <= restarts; gen++ {
-		p.signal(t, syscall.SIGTERM)
-		if err := p.wait(t, exitTimeout); err != nil {
-			t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.name, err)
+		p.Signal(t, syscall.SIGTERM)
+		if err := p.Wait(t, e2etest.ExitTimeout); err != nil {
+			t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.Name, err)
 		}
 		p = g.start(t)
 		if holder {
@@ -91,10 +92,10 @@ func restartUnderLoad(t *testing.T, holder bool) (testutil.WrkResult, []int) {
 		}
 		waitLoad(t, g, gen)
 	}
-	res := w.stop(t)
-	p.signal(t, syscall.SIGTERM)
-	if err := p.wait(t, exitTimeout); err != nil {
-		t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.name, err)
+	res := w.Stop(t)
+	p.Signal(t, syscall.SIGTERM)
+	if err := p.Wait(t, e2etest.ExitTimeout); err != nil {
+		t.Fatalf("%s after SIGTERM: %v, want exit status 0", p.Name, err)
 	}
 	served := make([]int, g.started)
 	for gen := range served {
@@ -107,7 +108,7 @@ func restartUnderLoad(t *testing.T, holder bool) (testutil.WrkResult, []int) {
 // requests.
 func waitLoad(t testing.TB, g *gunicornServer, gen int) {
 	t.Helper()
-	testutil.WaitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
 		return g.requestsServed(t, gen) >= loadPerGeneration
 	})
 }

@@ -147,6 +147,8 @@ var completionCases = []completionCase{
 	{name: "held names", words: []string{"fdclient", "delete", ""}, want: []string{"web", "api/v1", "admin"}},
 	{name: "held names by prefix", words: []string{"fdclient", "delete", "a"}, want: []string{"api/v1", "admin"}},
 	{name: "exec names after a flag", words: []string{"fdclient", "--timeout", "5s", "exec", "--wait", "1s", "web", ""}, want: []string{"web", "api/v1", "admin"}},
+	{name: "exec --vars forms", words: []string{"fdclient", "exec", "--vars", ""}, want: []string{"systemd", "nginx", "names"}},
+	{name: "exec names after --vars", words: []string{"fdclient", "exec", "--vars", "nginx", ""}, want: []string{"web", "api/v1", "admin"}},
 	{name: "names from the --socket given", words: []string{"fdclient", "--socket", "/nonexistent/x.sock", "delete", ""}, want: []string{}},
 	{name: "no name for an address", words: []string{"fdclient", "listen", "web", ""}, want: []string{}},
 	{name: "program after exec --", words: []string{"fdclient", "exec", "web", "--", "bas"}, has: []string{"bash"}},

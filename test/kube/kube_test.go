@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdholder/fdholder/internal/e2etest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -63,7 +64,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	if pods := e.mustPodman("pod", "ps", "--format", "{{.Name}}"); pods != pod {
 		t.Fatalf("pods %q, want %s alone", pods, pod)
 	}
-	testutil.WaitFor(t, startTimeout, "the app's ready line", func() bool {
+	e2etest.WaitFor(t, startTimeout, "the app's ready line", func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1
 	})
 	infra := e.infraPid(pod)
@@ -105,7 +106,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	done := 0 // restarts so far
 	for _, way := range ways {
 		wrk := startWrk(t, dir, infra)
-		testutil.WaitFor(t, startTimeout, "wrk's connections", func() bool { return established(t, infra) > 0 })
+		e2etest.WaitFor(t, startTimeout, "wrk's connections", func() bool { return established(t, infra) > 0 })
 		for range restarts {
 			done++
 			e.restartApp(t, way.sig, done, netns)
@@ -142,10 +143,10 @@ func (e *engine) restartApp(t testing.TB, sig syscall.Signal, n int, netns strin
 	if err := syscall.Kill(pid, sig); err != nil {
 		t.Fatalf("kill -%d %d (the app container's process): %v", sig, pid, err)
 	}
-	testutil.WaitFor(t, startTimeout, fmt.Sprintf("restart %d of the app container", n), func() bool {
+	e2etest.WaitFor(t, startTimeout, fmt.Sprintf("restart %d of the app container", n), func() bool {
 		return e.inspectInt(webCtr, ".RestartCount") == n
 	})
-	testutil.WaitFor(t, startTimeout, fmt.Sprintf("the app's ready line after restart %d", n), func() bool {
+	e2etest.WaitFor(t, startTimeout, fmt.Sprintf("the app's ready line after restart %d", n), func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1+n
 	})
 	newPid := e.inspectInt(webCtr, ".State.Pid")
@@ -272,7 +273,7 @@ func startWrk(t testing.TB, dir string, infra int) *wrkLoad {
 }
 
 // stop interrupts wrk, on which it prints its report, and parses it.
-func (w *wrkLoad) stop(t testing.TB) testutil.WrkResult {
+func (w *wrkLoad) stop(t testing.TB) e2etest.WrkResult {
 	t.Helper()
 	w.cmd.Process.Signal(syscall.SIGINT)
 	var err error
@@ -289,7 +290,7 @@ func (w *wrkLoad) stop(t testing.TB) testutil.WrkResult {
 	if err != nil {
 		t.Fatalf("wrk: %v\n%s", err, out)
 	}
-	res, err := testutil.ParseWrk(string(out))
+	res, err := e2etest.ParseWrk(string(out))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +27,8 @@ import (
 type Report struct {
 	PID int `json:"pid"`
 
-	// Env holds the LISTEN_* variables as found, before activation.Files
+	// Env holds the variables that describe sockets (LISTEN_*, NGINX,
+	// FDHOLDER_FD_*) as found, before activation.Files
 	// unset them; a missing variable is absent.
 	Env map[string]string `json:"env"`
 
@@ -59,8 +61,9 @@ func main() {
 	// The two are told apart by FD_CLOEXEC: the Go runtime opens its own
 	// close-on-exec, and a descriptor that survived execve(2) cannot be.
 	rep := Report{PID: os.Getpid(), Env: map[string]string{}, FDs: openFDs()}
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "LISTEN_PIDFDID"} {
-		if v, ok := os.LookupEnv(k); ok {
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LISTEN_") || k == "NGINX" || strings.HasPrefix(k, "FDHOLDER_FD_") {
 			rep.Env[k] = v
 		}
 	}

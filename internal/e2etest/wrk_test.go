@@ -1,4 +1,4 @@
-package testutil
+package e2etest
 
 import (
 	"os"
@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// The reports in testdata are real wrk 4.1.0 output, captured by test/e2e against
-// gunicorn serving its testdata/app.py: a clean run; a run during which
-// gunicorn, binding its port itself, was restarted once; a run against
+// The reports in testdata are real wrk 4.1.0 output, captured by test/e2e
+// against gunicorn serving its testdata/app.py: a clean run; a run during
+// which gunicorn, binding its port itself, was restarted once; a run against
 // python3 -m http.server for a missing file; and wrk's whole output when
 // the port was closed from the start.
 func TestParseWrk(t *testing.T) {

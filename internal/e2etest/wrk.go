@@ -1,13 +1,21 @@
-package testutil
+package e2etest
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
 	"time"
+
+	"github.com/fdholder/fdholder/internal/testutil"
 )
 
-// WrkResult is what the tests read from wrk's report (wrk 4, Debian's wrk).
+// WrkResult is what the tests read from wrk's report.
 type WrkResult struct {
 	Requests   int64         // "N requests in D, ..."
 	Duration   time.Duration // D
@@ -76,4 +84,67 @@ func ParseWrk(out string) (WrkResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// Wrk is a running wrk.
+type Wrk struct {
+	proc *Process
+}
+
+// WrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
+// which it stops and prints its report, as soon as their restarts are done;
+// this bound is only reached if they hang. (Six restarts of test/e2e took
+// 69 s in a full run on a loaded 2-core machine, so a minute was not
+// enough.)
+const WrkMaxDuration = 180 * time.Second
+
+// wrkRuns numbers the runs, so that several in one directory each have
+// their own report file.
+var wrkRuns atomic.Int64
+
+// StartWrk starts wrk -t2 -c32 against addr with a 10 s request timeout
+// and the extra arguments (a header, say), its report captured to a file
+// in dir.
+func StartWrk(t testing.TB, dir, addr string, extra ...string) *Wrk {
+	t.Helper()
+	return StartWrkTimeout(t, dir, addr, 10*time.Second, extra...)
+}
+
+// StartWrkTimeout is StartWrk with wrk's request timeout: a request
+// without a reply after it counts as a "timeout" socket error.
+func StartWrkTimeout(t testing.TB, dir, addr string, timeout time.Duration, extra ...string) *Wrk {
+	t.Helper()
+	bin, err := exec.LookPath("wrk")
+	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
+	n := wrkRuns.Add(1)
+	args := append([]string{bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(WrkMaxDuration/time.Second)),
+		"--latency", "--timeout", fmt.Sprintf("%ds", int(timeout/time.Second))}, extra...)
+	p := StartProcess(t, "wrk", dir, filepath.Join(dir, fmt.Sprintf("wrk-%d.out", n)), filepath.Join(dir, fmt.Sprintf("wrk-%d.err", n)),
+		append(args, "http://"+addr+"/")...)
+	return &Wrk{proc: p}
+}
+
+// Pid is wrk's process id.
+func (w *Wrk) Pid() int { return w.proc.Pid() }
+
+// Stop interrupts wrk and returns its parsed report. It fails the test if
+// wrk ended on its own before: the load did not last as long as the test.
+func (w *Wrk) Stop(t testing.TB) WrkResult {
+	t.Helper()
+	if w.proc.Exited() {
+		t.Fatalf("wrk ended before the test stopped it (after %v at most): %v", WrkMaxDuration, w.proc.Err())
+	}
+	w.proc.Signal(t, syscall.SIGINT)
+	if err := w.proc.Wait(t, ExitTimeout); err != nil {
+		t.Fatalf("wrk: %v", err)
+	}
+	out, err := os.ReadFile(w.proc.OutPath)
+	if err != nil {
+		t.Fatalf("wrk report: %v", err)
+	}
+	r, err := ParseWrk(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
