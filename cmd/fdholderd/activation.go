@@ -10,6 +10,7 @@ import (
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/fdstore"
 	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/sdnotify"
 )
 
 // passedDescriptors returns what this process was started with: the
@@ -44,8 +45,8 @@ func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, file *fdstore.So
 // cannot be opened, which is logged). The mirror is harmless without
 // FileDescriptorStoreMax=: systemd then drops what it is sent.
 func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
-	n, err := fdstore.OpenNotifier()
-	if err == fdstore.ErrNoNotifySocket {
+	n, err := sdnotify.OpenSocket()
+	if err == sdnotify.ErrNoNotifySocket {
 		return nil
 	}
 	if err != nil {

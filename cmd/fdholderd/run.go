@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
-	watchdog(wdCtx, log, func() { reg.Len() })
+	sdnotify.Watchdog(wdCtx, log, func() { reg.Len() })
 
 	// The server is replaced after a failed upgrade; a policy reload goes
 	// to the one serving, and a new one starts with the policy in force.

@@ -77,7 +77,7 @@ func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror
 			name = fdstore.MetaName(*nextSeq)
 			*nextSeq++
 		}
-		if err := h.AddEntry(fdstore.Meta{Entry: e.Entry}, e.Handle.FD().Sysfd(), name); err != nil {
+		if err := h.AddEntry(fdstore.Meta{Entry: e.Entry}, e.Handle.FD(), name); err != nil {
 			return release, fmt.Errorf("entry %q: %w", e.Entry.Name, err)
 		}
 	}
@@ -158,11 +158,7 @@ func upgrade(ctx context.Context, log *zap.Logger, sig *sigs.Set, srv *holder.Se
 	// while the server closes its listeners.
 	h := fdstore.NewHandoff()
 	for _, ln := range lns {
-		rc, cerr := ln.SyscallConn()
-		if cerr == nil {
-			cerr = rc.Control(func(fd uintptr) { err = h.AddControl(int(fd)) })
-		}
-		if err = errors.Join(cerr, err); err != nil {
+		if err := h.AddControl(ln); err != nil {
 			h.Close()
 			return false, nil, fmt.Errorf("control socket: %w", err)
 		}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // MaxPathLen is the longest socket path, in bytes: sun_path holds 108 bytes
@@ -41,10 +43,6 @@ func (e *HeldError) Error() string {
 	}
 	return fmt.Sprintf("a holder is already serving on %s (pid %d)", e.Path, e.PID)
 }
-
-// ErrNotSocket is wrapped by the error Listen returns when the path exists
-// and is not a socket: a file the holder did not create is never removed.
-var ErrNotSocket = errors.New("not a socket")
 
 // Socket is a control socket bound by Listen.
 type Socket struct {
@@ -192,7 +190,7 @@ func check(ctx context.Context, path string) (stale bool, err error) {
 		return false, fmt.Errorf("listen %s: %w", path, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return false, fmt.Errorf("listen %s: the path exists and is %w (%s); refusing to replace it", path, ErrNotSocket, describe(fi.Mode()))
+		return false, fmt.Errorf("listen %s: the path exists and is %w (%s); refusing to replace it", path, sockfd.ErrNotSocket, sockfd.DescribeType(fi.Mode()))
 	}
 	pid, err := Probe(ctx, path)
 	switch {
@@ -207,23 +205,6 @@ func check(ctx context.Context, path string) (stale bool, err error) {
 		return false, fmt.Errorf("listen %s: a socket of another type is in use at the path; refusing to replace it", path)
 	default:
 		return false, fmt.Errorf("listen %s: cannot tell whether a holder serves the path; refusing to replace it: %w", path, err)
-	}
-}
-
-func describe(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "a regular file"
-	case t&fs.ModeDir != 0:
-		return "a directory"
-	case t&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case t&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case t&fs.ModeDevice != 0:
-		return "a device"
-	default:
-		return "file type " + t.String()
 	}
 }
 

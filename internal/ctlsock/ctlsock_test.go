@@ -159,7 +159,7 @@ func TestListenRefuses(t *testing.T) {
 			if err := syscall.Mkfifo(path, 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "not a socket (a named pipe)"},
+		}, "not a socket (a pipe)"},
 		{"live stream socket", func(t *testing.T, path string) {
 			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 			if err != nil {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // ErrUntrusted is wrapped by the errors of CheckDir, TrustedHolders and
@@ -62,7 +64,7 @@ func CheckPath(path string, uid int) error {
 			return fmt.Errorf("socket %s: %w", path, err)
 		}
 		if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
-			return fmt.Errorf("socket %s: the path exists and is %w (%s); fdholderd would refuse to replace it", path, ErrNotSocket, describe(fi.Mode()))
+			return fmt.Errorf("socket %s: the path exists and is %w (%s); fdholderd would refuse to replace it", path, sockfd.ErrNotSocket, sockfd.DescribeType(fi.Mode()))
 		}
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sdnotify"
 	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -167,7 +168,7 @@ func (s *store) names() []string {
 // sync waits until the store has handled every message sent so far: a
 // datagram socket delivers in order, so once a marker sent now has been
 // handled, so has everything before it.
-func (s *store) sync(n *Notifier) {
+func (s *store) sync(n *sdnotify.Socket) {
 	s.t.Helper()
 	s.mu.Lock()
 	s.markers++
@@ -206,10 +207,10 @@ func (s *store) shutdown() {
 
 // mirrored returns a registry whose changes a Mirror copies into a new
 // store.
-func mirrored(t testing.TB) (*holder.Registry, *store, *Notifier) {
+func mirrored(t testing.TB) (*holder.Registry, *store, *sdnotify.Socket) {
 	t.Helper()
 	st := newStore(t)
-	n, err := NewNotifier(st.path)
+	n, err := sdnotify.NewSocket(st.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,13 @@ func TestSort(t *testing.T) {
 	meta := func(t *testing.T, name string, ino uint64, expires time.Time) int {
 		m := Meta{Inode: ino, Entry: proto.Entry{Name: name, Network: "tcp", StoredAt: now.Add(-time.Minute), ExpiresAt: expires}}
 		var buf []byte
-		fd, err := metaFile(&m, &buf)
+		f, err := metaFile(&m, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// A Passed owns a raw number, as Listened returns them.
+		fd, err := unix.FcntlInt(uintptr(f.Sysfd()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -547,9 +554,7 @@ func TestHandoffRoundTrip(t *testing.T) {
 	}
 	defer ln.Close()
 	h := NewHandoff()
-	rc, _ := ln.SyscallConn()
-	rc.Control(func(fd uintptr) { err = h.AddControl(int(fd)) })
-	if err != nil {
+	if err := h.AddControl(ln); err != nil {
 		t.Fatal(err)
 	}
 	// The entries' socket is lent to the hand-off, as the registry lends
@@ -560,7 +565,7 @@ func TestHandoffRoundTrip(t *testing.T) {
 		{Name: "b", Network: info.Network, Address: info.Address, Listening: true, PID: 9, StoredAt: time.Unix(200, 0), ExpiresAt: time.Now().Add(time.Hour).Round(0)},
 	}
 	for i, e := range want {
-		if err := h.AddEntry(Meta{Entry: e}, fd.Sysfd(), MetaName(uint64(i+1))); err != nil {
+		if err := h.AddEntry(Meta{Entry: e}, fd, MetaName(uint64(i+1))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder/internal/ctlsock"
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // HandoffEnv names the environment variable through which an upgrade
@@ -45,10 +45,17 @@ const (
 // safe for concurrent use.
 type Handoff struct {
 	passed []Passed // owned: the control sockets' duplicates, then the list
-	lent   []Passed // the entries' sockets, owned by the caller
+	lent   []lentFD // the entries' sockets, owned by the caller
 	metas  []Passed // the entries' metadata, inline (Data)
 	socks  map[uint64]bool
 	file   *SocketFile
+}
+
+// lentFD is a socket the caller lends to a Handoff, under its name in the
+// list.
+type lentFD struct {
+	fd   *sockfd.FD
+	name string
 }
 
 // SocketFile names the control socket's file when the holder created it
@@ -65,29 +72,40 @@ func (h *Handoff) SetSocketFile(f SocketFile) { h.file = &f }
 // NewHandoff returns an empty Handoff.
 func NewHandoff() *Handoff { return &Handoff{socks: make(map[uint64]bool)} }
 
-// AddControl adds a duplicate of the control listener fd, which stays
-// owned by the caller.
-func (h *Handoff) AddControl(fd int) error {
-	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+// AddControl adds a duplicate of the control listener ln's descriptor.
+// AddControl borrows ln until it returns; the caller may close ln after
+// that, the Handoff owns the duplicate. The duplicate is made with
+// F_DUPFD_CLOEXEC inside SyscallConn().Control, not through File(), which
+// would set the shared open file description blocking.
+func (h *Handoff) AddControl(ln *net.UnixListener) error {
+	rc, err := ln.SyscallConn()
 	if err != nil {
-		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+		return err
+	}
+	var d int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { d, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
+	}
+	if derr != nil {
+		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
 	}
 	h.passed = append(h.passed, Passed{FD: d, Name: ControlName})
 	return nil
 }
 
 // AddEntry adds an entry: its socket fd (once per socket) and its
-// metadata under metaName. fd is lent, not duplicated: it stays owned by
-// the caller, who must keep it open until Close (Env clears its
-// close-on-exec flag, Close sets it again).
-func (h *Handoff) AddEntry(m Meta, fd int, metaName string) error {
-	ino, err := Inode(fd)
+// metadata under metaName. AddEntry borrows fd until Close, without
+// duplicating it: fd stays owned by the caller, who must keep it open
+// until then (Env clears its close-on-exec flag, Close sets it again).
+func (h *Handoff) AddEntry(m Meta, fd *sockfd.FD, metaName string) error {
+	ino, err := Inode(fd.Sysfd())
 	if err != nil {
 		return err
 	}
 	m.Inode = ino
 	if !h.socks[ino] {
-		h.lent = append(h.lent, Passed{FD: fd, Name: SocketName(ino)})
+		h.lent = append(h.lent, lentFD{fd: fd, name: SocketName(ino)})
 		h.socks[ino] = true
 	}
 	h.metas = append(h.metas, Passed{FD: -1, Name: metaName, Data: AppendMeta(nil, &m)})
@@ -107,8 +125,11 @@ func (h *Handoff) Env() (string, error) {
 		// The path goes last: it may contain spaces.
 		fmt.Fprintf(&b, "socket-file %d %d %s\n", h.file.Dev, h.file.Ino, h.file.Path)
 	}
-	for _, p := range slices.Concat(h.passed, h.lent) {
+	for _, p := range h.passed {
 		fmt.Fprintf(&b, "%d %s\n", p.FD, p.Name)
+	}
+	for _, l := range h.lent {
+		fmt.Fprintf(&b, "%d %s\n", l.fd.Sysfd(), l.name)
 	}
 	for _, m := range h.metas {
 		fmt.Fprintf(&b, "meta %s %s\n", m.Name, hex.EncodeToString(m.Data))
@@ -121,8 +142,13 @@ func (h *Handoff) Env() (string, error) {
 	if _, err := unix.Write(fd, b.Bytes()); err != nil {
 		return "", os.NewSyscallError("write hand-off list", err)
 	}
-	for _, p := range slices.Concat(h.passed, h.lent) {
+	for _, p := range h.passed {
 		if _, err := unix.FcntlInt(uintptr(p.FD), unix.F_SETFD, 0); err != nil {
+			return "", os.NewSyscallError("fcntl F_SETFD", err)
+		}
+	}
+	for _, l := range h.lent {
+		if _, err := unix.FcntlInt(uintptr(l.fd.Sysfd()), unix.F_SETFD, 0); err != nil {
 			return "", os.NewSyscallError("fcntl F_SETFD", err)
 		}
 	}
@@ -135,8 +161,8 @@ func (h *Handoff) Close() {
 	for _, p := range h.passed {
 		closeFD(p.FD)
 	}
-	for _, p := range h.lent {
-		unix.CloseOnExec(p.FD)
+	for _, l := range h.lent {
+		unix.CloseOnExec(l.fd.Sysfd())
 	}
 	h.passed, h.lent, h.metas = nil, nil, nil
 }

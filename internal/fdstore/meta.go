@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // Names of descriptors in the store and in an upgrade's hand-off.
@@ -149,32 +150,34 @@ func DecodeMeta(b []byte) (Meta, error) {
 
 // metaFile returns a sealed memfd (memfd_create(2), fcntl(2) F_ADD_SEALS)
 // holding the encoding of m, made in *buf, which it keeps for reuse. The
-// caller owns the descriptor. Sealed, it cannot change after it is stored:
-// what comes back is what was written.
-func metaFile(m *Meta, buf *[]byte) (fd int, err error) {
-	fd, err = unix.MemfdCreate("fdholder-meta", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+// caller owns the returned FD and must close it. Sealed, it cannot change
+// after it is stored: what comes back is what was written.
+func metaFile(m *Meta, buf *[]byte) (f *sockfd.FD, err error) {
+	n, err := unix.MemfdCreate("fdholder-meta", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return -1, os.NewSyscallError("memfd_create", err)
+		return nil, os.NewSyscallError("memfd_create", err)
 	}
+	f = sockfd.New(n)
 	defer func() {
 		if err != nil {
-			unix.Close(fd)
-			fd = -1
+			f.Close()
+			f = nil
 		}
 	}()
+	fd := f.Sysfd()
 	b := AppendMeta((*buf)[:0], m)
 	*buf = b // kept for the next metadata file
 	if n, err := unix.Write(fd, b); err != nil || n != len(b) {
 		if err == nil {
 			err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
 		}
-		return -1, os.NewSyscallError("write metadata", err)
+		return nil, os.NewSyscallError("write metadata", err)
 	}
 	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-		return -1, os.NewSyscallError("fcntl F_ADD_SEALS", err)
+		return nil, os.NewSyscallError("fcntl F_ADD_SEALS", err)
 	}
-	return fd, nil
+	return f, nil
 }
 
 // readMeta reads and decodes the metadata file fd, from its start.

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fdholder/fdholder/internal/holder"
+	"github.com/fdholder/fdholder/internal/sdnotify"
 )
 
 // Mirror keeps a copy of a Registry's entries in systemd's file descriptor
@@ -23,7 +24,7 @@ import (
 // is only visible in systemd's own log.
 type Mirror struct {
 	log *zap.Logger
-	n   *Notifier
+	n   *sdnotify.Socket
 
 	mu     sync.Mutex
 	next   uint64          // the next metadata sequence number
@@ -56,10 +57,11 @@ type item struct {
 	ino  uint64 // the socket's inode
 }
 
-// NewMirror returns a Mirror that sends through n, which it does not own,
+// NewMirror returns a Mirror that sends through n, which it borrows for its
+// whole life (the caller keeps n open while the Mirror observes changes),
 // numbering metadata from firstSeq on: pass Recovered.NextSeq so that new
 // metadata always sorts after what is already in the store.
-func NewMirror(n *Notifier, log *zap.Logger, firstSeq uint64) *Mirror {
+func NewMirror(n *sdnotify.Socket, log *zap.Logger, firstSeq uint64) *Mirror {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -81,8 +83,7 @@ func (m *Mirror) Observe(c holder.Change) error {
 }
 
 func (m *Mirror) add(c holder.Change) error {
-	fd := c.FD.Sysfd()
-	ino, err := Inode(fd)
+	ino, err := Inode(c.FD.Sysfd())
 	if err != nil {
 		return m.failed(c, "inspect", err)
 	}
@@ -97,7 +98,7 @@ func (m *Mirror) add(c holder.Change) error {
 	}
 	m.stats.Stores++
 	if m.socks[ino] == 0 {
-		if err := m.n.Store(SocketName(ino), fd); err != nil {
+		if err := m.n.Store(SocketName(ino), c.FD); err != nil {
 			return m.failed(c, "store socket", err)
 		}
 	}
@@ -107,7 +108,7 @@ func (m *Mirror) add(c holder.Change) error {
 	mfd, err := metaFile(&meta, &m.buf)
 	if err == nil {
 		err = m.n.Store(name, mfd)
-		closeFD(mfd)
+		mfd.Close()
 	}
 	if err != nil {
 		if m.socks[ino] == 0 {

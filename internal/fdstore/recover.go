@@ -160,7 +160,7 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			}
 			kindName := "unknown"
 			if fi, serr := f.Stat(); serr == nil {
-				kindName = fileKind(fi.Mode())
+				kindName = sockfd.DescribeType(fi.Mode())
 			}
 			log.Warn("closing a passed descriptor that is not a control socket",
 				zap.String("fd_name", p.Name), zap.String("type", kindName), zap.Error(err))
@@ -241,22 +241,5 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 func closeFD(fd int) {
 	if fd >= 0 {
 		unix.Close(fd)
-	}
-}
-
-func fileKind(m os.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "file"
-	case t&os.ModeSocket != 0:
-		return "socket"
-	case t&os.ModeNamedPipe != 0:
-		return "pipe"
-	case t&os.ModeDir != 0:
-		return "directory"
-	case t&os.ModeDevice != 0:
-		return "device"
-	default:
-		return t.String()
 	}
 }

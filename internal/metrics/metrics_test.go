@@ -28,6 +28,7 @@ import (
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/metrics"
 	"github.com/fdholder/fdholder/internal/proto"
+	"github.com/fdholder/fdholder/internal/sdnotify"
 	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
 	"github.com/fdholder/fdholder/internal/version"
@@ -505,9 +506,9 @@ func TestListenerCap(t *testing.T) {
 }
 
 // notifySink returns a real datagram socket standing in for systemd's
-// notification socket, and a Notifier that sends to it: the messages
+// notification socket, and an sdnotify.Socket that sends to it: the messages
 // arrive there until it is closed. Both are closed at the end of the test.
-func notifySink(t testing.TB) (*net.UnixConn, *fdstore.Notifier) {
+func notifySink(t testing.TB) (*net.UnixConn, *sdnotify.Socket) {
 	t.Helper()
 	path := filepath.Join(testutil.ShortDir(t), "notify")
 	sink, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -515,7 +516,7 @@ func notifySink(t testing.TB) (*net.UnixConn, *fdstore.Notifier) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sink.Close() })
-	n, err := fdstore.NewNotifier(path)
+	n, err := sdnotify.NewSocket(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -73,7 +74,8 @@ func (f *FD) Dup() (*FD, error) {
 	return New(n), nil
 }
 
-// ErrNotSocket is returned by Inspect for a descriptor that is not a socket.
+// ErrNotSocket is the one sentinel for "not a socket": Inspect wraps it for a
+// descriptor, ctlsock for a path, and proto maps it to CodeNotSocket.
 var ErrNotSocket = errors.New("not a socket")
 
 // Info is what the kernel reports about a socket.
@@ -95,7 +97,7 @@ func Inspect(f *FD) (Info, error) {
 		return Info{}, os.NewSyscallError("fstat", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return Info{}, fmt.Errorf("%w (%s)", ErrNotSocket, fileType(st.Mode))
+		return Info{}, fmt.Errorf("%w (%s)", ErrNotSocket, DescribeType(modeType(st.Mode)))
 	}
 	domain, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err == unix.EBADF {
@@ -196,22 +198,51 @@ func typeName(t int) string {
 	return fmt.Sprintf("type%d", t)
 }
 
-func fileType(m uint32) string {
-	switch m & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return "a pipe"
-	case unix.S_IFREG:
+// DescribeType names the type of a file in the words of an error message:
+// "a pipe", "a regular file", "a directory". It is the one describer of file
+// types, for a path (from Lstat) and a descriptor (from Inspect's fstat)
+// alike.
+func DescribeType(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
 		return "a regular file"
-	case unix.S_IFDIR:
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeNamedPipe != 0:
+		return "a pipe"
+	case t&fs.ModeDir != 0:
 		return "a directory"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	case unix.S_IFLNK:
+	case t&fs.ModeSymlink != 0:
 		return "a symbolic link"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	default:
+		return "file type " + t.String()
 	}
-	return "not a socket"
+}
+
+// modeType maps the S_IFMT bits of a stat(2) mode (inode(7)) to the
+// fs.FileMode type bits, as os.Stat does.
+func modeType(m uint32) fs.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	case unix.S_IFREG:
+		return 0
+	}
+	return fs.ModeIrregular
 }
 
 // FormatSockaddr formats a local socket address the way Go's net package

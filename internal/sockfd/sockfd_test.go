@@ -262,3 +262,63 @@ func TestCloseAll(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeType: a file is described in the same words whether it was
+// found by path (Lstat) or by descriptor (Inspect's fstat).
+func TestDescribeType(t *testing.T) {
+	dir := testutil.ShortDir(t)
+	tests := []struct {
+		name string
+		make func(t testing.TB, path string)
+		want string
+	}{
+		{"regular file", func(t testing.TB, path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "a regular file"},
+		{"directory", func(t testing.TB, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "a directory"},
+		{"named pipe", func(t testing.TB, path string) {
+			if err := unix.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "a pipe"},
+		{"character device", func(t testing.TB, path string) {
+			if err := os.Symlink("/dev/null", path); err != nil {
+				t.Fatal(err)
+			}
+		}, "a character device"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+			tt.make(t, path)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := DescribeType(fi.Mode()); got != tt.want {
+				t.Errorf("DescribeType(Stat) = %q, want %q", got, tt.want)
+			}
+			// O_NONBLOCK: opening a FIFO for reading does not wait for a writer (fifo(7)).
+			n, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fd := New(n)
+			defer fd.Close()
+			_, err = Inspect(fd)
+			if want := "not a socket (" + tt.want + ")"; !errors.Is(err, ErrNotSocket) || err.Error() != want {
+				t.Errorf("Inspect = %v, want %q", err, want)
+			}
+		})
+	}
+	if got := DescribeType(os.ModeSymlink); got != "a symbolic link" {
+		t.Errorf("DescribeType(ModeSymlink) = %q", got)
+	}
+}

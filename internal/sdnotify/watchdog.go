@@ -1,4 +1,4 @@
-package main
+package sdnotify
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// watchdog sends WATCHDOG=1 at half the interval systemd asks for
+// Watchdog sends WATCHDOG=1 at half the interval systemd asks for
 // (WatchdogSec=, $WATCHDOG_USEC; sd_watchdog_enabled(3)) until ctx is
 // done, each time after alive returns: alive takes the registry's lock, so
 // a holder stuck on it stops pinging, and systemd kills and restarts it.
-// The store keeps its entries across that restart.
-func watchdog(ctx context.Context, log *zap.Logger, alive func()) {
+// The store keeps its entries across that restart. It returns at once; the
+// pings run in a goroutine of their own.
+func Watchdog(ctx context.Context, log *zap.Logger, alive func()) {
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	if err != nil {
 		log.Warn("watchdog: cannot read the interval", zap.Error(err))
