@@ -14,6 +14,7 @@ import (
 
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -240,6 +241,85 @@ func TestContextCancel(t *testing.T) {
 	defer cancel()
 	if _, err := c.List(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("list against a mute peer: %v, want DeadlineExceeded", err)
+	}
+}
+
+// TestContextCancelWakes: cancelling a request's context wakes the client
+// blocked in recvmsg(2) (the connection is shut down), and the client's
+// next request dials again.
+func TestContextCancelWakes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := filepath.Join(testutil.ShortDir(t), "mute.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan struct{})
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Read(make([]byte, 1024)); err == nil {
+			close(got) // the request arrived: the client is waiting for its reply
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-got
+		cancel()
+	}()
+	if _, err := c.List(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("list cancelled while waiting: %v, want Canceled", err)
+	}
+}
+
+// TestStaleTimeout: a request without a deadline on a connection whose
+// last request had a short one waits for its reply as long as it takes
+// (the socket's older SO_RCVTIMEO ends the wait early and is replaced).
+func TestStaleTimeout(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := filepath.Join(testutil.ShortDir(t), "slow.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const short = 20 * time.Millisecond
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1024)
+		for i := 0; ; i++ {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			if i == 1 {
+				// Longer than the first request's whole deadline: the
+				// reply must still be awaited.
+				time.Sleep(10 * short)
+			}
+			rep, err := proto.AppendReply(nil, &proto.Reply{Op: proto.OpList})
+			if err != nil {
+				return
+			}
+			c.Write(rep)
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), short)
+	defer cancel()
+	if _, err := c.List(ctx); err != nil {
+		t.Fatalf("first list, within %v: %v", short, err)
+	}
+	if _, err := c.List(context.Background()); err != nil {
+		t.Fatalf("second list, without a deadline: %v", err)
 	}
 }
 

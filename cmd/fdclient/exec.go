@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/clientfd"
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // execCmd is "exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]":
@@ -104,19 +106,19 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		}
 		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
 	}
-	files := make([]*os.File, 0, len(c.specs))
+	// The sockets stay FDs: never an *os.File, which would register each
+	// with the runtime's netpoller only to pass it on.
+	fds := make([]*sockfd.FD, 0, len(c.specs))
 	defer func() {
 		// Reached only when PROG was not executed.
-		for _, f := range files {
-			f.Close()
-		}
+		sockfd.CloseAll(fds)
 	}()
 	for _, s := range c.specs {
-		f, err := c.fetch(ctx, a, s)
+		fd, err := c.fetch(ctx, a, s)
 		if err != nil {
 			return err
 		}
-		files = append(files, f)
+		fds = append(fds, fd)
 	}
 	// The connection's descriptor is close-on-exec anyway; closing it
 	// lets the holder see the end of the conversation at once.
@@ -128,17 +130,17 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	}
 	argv := append([]string{c.prog}, c.args...)
 	env := listenEnv(os.Environ(), os.Getpid(), names)
-	err = execWithFiles(path, argv, env, files)
+	err = execWithFDs(path, argv, env, fds)
 	// The descriptor table of this thread is no longer the process's (see
-	// execWithFiles): return straight to main, which exits.
-	files = nil
+	// execWithFDs): return straight to main, which exits.
+	fds = nil
 	return fmt.Errorf("exec %s: %w", c.prog, err)
 }
 
 // fetch returns a duplicate of the socket held under s.name, which the
 // caller owns: bound and stored first if s has an address and the name is
 // not held, waited for with --wait if it has none.
-func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, error) {
+func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*sockfd.FD, error) {
 	if s.addr != nil {
 		rctx, cancel := a.request(ctx)
 		defer cancel()
@@ -147,7 +149,11 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, erro
 			return nil, fmt.Errorf("exec: %q: %w", s.name, err)
 		}
 		f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
-		return f, err
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return sockfd.DupConn(f)
 	}
 	var deadline time.Time
 	if c.wait > 0 {
@@ -177,16 +183,15 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*os.File, erro
 	}
 }
 
-// get is one Client.Get bounded by --timeout.
-func (c *execCmd) get(ctx context.Context, a *app, name string) (*os.File, error) {
+// get is one Client.Get bounded by --timeout, without an *os.File.
+func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, error) {
 	rctx, cancel := a.request(ctx)
 	defer cancel()
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
 	}
-	f, _, err := client.Get(rctx, name)
-	return f, err
+	return clientfd.Get(rctx, client, name)
 }
 
 // listenEnv returns environ with the variables of sd_listen_fds(3) for
