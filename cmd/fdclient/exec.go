@@ -183,10 +183,10 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*sockfd.FD, er
 	}
 }
 
-// get is one Client.Get bounded by --timeout, without an *os.File.
+// get is one Client.Get bounded by --timeout, without an *os.File, nor a
+// timer (requestUntimed).
 func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, error) {
-	rctx, cancel := a.request(ctx)
-	defer cancel()
+	rctx := a.requestUntimed(ctx)
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
