@@ -11,7 +11,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fdholder/fdholder/internal/clientfd"
+	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
@@ -34,6 +37,13 @@ var (
 	ErrBadDescriptors     = proto.ErrBadDescriptors     // a message carried the wrong number of descriptors
 	ErrUnknownOp          = proto.ErrUnknownOp          // the holder does not know the operation
 	ErrInternal           = proto.ErrInternal           // the holder failed
+
+	// ErrUntrusted: the holder's socket directory could have been made, or
+	// can be changed, by another user, or the holder that answered runs as
+	// a uid other than root, the caller's, or the socket directory's owner
+	// (when only root could have given that directory away). Nothing was
+	// sent to it.
+	ErrUntrusted = ctlsock.ErrUntrusted
 )
 
 // NameRule says which names the holder accepts.
@@ -119,14 +129,35 @@ type Client struct {
 	fds   []*sockfd.FD
 }
 
-// Dial connects to the holder at path; an empty path means SocketPath().
-// Failures wrap ErrUnreachable.
+// SystemSocketPath is the socket of the system's holder, the default for
+// root and where fdholderd.socket puts it.
+const SystemSocketPath = "/run/fdholder/fdholder.sock"
+
+// Dial connects to the holder at path. An empty path means SocketPath(),
+// and for a user other than root without $FDHOLDER_SOCKET, if no holder
+// answers there (nothing at the path, or a stale socket), the system's
+// holder at SystemSocketPath; the error then says where it looked and
+// what to set. Failures wrap ErrUnreachable, or ErrPermission when the
+// socket's mode or a directory's keeps this user out (the error names the
+// permission and the flag that grants it), or ErrUntrusted.
 func Dial(ctx context.Context, path string) (*Client, error) {
+	var fallback string
 	if path == "" {
 		path = SocketPath()
+		if os.Getenv("FDHOLDER_SOCKET") == "" && path != SystemSocketPath {
+			fallback = SystemSocketPath
+		}
 	}
 	c := &Client{path: path, in: make([]byte, proto.MaxReplySize), spare: sockfd.New(-1), fds: make([]*sockfd.FD, 0, 1)}
 	conn, err := c.dial(ctx)
+	if err != nil && fallback != "" && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
+		c.path = fallback
+		conn, err = c.dial(ctx)
+		if err != nil && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
+			return nil, fmt.Errorf("%w: no holder at %s (this user's) nor at %s (the system's): start fdholderd, or set $FDHOLDER_SOCKET (fdclient --socket) to the holder's socket",
+				ErrUnreachable, path, fallback)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -134,15 +165,73 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) dial(ctx context.Context) (*proto.BlockingConn, error) {
+// noHolderAt reports whether a dial failed because no holder is at the
+// path at all: no socket file (ENOENT), or one nobody listens on
+// (ECONNREFUSED).
+func noHolderAt(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// dial connects to the holder, and makes sure first that its socket
+// directory is one only root, this process's uid (or a user root gave the
+// directory to) can change, and then that the holder's listening socket
+// was made by one of them: SO_PEERCRED on a client's end gives the
+// credentials of the process that called listen(2) (unix(7)). A descriptor
+// handed to another user's holder would serve that user's purposes.
+func (c *Client) dial(ctx context.Context) (_ *proto.BlockingConn, err error) {
+	trusted, err := ctlsock.TrustedHolders(c.path, os.Geteuid())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", c.path, err)
+	}
 	conn, err := proto.DialBlocking(ctx, c.path)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%w: cannot connect to the holder at %s: %s: %w", ErrPermission, c.path, whyDenied(c.path), os.NewSyscallError("connect", syscall.EACCES))
+		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
 	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	cred, err := conn.PeerCred()
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.path, err)
+	}
+	if err := ctlsock.CheckPeer(c.path, int(cred.Uid), trusted); err != nil {
+		return nil, err
+	}
 	return conn, nil
+}
+
+// whyDenied says which permission connect(2) lacked on path (unix(7):
+// write on the socket file, search on every directory above it) and what
+// grants it.
+func whyDenied(path string) string {
+	me := "uid " + strconv.Itoa(os.Geteuid())
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if unix.Access(dir, unix.X_OK) != nil {
+			return fmt.Sprintf("%s may not enter the directory %s (%s): its owner must let the holder's users search it (chmod o+x, or a .socket unit's DirectoryMode=)", me, dir, describeFile(dir))
+		}
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return fmt.Sprintf("%s has no write permission on the socket (%s): the holder admits only its own uid and root unless it runs with --socket-mode 0660 --socket-group GROUP and %s is in GROUP (under systemd: SocketMode= and SocketGroup= in fdholderd.socket); the policy (--policy) then says what that group may do",
+		me, describeFile(path), me)
+}
+
+// describeFile is a file's mode, owner and group for a message.
+func describeFile(path string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("mode %04o, owner uid %d, group gid %d", st.Mode&0o7777, st.Uid, st.Gid)
 }
 
 // Path returns the socket path of the holder.
@@ -173,6 +262,17 @@ type StoreOptions struct {
 	TTL time.Duration
 }
 
+// CheckTTL returns nil if a store with ttl can be made now: ttl is not
+// negative, and the expiry it gives is no later than the latest time the
+// protocol carries (April 2262; an error wrapping ErrTooLarge says the
+// longest ttl). The holder checks the same when it stores.
+func CheckTTL(ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("ttl %v is negative", ttl)
+	}
+	return proto.CheckExpiry(time.Now(), ttl)
+}
+
 // Store hands the holder a copy of conn's descriptor under name: a
 // *net.TCPListener, *net.UnixListener, *net.UDPConn, an *os.File, or
 // anything else with a socket behind SyscallConn. conn stays owned by the
@@ -182,8 +282,8 @@ func (c *Client) Store(ctx context.Context, name string, conn syscall.Conn, opts
 	if err := proto.ValidateName(name); err != nil {
 		return Entry{}, fmt.Errorf("store %q: %w", name, err)
 	}
-	if opts.TTL < 0 {
-		return Entry{}, fmt.Errorf("store %q: negative ttl %v", name, opts.TTL)
+	if err := CheckTTL(opts.TTL); err != nil {
+		return Entry{}, fmt.Errorf("store %q: %w", name, err)
 	}
 	req := proto.Request{Op: proto.OpStore, Name: name, TTL: opts.TTL.Round(time.Millisecond)}
 	if req.TTL < opts.TTL {

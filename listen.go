@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -53,7 +55,9 @@ func (c *Client) ListenPacket(ctx context.Context, name, network, address string
 // ListenFile is the get-or-create step behind Listen and ListenPacket: it
 // returns the socket held under name as an *os.File that the caller owns
 // and must close, and reports whether it was bound and stored by this call.
-// A held socket of another network than the one asked for is an error.
+// A held socket of another network or address than the one asked for is
+// a *MismatchError (see AddressMatches): a changed address must be moved
+// explicitly (ListenAndStore with Replace), not silently ignored.
 //
 // If two processes race to create the same entry, one binds and stores, and
 // the other gets the stored socket.
@@ -66,9 +70,9 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 	for attempt := 0; ; attempt++ {
 		f, e, err := c.Get(ctx, name)
 		if err == nil {
-			if !NetworkMatches(network, e.Network) {
+			if !NetworkMatches(network, e.Network) || !AddressMatches(network, address, e.Address) {
 				f.Close()
-				return nil, false, fmt.Errorf("listen %q: held socket is %s %s, not %s", name, e.Network, e.Address, network)
+				return nil, false, &MismatchError{Name: name, Held: e, Network: network, Address: address}
 			}
 			return f, false, nil
 		}
@@ -90,6 +94,77 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 		}
 		return f, err == nil, err
 	}
+}
+
+// ErrMismatch is wrapped by a *MismatchError.
+var ErrMismatch = errors.New("held socket does not match")
+
+// MismatchError is ListenFile's error when name is held on another network
+// or address than the one asked for: serving the held socket would
+// silently ignore a changed address.
+type MismatchError struct {
+	Name             string
+	Held             Entry  // the held entry
+	Network, Address string // what was asked for
+}
+
+func (e *MismatchError) Error() string {
+	if !NetworkMatches(e.Network, e.Held.Network) {
+		return fmt.Sprintf("listen %q: held socket is %s %s, not %s", e.Name, e.Held.Network, e.Held.Address, e.Network)
+	}
+	return fmt.Sprintf("listen %q: held socket is on %s, not %s as asked", e.Name, e.Held.Address, e.Address)
+}
+
+// Unwrap returns ErrMismatch.
+func (e *MismatchError) Unwrap() error { return ErrMismatch }
+
+// AddressMatches reports whether a held socket bound to held (as Entry
+// reports it) serves a request for address on network (as net.Listen
+// takes it): the same path for the unix networks; for tcp and udp the same
+// port unless the request's is 0, and the same IP, or both unspecified,
+// or one the request's host name resolves to (a name that does not
+// resolve is not held against the socket).
+func AddressMatches(network, address, held string) bool {
+	switch network {
+	case "unix", "unixpacket", "unixgram":
+		return address == held
+	}
+	wantHost, wantPort, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	heldHost, heldPort, err := net.SplitHostPort(held)
+	if err != nil {
+		return false
+	}
+	if wantPort != "0" {
+		want, err := net.LookupPort(network, wantPort)
+		if err != nil || strconv.Itoa(want) != heldPort {
+			return false
+		}
+	}
+	heldIP, err := netip.ParseAddr(heldHost)
+	if err != nil {
+		return false
+	}
+	heldIP = heldIP.Unmap()
+	if wantHost == "" {
+		return heldIP.IsUnspecified()
+	}
+	if wantIP, err := netip.ParseAddr(wantHost); err == nil {
+		wantIP = wantIP.Unmap()
+		return wantIP == heldIP || wantIP.IsUnspecified() && heldIP.IsUnspecified()
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", wantHost)
+	if err != nil {
+		return true
+	}
+	for _, ip := range ips {
+		if ip.Unmap() == heldIP {
+			return true
+		}
+	}
+	return false
 }
 
 // listenRetries bounds how often ListenFile goes back to Get after losing a
@@ -157,25 +232,9 @@ func (c *Client) ListenAndStore(ctx context.Context, name, network, address stri
 // bindAndStore binds a new socket and stores it under name with opts. With
 // keep it also returns a duplicate as an *os.File owned by the caller.
 func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string, opts StoreOptions, keep bool) (*os.File, Entry, error) {
-	var lc net.ListenConfig
-	var sock boundSocket
-	switch kind {
-	case streamKind:
-		ln, err := lc.Listen(ctx, network, address)
-		if err != nil {
-			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
-		}
-		if ul, ok := ln.(*net.UnixListener); ok {
-			// The socket outlives this listener: keep its file.
-			ul.SetUnlinkOnClose(false)
-		}
-		sock = ln.(boundSocket)
-	case packetKind:
-		pc, err := lc.ListenPacket(ctx, network, address)
-		if err != nil {
-			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
-		}
-		sock = pc.(boundSocket)
+	sock, err := bind(ctx, kind, network, address)
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 	}
 	defer sock.Close()
 	var f *os.File
@@ -195,6 +254,47 @@ func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, ne
 		return nil, Entry{}, err
 	}
 	return f, e, nil
+}
+
+// bind binds a new socket to address: a listener for streamKind, a packet
+// socket for packetKind. A Unix socket's file outlives the returned
+// socket's Close.
+func bind(ctx context.Context, kind netKind, network, address string) (boundSocket, error) {
+	var lc net.ListenConfig
+	if kind == packetKind {
+		pc, err := lc.ListenPacket(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return pc.(boundSocket), nil
+	}
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// The socket outlives this listener: keep its file.
+		ul.SetUnlinkOnClose(false)
+	}
+	return ln.(boundSocket), nil
+}
+
+// Bind binds a new socket to address as ListenFile does when name is not
+// held, but keeps it away from the holder: the fallback of a service that
+// must start while the holder is unreachable (fdclient exec --fallback).
+// The returned *os.File is owned by the caller, who must close it; a Unix
+// socket's file stays in place.
+func Bind(ctx context.Context, network, address string) (*os.File, error) {
+	kind, err := networkKind(network)
+	if err != nil {
+		return nil, err
+	}
+	sock, err := bind(ctx, kind, network, address)
+	if err != nil {
+		return nil, err
+	}
+	defer sock.Close()
+	return dupFile(sock, "fdholder:"+address)
 }
 
 // unbind removes the file of a Unix socket this process bound but could not

@@ -3,6 +3,7 @@ package fdholder
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
 
 	"github.com/fdholder/fdholder/internal/proto"
@@ -49,6 +50,10 @@ func (c *Client) Transfer(ctx context.Context, dst *Client, opts TransferOptions
 	if _, err := path.Match(opts.Names, ""); err != nil {
 		return res, fmt.Errorf("transfer: pattern %q: %w: %w", opts.Names, ErrBadRequest, err)
 	}
+	if sameSocket(c.path, dst.path) {
+		// Every entry would come back "already held".
+		return res, fmt.Errorf("transfer: %s and %s are the same holder's socket: nothing to copy", c.path, dst.path)
+	}
 	after := ""
 	for {
 		rep, fds, err := c.roundTrip(ctx, &proto.Request{Op: proto.OpDump, Name: after, Pattern: opts.Names}, attach{}, true)
@@ -71,6 +76,20 @@ func (c *Client) Transfer(ctx context.Context, dst *Client, opts TransferOptions
 		}
 		after = rep.Entries[len(rep.Entries)-1].Name
 	}
+}
+
+// sameSocket reports whether two socket paths name the same socket file
+// (or the same abstract name).
+func sameSocket(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // load sends entries with their descriptors in as few load requests as fit.

@@ -18,10 +18,14 @@ import (
 // execCmd is "exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]":
 // fetch held sockets and become PROG with them, the systemd way.
 type execCmd struct {
-	wait  time.Duration
-	specs []execSpec
-	prog  string
-	args  []string // PROG's arguments, without argv[0]
+	wait   time.Duration
+	rebind bool // move a NAME held on another address to its NETWORK:ADDRESS
+	// fallback binds every NAME=NETWORK:ADDRESS directly when the holder
+	// is unreachable, so that PROG starts anyway (unheld).
+	fallback bool
+	specs    []execSpec
+	prog     string
+	args     []string // PROG's arguments, without argv[0]
 }
 
 // execSpec is one NAME[=NETWORK:ADDRESS] argument.
@@ -35,7 +39,9 @@ func parseExec(args []string) (command, error) {
 	const want = "NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"
 	c := &execCmd{}
 	fs := newFlagSet(cmd)
-	fs.DurationVar(&c.wait, "wait", 0, "")
+	durationFlag(fs, "wait", &c.wait)
+	fs.BoolVar(&c.rebind, "rebind", false, "")
+	fs.BoolVar(&c.fallback, "fallback", false, "")
 	if err := parseFlags(fs, cmd, args); err != nil {
 		return nil, err
 	}
@@ -87,6 +93,13 @@ func parseExec(args []string) (command, error) {
 		}
 		c.specs = append(c.specs, spec)
 	}
+	if c.fallback && !c.allBind() {
+		for _, s := range c.specs {
+			if s.addr == nil {
+				return nil, usagef(cmd, "--fallback: %q has no =NETWORK:ADDRESS to bind when the holder is unreachable", s.name)
+			}
+		}
+	}
 	c.prog, c.args = rest[sep+1], rest[sep+2:]
 	if c.prog == "" {
 		return nil, usagef(cmd, "empty PROG")
@@ -106,19 +119,42 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		}
 		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
 	}
-	// The sockets stay FDs: never an *os.File, which would register each
-	// with the runtime's netpoller only to pass it on.
+	// The sockets PROG gets stay FDs: a held one that is only passed on
+	// is never an *os.File, which would register it with the runtime's
+	// netpoller (and start the netpoller) for nothing.
 	fds := make([]*sockfd.FD, 0, len(c.specs))
+	var moved []*os.File // old sockets of --rebind, open until PROG starts
 	defer func() {
 		// Reached only when PROG was not executed.
 		sockfd.CloseAll(fds)
+		for _, f := range moved {
+			f.Close()
+		}
 	}()
 	for _, s := range c.specs {
-		fd, err := c.fetch(ctx, a, s)
+		fd, old, err := c.fetch(ctx, a, s)
+		if err != nil && c.fallback && errors.Is(err, fdholder.ErrUnreachable) {
+			sockfd.CloseAll(fds)
+			for _, f := range moved {
+				f.Close()
+			}
+			moved = nil
+			fds, err = c.bindDirectly(ctx, a, err)
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if err != nil && errors.Is(err, fdholder.ErrUnreachable) && c.allBind() {
+			return fmt.Errorf("%w (exec --fallback would bind the addresses itself and start PROG unheld)", err)
+		}
 		if err != nil {
 			return err
 		}
 		fds = append(fds, fd)
+		if old != nil {
+			moved = append(moved, old)
+		}
 	}
 	// The connection's descriptor is close-on-exec anyway; closing it
 	// lets the holder see the end of the conversation at once.
@@ -133,27 +169,45 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	err = execWithFDs(path, argv, env, fds)
 	// The descriptor table of this thread is no longer the process's (see
 	// execWithFDs): return straight to main, which exits.
-	fds = nil
+	fds, moved = nil, nil
 	return fmt.Errorf("exec %s: %w", c.prog, err)
 }
 
 // fetch returns a duplicate of the socket held under s.name, which the
 // caller owns: bound and stored first if s has an address and the name is
-// not held, waited for with --wait if it has none.
-func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*sockfd.FD, error) {
+// not held, waited for with --wait if it has none. With --rebind, a name
+// held on another address is moved: old is a duplicate of the socket it
+// had, which the caller keeps open (close-on-exec) until PROG starts, so
+// that the old socket lives until its replacement is served.
+func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
 	if s.addr != nil {
 		rctx, cancel := a.request(ctx)
 		defer cancel()
 		client, err := a.dial(rctx)
 		if err != nil {
-			return nil, fmt.Errorf("exec: %q: %w", s.name, err)
+			return nil, nil, fmt.Errorf("exec: %q: %w", s.name, err)
 		}
 		f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
-		if err != nil {
-			return nil, err
+		var me *fdholder.MismatchError
+		if !errors.As(err, &me) {
+			fd, err := fdOf(f, err)
+			return fd, nil, err
 		}
-		defer f.Close()
-		return sockfd.DupConn(f)
+		held := me.Held.Network + ":" + me.Held.Address
+		if !fdholder.NetworkMatches(s.addr.network, me.Held.Network) {
+			return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s: delete %q first to start over", s.name, held, s.addr, s.name)
+		}
+		if !c.rebind {
+			return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s as asked, and PROG would serve %s: "+
+				"use 'exec --rebind' to move %q to %s, or ask for %s", s.name, held, s.addr, me.Held.Address, s.name, s.addr.address, held)
+		}
+		f, old, err := c.move(rctx, a, client, s, held)
+		fd, err := fdOf(f, err)
+		if err != nil && old != nil {
+			old.Close()
+			old = nil
+		}
+		return fd, old, err
 	}
 	var deadline time.Time
 	if c.wait > 0 {
@@ -164,23 +218,77 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (*sockfd.FD, er
 	interval := 10 * time.Millisecond
 	const maxInterval = 500 * time.Millisecond
 	for {
-		f, err := c.get(ctx, a, s.name)
+		fd, err := c.get(ctx, a, s.name)
 		if err == nil || !errors.Is(err, fdholder.ErrNotFound) || c.wait == 0 {
-			return f, err
+			return fd, nil, err
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("%w (waited %v)", err, c.wait)
+			return nil, nil, fmt.Errorf("%w (waited %v)", err, c.wait)
 		}
 		t := time.NewTimer(min(interval, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("exec: waiting for %q: %w", s.name, ctx.Err())
+			return nil, nil, fmt.Errorf("exec: waiting for %q: %w", s.name, ctx.Err())
 		case <-t.C:
 		}
 		interval = min(interval*2, maxInterval)
 	}
+}
+
+// allBind reports whether every NAME comes with an address, as
+// --fallback needs.
+func (c *execCmd) allBind() bool {
+	for _, s := range c.specs {
+		if s.addr == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// bindDirectly is --fallback: the holder is unreachable (why), so every
+// NAME=NETWORK:ADDRESS is bound here, unheld, with a warning on stderr, and
+// the returned sockets go to PROG as the held ones would have.
+func (c *execCmd) bindDirectly(ctx context.Context, a *app, why error) ([]*sockfd.FD, error) {
+	fmt.Fprintf(a.stderr, "fdclient: exec: warning: %s\n", strings.TrimPrefix(why.Error(), "exec: "))
+	fds := make([]*sockfd.FD, 0, len(c.specs))
+	for _, s := range c.specs {
+		fd, err := fdOf(fdholder.Bind(ctx, s.addr.network, s.addr.address))
+		if err != nil {
+			sockfd.CloseAll(fds)
+			return nil, fmt.Errorf("exec --fallback %q: %w", s.name, err)
+		}
+		fds = append(fds, fd)
+		fmt.Fprintf(a.stderr, "fdclient: exec: warning: --fallback: bound %s for %q directly; it is not held, so connections are refused while PROG restarts until the holder is back\n", s.addr, s.name)
+	}
+	return fds, nil
+}
+
+// move is --rebind: it keeps a duplicate of the socket held under s.name
+// (old), binds s's address and stores the new socket with replace (the
+// holder closes its copy of the old one), and returns the new one.
+func (c *execCmd) move(ctx context.Context, a *app, client *fdholder.Client, s execSpec, held string) (f, old *os.File, err error) {
+	old, _, err = client.Get(ctx, s.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			old.Close()
+			old = nil
+		}
+	}()
+	if _, err := client.ListenAndStore(ctx, s.name, s.addr.network, s.addr.address, fdholder.StoreOptions{Replace: true}); err != nil {
+		return nil, nil, err
+	}
+	f, _, err = client.Get(ctx, s.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(a.stderr, "fdclient: exec: moved %q from %s to %s; the old socket closes as PROG starts\n", s.name, held, s.addr)
+	return f, old, nil
 }
 
 // get is one Client.Get bounded by --timeout, without an *os.File, nor a
@@ -192,6 +300,16 @@ func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, err
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
 	}
 	return clientfd.Get(rctx, client, name)
+}
+
+// fdOf is f, a socket exec bound or moved (an *os.File already), as an FD:
+// a duplicate; f is closed. An err is passed through.
+func fdOf(f *os.File, err error) (*sockfd.FD, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return sockfd.DupConn(f)
 }
 
 // listenEnv returns environ with the variables of sd_listen_fds(3) for

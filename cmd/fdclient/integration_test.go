@@ -427,6 +427,10 @@ func TestErrorsExitCodes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)
 	nowhere := filepath.Join(testutil.ShortDir(t), "nobody.sock")
+	aDir := filepath.Join(filepath.Dir(nowhere), "dir")
+	if err := os.Mkdir(aDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -452,7 +456,8 @@ func TestErrorsExitCodes(t *testing.T) {
 		{"store unreachable", nowhere, []string{"store", "--fd", "3", "web"}, exitUnreachable, "holder unreachable"},
 		{"exec unreachable", nowhere, []string{"exec", "web", "--", "true"}, exitUnreachable, "holder unreachable"},
 		{"exec get-or-create unreachable", nowhere, []string{"exec", "web=tcp:127.0.0.1:0", "--", "true"}, exitUnreachable, "holder unreachable"},
-		{"socket path is a directory", filepath.Dir(nowhere), []string{"list"}, exitUnreachable, "holder unreachable"},
+		{"socket path is a directory", aDir, []string{"list"}, exitUnreachable, "holder unreachable"},
+		{"socket directory writable by others", filepath.Dir(nowhere), []string{"list"}, exitError, "socket directory /tmp is writable by others (mode 1777)"},
 
 		{"delete not held", h.Path, []string{"delete", "ghost"}, exitNotFound, `delete "ghost": not held`},
 		{"exec not held", h.Path, []string{"exec", "ghost", "--", "true"}, exitNotFound, `get "ghost": not held`},

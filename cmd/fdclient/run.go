@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fdholder/fdholder"
@@ -65,6 +67,7 @@ type app struct {
 	socket  string        // "" means fdholder.SocketPath()
 	timeout time.Duration // per request; 0: no limit
 	stdout  io.Writer
+	stderr  io.Writer // notices that are not errors
 
 	client *fdholder.Client
 }
@@ -122,11 +125,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	a.stdout = stdout
+	a.stdout, a.stderr = stdout, stderr
 	defer a.close()
 	if err := cmd.run(ctx, a); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("%w (no answer within --timeout %v)", err, a.timeout)
+		}
+		if errors.Is(err, fdholder.ErrPermission) && !errors.Is(err, syscall.EACCES) {
+			// The holder's policy refused (connect(2) did not): say
+			// what grants it.
+			err = fmt.Errorf("%w (the holder's policy file, fdholderd --policy, grants ops on names to uids and groups: docs/security.md)", err)
 		}
 		fmt.Fprintf(stderr, "fdclient: %s\n", oneLine(err.Error()))
 		return exitCode(err)
@@ -168,7 +176,8 @@ func parseArgs(args []string) (*app, command, error) {
 	a := &app{}
 	fs := newFlagSet("")
 	fs.StringVar(&a.socket, "socket", "", "")
-	fs.DurationVar(&a.timeout, "timeout", defaultTimeout, "")
+	a.timeout = defaultTimeout
+	durationFlag(fs, "timeout", &a.timeout)
 	showVersion := fs.Bool("version", false, "")
 	if err := parseFlags(fs, "", args); err != nil {
 		return nil, nil, err
@@ -228,7 +237,30 @@ func parseFlags(fs *flag.FlagSet, cmd string, args []string) error {
 	case errors.Is(err, flag.ErrHelp):
 		return errHelp
 	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok && cmd != "" && globalFlagArg[name] != "" {
+		return usagef(cmd, "--%s is a global flag: put it before the command, as in 'fdclient --%s %s %s ...'", name, name, globalFlagArg[name], cmd)
+	}
 	return &usageError{cmd: cmd, msg: err.Error()}
+}
+
+// globalFlagArg names the flags that go before COMMAND, with what they
+// take.
+var globalFlagArg = map[string]string{"socket": "PATH", "timeout": "DUR"}
+
+// durationFlag registers a duration flag whose error for a bad value shows
+// what a duration looks like: a bare number is the usual mistake.
+func durationFlag(fs *flag.FlagSet, name string, d *time.Duration) {
+	fs.Func(name, "", func(s string) error {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+				return fmt.Errorf("a duration needs a unit, such as %ss, %sm or %sh", s, s, s)
+			}
+			return errors.New("want a duration such as 500ms, 30s, 5m or 1h30m")
+		}
+		*d = v
+		return nil
+	})
 }
 
 // wantArgs checks that a command got exactly n positional arguments.
@@ -258,12 +290,14 @@ func parseName(cmd, name string) error {
 
 // ttlFlag registers --ttl on fs.
 func ttlFlag(fs *flag.FlagSet, ttl *time.Duration) {
-	fs.DurationVar(ttl, "ttl", 0, "")
+	durationFlag(fs, "ttl", ttl)
 }
 
+// checkTTL refuses a --ttl the holder would refuse: a negative one, or one
+// whose expiry the protocol cannot carry.
 func checkTTL(cmd string, ttl time.Duration) error {
-	if ttl < 0 {
-		return usagef(cmd, "negative --ttl %v", ttl)
+	if err := fdholder.CheckTTL(ttl); err != nil {
+		return usagef(cmd, "--%v", err) // "--ttl 5s is ..."
 	}
 	return nil
 }

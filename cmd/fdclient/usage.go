@@ -12,7 +12,7 @@ import (
 var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
-	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
+	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
 	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
@@ -56,7 +56,13 @@ Global flags:
   --socket PATH   the holder's socket. Default: $FDHOLDER_SOCKET if set, else
                   /run/fdholder/fdholder.sock for root, else
                   $XDG_RUNTIME_DIR/fdholder/fdholder.sock if XDG_RUNTIME_DIR
-                  is set, else /tmp/fdholder-UID/fdholder.sock
+                  is set, else $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR
+                  defaults to /tmp); if no holder answers there and
+                  neither --socket nor $FDHOLDER_SOCKET is set, the
+                  system's holder at /run/fdholder/fdholder.sock.
+                  fdclient refuses a socket directory
+                  another user owns or can write, and a holder that runs
+                  as another user than root or fdclient's own (exit 1)
   --timeout DUR   limit for each request to the holder (default %v;
                   0: no limit)
   --version       print "fdclient VERSION" and exit 0
@@ -78,7 +84,8 @@ Commands:
                   code 4. The old socket is still open while the new one is
                   bound, so the new one needs an address of its own.
       --ttl DUR   the holder closes and forgets the entry DUR after storing
-                  it (default: never)
+                  it (default: never). The expiry must fall before
+                  2262-04-11, the last time the protocol carries
 
   store [--fd N] [--replace] [--ttl DUR] NAME
       Store fdclient's descriptor N (default 0, standard input) under NAME;
@@ -86,7 +93,7 @@ Commands:
       "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
       --ttl are as for listen.
 
-  exec [--wait DUR] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
+  exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
       fdclient, with the same process ID, as systemd socket activation
       would start it (sd_listen_fds(3)): the sockets are descriptors 3, 4,
@@ -98,12 +105,34 @@ Commands:
       PROG is looked up in $PATH unless it contains a slash. If it cannot
       be found, fdclient exits 1 before it contacts the holder; if
       execve(2) fails, fdclient exits 1 too.
+      PROG must be the server itself, or a wrapper that ends with exec:
+      LISTEN_PID is fdclient's process ID, which PROG inherits, so a shell
+      script that starts the server as its child (without "exec") hands
+      it a LISTEN_PID that is not its own, and the server binds a socket
+      of its own instead ("address already in use").
       NAME=NETWORK:ADDRESS gets the socket held under NAME, or if there is
       none, binds one as listen does and stores it (get-or-create). A held
-      socket of another network is an error.
+      socket of another network, or bound to another address (another
+      port, say: the one in PROG's configuration changed), is an error
+      that names both; --rebind moves it.
       --wait DUR  if a plain NAME is not held yet, ask again (at growing
                   intervals) until it is, for up to DUR; then fail with exit
                   code 3 (default 0: fail at once)
+      --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
+                  bind ADDRESS, store the new socket under NAME with
+                  replace (the holder closes its copy of the old one), and
+                  keep the old socket open until PROG starts. Connections
+                  still queued on the old socket are then reset
+      --fallback  if the holder is unreachable (exit code 6 otherwise),
+                  bind every NAME=NETWORK:ADDRESS here, warn on standard
+                  error, and start PROG anyway: PROG serves, but its
+                  sockets are not held, so they are refused while it
+                  restarts until the holder is back. Every NAME needs an
+                  ADDRESS. Off by default: the holder is there so that
+                  restarts refuse nothing, and a service that silently ran
+                  unheld would lose that without anyone noticing; turn it
+                  on where starting at all matters more (availability over
+                  protection)
 
   list [--json | --names]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
@@ -147,15 +176,19 @@ Commands:
 Exit codes:
   0  success
   1  any other error: a failed bind, a descriptor that is not a socket,
+     an untrusted socket directory or holder,
      no answer within --timeout, a PROG that cannot be executed
   2  usage: unknown command or flag, wrong arguments, an invalid NAME or
      NETWORK:ADDRESS
   3  not found: NAME is not held
   4  already held: NAME is held (listen, store and transfer without
      --replace)
-  5  permission denied by the holder's policy
-  6  holder unreachable: nothing listens at the socket path, or no
-     connection to it could be made within --timeout
+  5  permission denied: by the holder's policy, or by the mode of its
+     socket or directory (the error names the permission and the flags
+     that grant it)
+  6  holder unreachable: nothing listens at the socket path (the error
+     says where fdclient looked), or no connection to it could be made
+     within --timeout
 
 Errors are reported on standard error as one line starting "fdclient:";
 after a usage error the command's synopsis follows.
@@ -165,6 +198,7 @@ Examples:
   fdclient exec web -- ./server              # a server that reads LISTEN_FDS
   fdclient exec web=tcp:127.0.0.1:8080 -- ./server
   fdclient exec --wait 30s web admin -- ./server
+  fdclient exec --rebind web=tcp:127.0.0.1:8081 -- ./server  # web moves to 8081
   fdclient list
   fdclient delete web
   fdclient transfer --names 'web*' --to /run/fdholder-new/fdholder.sock

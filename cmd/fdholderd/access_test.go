@@ -20,6 +20,10 @@ const (
 	peerPermission = 5
 	peerUnreach    = 6
 	peerLimit      = 7
+
+	// peerNoConnect is exit 5 for a connect(2) the socket's mode refused
+	// (not a status of peer's own).
+	peerNoConnect = -5
 )
 
 // isDenial matches the audit line of a refused request.
@@ -102,11 +106,11 @@ func TestSocketModeAndGroup(t *testing.T) {
 		results  map[string]int // peer name -> exit status of "list"
 	}{
 		{name: "default 0600", wantMode: 0o600, wantGID: 0,
-			results: map[string]int{"root": peerOK, "nobody": peerUnreach, "member": peerUnreach}},
+			results: map[string]int{"root": peerOK, "nobody": peerNoConnect, "member": peerNoConnect}},
 		{name: "group by gid", args: []string{"--socket-mode", "0660", "--socket-group", "4001"}, wantMode: 0o660, wantGID: 4001,
-			results: map[string]int{"root": peerOK, "member": peerPermission, "stranger": peerUnreach, "nobody": peerUnreach}},
+			results: map[string]int{"root": peerOK, "member": peerPermission, "stranger": peerNoConnect, "nobody": peerNoConnect}},
 		{name: "group by name", args: []string{"--socket-mode", "660", "--socket-group", "nogroup"}, wantMode: 0o660, wantGID: 65534,
-			results: map[string]int{"nobody": peerPermission, "member": peerUnreach}},
+			results: map[string]int{"nobody": peerPermission, "member": peerNoConnect}},
 		{name: "everyone", args: []string{"--socket-mode", "0666"}, wantMode: 0o666, wantGID: 0,
 			results: map[string]int{"nobody": peerPermission, "stranger": peerPermission}},
 	}
@@ -124,9 +128,14 @@ func TestSocketModeAndGroup(t *testing.T) {
 				t.Errorf("socket mode %v group %d, want %v group %d", fi.Mode().Perm(), gid, tt.wantMode, tt.wantGID)
 			}
 			for name, want := range tt.results {
-				// Permission denied proves the connection was made: the
-				// default policy then refused the request.
-				if r := peerDo(t, peers[name], path, "list"); r.code != want {
+				// The socket's mode keeps the peer out: exit 5 too, with
+				// the permission and the flags that grant it. A denial
+				// by the policy proves the connection was made.
+				r := peerDo(t, peers[name], path, "list")
+				noConnect := strings.Contains(r.stderr, "has no write permission on the socket") && strings.Contains(r.stderr, "--socket-mode 0660 --socket-group GROUP")
+				switch {
+				case want == peerNoConnect && (r.code != peerPermission || !noConnect),
+					want != peerNoConnect && (r.code != want || noConnect):
 					t.Errorf("list as %s: exit %d (%s), want %d", name, r.code, strings.TrimSpace(r.stderr), want)
 				}
 			}

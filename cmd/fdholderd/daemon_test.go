@@ -137,6 +137,7 @@ type daemonOpts struct {
 	wrapper    []string // a command that runs fdholderd, such as systemd-socket-activate
 	extraFiles []*os.File
 	bin        string // the binary to run; empty: the one TestMain built
+	as         *cred  // run as this user; nil: as the test
 }
 
 // cleanEnv is the test's environment without what would steer the daemon.
@@ -171,6 +172,9 @@ func start(t testing.TB, o daemonOpts) *daemon {
 	d.cmd.Env = append(cleanEnv(), o.env...)
 	d.cmd.Stderr = d.log
 	d.cmd.ExtraFiles = o.extraFiles
+	if o.as != nil {
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: o.as.uid, Gid: o.as.gid, Groups: o.as.groups}}
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", argv[0], err)
 	}

@@ -19,7 +19,7 @@ type config struct {
 	socket    string // from --socket; empty: fdholder.SocketPath()
 	logFormat string // console or json
 	logLevel  zapcore.Level
-	check     bool // --check: exit 0 at once (an upgrade's test of a new binary)
+	check     bool // --check: validate everything a start would, bind nothing (check.go)
 	version   bool // --version: print the version and exit 0
 
 	policy      string      // from --policy; empty: root and the holder's uid only
@@ -35,7 +35,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
-       fdholderd --check | --version | --help
+       fdholderd --check [FLAGS] | --version | --help
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
 a service can restart, crash or be redeployed without refusing a connection:
@@ -54,8 +54,14 @@ Options:
                         stops start-up with the line at fault; SIGHUP reloads
   --log-format FORMAT   console (human-readable, the default) or json
   --log-level LEVEL     debug, info (the default), warn or error
-  --check               print "fdholderd: ok" and exit 0: an upgrade runs the
-                        new binary so before executing it
+  --check               check everything a start with the other flags would,
+                        without binding: the flags, the policy file (the
+                        FILE:LINE at fault), --socket-group, the socket path
+                        and its directory (or the one it would be created
+                        in). Print "fdholderd: ok" and exit 0, or each
+                        problem on a line "fdholderd: check: ..." and exit
+                        1. An upgrade runs the new binary so, with the
+                        running holder's flags, before executing it
   --version             print "fdholderd VERSION" and exit 0
   -h, --help            print this help and exit
 
@@ -63,6 +69,8 @@ Limits (0 turns a limit off; each refusal is logged and answered with
 "limit reached", and fdclient exits 1):
   --max-conns N             connections served at once (default 1024); one
                             more gets "limit reached" to its first request
+  --max-conns-per-uid N     connections served at once for one uid other
+                            than root and fdholderd's own (default 64)
   --max-entries N           entries held in total (default 1048576)
   --max-entries-per-uid N   entries held for one uid other than root and
                             fdholderd's own (default 4096)
@@ -84,7 +92,11 @@ Socket path, the first that applies:
   5. $XDG_RUNTIME_DIR/fdholder/fdholder.sock
   6. $TMPDIR/fdholder-UID/fdholder.sock ($TMPDIR defaults to /tmp)
 
-The socket's directory is created (mode 0755) and the socket is an AF_UNIX
+The socket's directory is created (mode 0755) if missing. It must be owned by
+root or fdholderd's uid and writable by nobody else, and the directories
+above it owned by root or that uid and writable by others only with the
+sticky bit (as /tmp is); otherwise fdholderd refuses to start, naming the
+directory and the fix. The socket is an AF_UNIX
 SOCK_SEQPACKET socket in mode 0600 (see --socket-mode and --socket-group),
 with that mode and group from its first moment. fdholderd refuses to start
 if a holder already serves on the path, or if the path exists and is not a
@@ -105,6 +117,10 @@ Signals:
                     with its metadata. Connections made meanwhile wait in
                     the socket's queue. If the check or the exec fails,
                     fdholderd logs why and keeps serving with every entry.
+                    No signal during an upgrade kills the holder: SIGTERM
+                    or SIGINT before the exec stops it gracefully instead;
+                    across the exec all four are ignored until the new
+                    image catches them (docs/operations.md)
 
 Environment:
   FDHOLDER_SOCKET   the socket path when --socket is not given
@@ -128,7 +144,9 @@ Environment:
 
 Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error, and on a denial the rule that decided) and lines
-for start-up, reloads, limits hit and shutdown. An error that
+for start-up, reloads, limits hit and shutdown. Refusal lines of a uid
+other than root and fdholderd's own are limited to 100 at once and 10 a
+second per uid; the next line says how many were dropped (suppressed). An error that
 stops fdholderd is printed as one line "fdholderd: ..." on stderr.
 
 Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
@@ -209,6 +227,7 @@ func parseFlags(args []string) (config, error) {
 		})
 	}
 	count("max-conns", &cfg.limits.MaxConns)
+	count("max-conns-per-uid", &cfg.limits.MaxConnsPerUID)
 	count("max-entries", &cfg.limits.MaxEntries)
 	count("max-entries-per-uid", &cfg.limits.MaxEntriesPerUID)
 	count("fd-reserve", &cfg.limits.FDReserve)

@@ -255,6 +255,13 @@ func TestHostileDescriptors(t *testing.T) {
 		}
 		return fds
 	}
+	// An O_PATH descriptor of the holder's own socket file: fstat(2) says
+	// socket, but it is none.
+	opath, err := unix.Open(h.path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(opath)
 	store := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "hostile"})
 	replace := holdertest.Encode(t, proto.Request{Op: proto.OpStore, Name: "keep/a", Flags: proto.FlagReplace})
 	tests := []struct {
@@ -262,6 +269,8 @@ func TestHostileDescriptors(t *testing.T) {
 		msg  []byte
 		fds  []int
 		want proto.Code
+		// message, if set, must be in the reply's message.
+		message string
 	}{
 		{name: "store with none", msg: store, want: proto.CodeBadDescriptors},
 		{name: "store with two", msg: store, fds: []int{sock, sock}, want: proto.CodeBadDescriptors},
@@ -278,18 +287,36 @@ func TestHostileDescriptors(t *testing.T) {
 		{name: "store a directory", msg: store, fds: []int{int(dir.Fd())}, want: proto.CodeNotSocket},
 		{name: "store an eventfd", msg: store, fds: []int{efd}, want: proto.CodeNotSocket},
 		{name: "store a memfd", msg: store, fds: []int{memfd}, want: proto.CodeNotSocket},
+		{name: "store an O_PATH socket file", msg: store, fds: []int{opath}, want: proto.CodeNotSocket, message: "O_PATH"},
+		{name: "load of 254 entries", msg: load254(t), fds: many(sock, proto.MaxMessageFDs), want: proto.CodeTooLarge,
+			message: fmt.Sprintf("254 entries; a batch holds 1 to %d", proto.MaxBatchEntries)},
 	}
 	c := holdertest.DialRaw(t, h.path, waitTimeout)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rep, fds := c.RoundTrip(tt.msg, tt.fds...)
-			if rep.Code != tt.want || fds != 0 {
-				t.Errorf("code %v (%s) with %d descriptors, want %v", rep.Code, rep.Message, fds, tt.want)
+			if rep.Code != tt.want || fds != 0 || !strings.Contains(rep.Message, tt.message) {
+				t.Errorf("code %v (%s) with %d descriptors, want %v %s", rep.Code, rep.Message, fds, tt.want, tt.message)
 			}
 		})
 	}
 	c.Close()
 	h.check(t)
+}
+
+// load254 returns a load request of 254 entries, one more than a batch
+// holds: the encoding of a 253-entry load with one entry more.
+func load254(t testing.TB) []byte {
+	t.Helper()
+	es := make([]proto.Entry, proto.MaxBatchEntries)
+	for i := range es {
+		es[i] = proto.Entry{Name: fmt.Sprintf("l%d", i), StoredAt: time.Unix(1, 0)}
+	}
+	b := holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: es})
+	one := holdertest.Encode(t, proto.Request{Op: proto.OpLoad, Entries: es[:1]})
+	b = append(b, one[proto.HeaderSize+2:]...)
+	b[proto.HeaderSize], b[proto.HeaderSize+1] = 0, 254
+	return b
 }
 
 func TestHostileVanishingPeers(t *testing.T) {

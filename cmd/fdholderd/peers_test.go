@@ -69,10 +69,16 @@ type outcome struct {
 // runAs runs bin with args as c and returns how it ended.
 func runAs(t testing.TB, c cred, bin string, args ...string) outcome {
 	t.Helper()
+	return runAsEnv(t, c, append(cleanEnv(), "HOME=/"), bin, args...)
+}
+
+// runAsEnv is runAs with the environment env.
+func runAsEnv(t testing.TB, c cred, env []string, bin string, args ...string) outcome {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(cleanEnv(), "HOME=/")
+	cmd.Env = env
 	if c.uid != 0 || c.gid != 0 || len(c.groups) > 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}}
 	}

@@ -8,15 +8,14 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/cmd/fdholderd/internal/sigs"
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/sdnotify"
@@ -49,8 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if cfg.check {
-		io.WriteString(stdout, "fdholderd: ok\n")
-		return 0
+		return check(cfg, stdout, stderr)
 	}
 	log, audit := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	err = serve(ctx, cfg, log, audit)
@@ -70,13 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // audit is the server's logger, for its audit line per request (see
 // newLogger); log is for everything else.
 func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
-	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stopSignals()
-	hup, releaseHUP := catchHUP()
-	defer releaseHUP()
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
+	// Caught from the start, even SIGHUP without --policy, whose default
+	// action would end the holder; in an upgraded image, from its first
+	// moment (package sigs).
+	sig := sigs.Take()
+	defer sig.Release()
 
 	// A policy that does not load stops the start, before any socket exists.
 	access, err := loadAccess(cfg, log)
@@ -131,7 +127,7 @@ func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 		if path == "" {
 			path = fdholder.SocketPath()
 		}
-		sock, err = ctlsock.ListenWith(sigCtx, path, sockOpts)
+		sock, err = ctlsock.ListenWith(ctx, path, sockOpts)
 		if err != nil {
 			return err
 		}
@@ -154,7 +150,7 @@ func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 		defer srvMu.Unlock()
 		access = a
 		srv.SetAccess(a)
-	}, hup)
+	}, sig.Reload)
 	defer stopReload()
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.
@@ -183,16 +179,16 @@ func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 wait:
 	for {
 		select {
-		case <-sigCtx.Done():
-			log.Info("shutting down", zap.String("reason", context.Cause(sigCtx).Error()))
+		case s := <-sig.Stop:
+			log.Info("shutting down", zap.String("reason", s.String()+" signal received"))
 			break wait
 		case err := <-errc:
 			running--
 			failure = fmt.Errorf("serve: %w", err)
 			log.Info("shutting down", zap.String("reason", "a listener failed"))
 			break wait
-		case <-usr2:
-			stopped, next, err := upgrade(ctx, log, srv, lns, sock, errc, running, reg, mirror, &nextSeq)
+		case <-sig.Upgrade:
+			stopped, next, err := upgrade(ctx, log, sig, srv, lns, sock, errc, running, reg, mirror, &nextSeq)
 			if !stopped {
 				// Nothing was stopped: the check failed.
 				log.Error("upgrade refused; still serving with every entry", zap.Error(err))
@@ -204,22 +200,23 @@ wait:
 				log.Error("upgrade failed and the control sockets are lost; exiting", zap.Error(err))
 				break wait
 			}
-			// The server was stopped and execve failed: serve again on
-			// the same control sockets, which never stopped queueing.
-			log.Error("upgrade failed; serving again with every entry", zap.Error(err))
+			// The server was stopped and execve failed, or was not
+			// tried because a stop signal came: serve again on the same
+			// control sockets, which never stopped queueing (and stop
+			// gracefully at once if that is what was asked).
+			if errors.Is(err, errStopSignal) {
+				log.Info("upgrade abandoned: a stop signal came first", zap.Error(err))
+			} else {
+				log.Error("upgrade failed; serving again with every entry", zap.Error(err))
+			}
 			lns = next
 			startServing()
 		}
 	}
 
-	// From here a second signal cuts the grace period short. second is
-	// registered before stopSignals so that no signal finds the default
-	// disposition (which would kill the process before it cleans up).
-	second := make(chan os.Signal, 1)
-	signal.Notify(second, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(second)
-	stopSignals()
-
+	// From here a second stop signal cuts the grace period short; sig
+	// catches it until serve returns, so that it never finds the default
+	// action, which would end the process before it cleans up.
 	notifier.Stopping()
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -227,7 +224,7 @@ wait:
 	shutdownDone := make(chan struct{})
 	go func() {
 		select {
-		case s := <-second:
+		case s := <-sig.Stop:
 			log.Warn("second signal: closing the remaining connections now", zap.String("signal", s.String()))
 			forced.Store(true)
 			cancel()

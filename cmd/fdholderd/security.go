@@ -1,12 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"os/user"
 	"strconv"
-	"syscall"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -28,16 +27,10 @@ func loadAccess(cfg config, log *zap.Logger) (holder.Access, error) {
 		return nil, err
 	}
 	log.Info("policy loaded", zap.String("policy", cfg.policy), zap.Int("rules", len(p.Rules())))
+	if len(p.Rules()) == 0 {
+		log.Warn(emptyPolicy(cfg.policy, os.Getuid()))
+	}
 	return p, nil
-}
-
-// catchHUP starts catching SIGHUP, whose default action would end the
-// holder, from the start of serve, even without --policy. The signals are
-// handled by reloadOnHUP once the server exists; release stops catching.
-func catchHUP() (hup chan os.Signal, release func()) {
-	hup = make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	return hup, func() { signal.Stop(hup) }
 }
 
 // reloadOnHUP reloads the policy on each SIGHUP from hup until stop is
@@ -81,7 +74,11 @@ func socketOptions(cfg config) (ctlsock.Options, error) {
 	}
 	g, err := user.LookupGroup(cfg.socketGroup)
 	if err != nil {
-		return opts, fmt.Errorf("--socket-group: %w", err)
+		var unknown user.UnknownGroupError
+		if errors.As(err, &unknown) {
+			return opts, fmt.Errorf("--socket-group %s: no such group (getent group %s finds none)", cfg.socketGroup, cfg.socketGroup)
+		}
+		return opts, fmt.Errorf("--socket-group %s: %w", cfg.socketGroup, err)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {

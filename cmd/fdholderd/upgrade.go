@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/fdholder/fdholder/cmd/fdholderd/internal/sigs"
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/fdstore"
 	"github.com/fdholder/fdholder/internal/holder"
@@ -25,8 +26,10 @@ const checkTimeout = 10 * time.Second
 
 // checkBinary makes sure the binary at exe can run before the holder
 // replaces itself with it: it is a regular, executable file, and running
-// it with --check exits 0. A holder that executed a broken binary would be
-// gone with every entry; one that refuses keeps serving.
+// it with --check and the running holder's own flags exits 0 (so a new
+// binary that would refuse those flags, the policy file or the socket
+// directory is refused too). A holder that executed a broken binary would
+// be gone with every entry; one that refuses keeps serving.
 func checkBinary(ctx context.Context, exe string) error {
 	fi, err := os.Stat(exe)
 	if err != nil {
@@ -40,7 +43,7 @@ func checkBinary(ctx context.Context, exe string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, exe, "--check").CombinedOutput()
+	out, err := exec.CommandContext(ctx, exe, append([]string{"--check"}, os.Args[1:]...)...).CombinedOutput()
 	if err != nil {
 		if out = bytes.TrimSpace(out); len(out) > 0 {
 			return fmt.Errorf("new binary %s --check: %w: %s", exe, err, out)
@@ -50,17 +53,19 @@ func checkBinary(ctx context.Context, exe string) error {
 	return nil
 }
 
-// addEntries adds every held entry to h: a duplicate of its socket and its
-// metadata, named as in the file descriptor store (the mirror's metadata
-// names when it has them, so that the new binary drops those from the
-// store once it has stored the entries again). reg keeps its descriptors.
-func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) error {
+// addEntries adds every held entry to h: its socket (lent: the registry's
+// own descriptor, no duplicate) and its metadata, named as in the file
+// descriptor store (the mirror's metadata names when it has them, so that
+// the new binary drops those from the store once it has stored the entries
+// again). The returned release lets go of the references that keep the
+// lent descriptors open: call it only after h.Close, if execve failed.
+func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) (release func(), err error) {
 	held := reg.Snapshot(nil)
-	defer func() {
+	release = func() {
 		for _, e := range held {
 			e.Handle.Release()
 		}
-	}()
+	}
 	for _, e := range held {
 		var name string
 		if mirror != nil {
@@ -73,17 +78,34 @@ func addEntries(h *fdstore.Handoff, reg *holder.Registry, mirror *fdstore.Mirror
 			*nextSeq++
 		}
 		if err := h.AddEntry(fdstore.Meta{Entry: e.Entry}, e.Handle.FD().Sysfd(), name); err != nil {
-			return fmt.Errorf("entry %q: %w", e.Entry.Name, err)
+			return release, fmt.Errorf("entry %q: %w", e.Entry.Name, err)
 		}
 	}
-	return nil
+	return release, nil
 }
+
+// errStopSignal: SIGTERM or SIGINT came during the upgrade, before
+// execve; the holder stops instead (gracefully, with every client told).
+var errStopSignal = errors.New("a stop signal came before execve; not executing the new binary")
 
 // execUpgrade replaces the process with exe (execve(2): same pid, so
 // systemd keeps tracking it), passing h's descriptors. It returns only if
-// execve failed, with every descriptor of h still open: the caller closes
-// them.
-func execUpgrade(log *zap.Logger, exe string, h *fdstore.Handoff) error {
+// execve failed or a stop signal came first, with every descriptor of h
+// still open (the caller closes them) and sig catching again.
+//
+// Across execve a caught signal's handler is reset to SIG_DFL, whose action
+// for SIGTERM, SIGINT, SIGHUP and SIGUSR2 ends the process, until the new
+// image catches it; an ignored one stays ignored (signal(7)). So every
+// handled signal is set to SIG_IGN just before execve. The Go runtime of
+// the new image keeps SIGHUP and SIGINT ignored until Notify, and lets an
+// uncaught SIGUSR2 pass; package sigs catches all four in its init. What
+// arrives in between is dropped: a reload is moot (the new image reads the
+// policy), an upgrade is what is running. A SIGTERM that arrives after the
+// new runtime installs its own handlers and before that init (a fraction
+// of a millisecond) still ends the process: the Go runtime exits on an
+// uncaught SIGTERM whatever the inherited disposition, and gives a program
+// no earlier hook (docs/operations.md has the figures).
+func execUpgrade(log *zap.Logger, exe string, h *fdstore.Handoff, sig *sigs.Set) error {
 	assign, err := h.Env()
 	if err != nil {
 		return err
@@ -96,7 +118,14 @@ func execUpgrade(log *zap.Logger, exe string, h *fdstore.Handoff) error {
 	}
 	log.Info("upgrade: executing the new binary", zap.String("path", exe), zap.Int("descriptors", h.Len()))
 	log.Sync()
+	sig.Ignore()
+	if sig.StopPending() {
+		// Caught before the Ignore: executing would lose it.
+		sig.Catch()
+		return errStopSignal
+	}
 	err = syscall.Exec(exe, os.Args, env)
+	sig.Catch()
 	return fmt.Errorf("execve %s: %w", exe, err)
 }
 
@@ -115,7 +144,7 @@ var errNoExecutable = errors.New("cannot find the path of the running binary")
 // holder must then exit, and systemd's store keeps the entries).
 // Connections made meanwhile wait in the control sockets' accept queue,
 // which stays open throughout.
-func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*net.UnixListener, sock *ctlsock.Socket, errc chan error, running int,
+func upgrade(ctx context.Context, log *zap.Logger, sig *sigs.Set, srv *holder.Server, lns []*net.UnixListener, sock *ctlsock.Socket, errc chan error, running int,
 	reg *holder.Registry, mirror *fdstore.Mirror, nextSeq *uint64) (stopped bool, next []*net.UnixListener, err error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -146,7 +175,10 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 
 	grace, cancel := context.WithTimeout(ctx, shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
+	// Handoff, not Shutdown: every client waits at the control socket
+	// until the new binary serves, so the upgrade waits for no peer that
+	// does not read its replies (issue 8).
+	if err := srv.Handoff(grace); err != nil {
 		log.Warn("upgrade: requests still in flight were cut off", zap.Error(err))
 	}
 	for ; running > 0; running-- {
@@ -158,8 +190,13 @@ func upgrade(ctx context.Context, log *zap.Logger, srv *holder.Server, lns []*ne
 	if lerr != nil {
 		return true, nil, fmt.Errorf("control socket: %w", lerr)
 	}
-	if err := addEntries(h, reg, mirror, nextSeq); err != nil {
-		return true, next, err
+	release, err := addEntries(h, reg, mirror, nextSeq)
+	if err == nil {
+		err = execUpgrade(log, exe, h, sig)
 	}
-	return true, next, execUpgrade(log, exe, h)
+	// execve failed or a stop signal came first: close-on-exec again on the lent descriptors while
+	// they are still open, then let them go.
+	h.Close()
+	release()
+	return true, next, err
 }

@@ -71,7 +71,7 @@ _fdclient() {
 	case $cmd in
 	listen) flags='--replace --ttl' ;;
 	store) flags='--fd --replace --ttl' ;;
-	exec) flags='--wait' ;;
+	exec) flags='--wait --rebind --fallback' ;;
 	list) flags='--json --names' ;;
 	transfer) flags='--names --replace --to' ;;
 	esac

@@ -63,6 +63,8 @@ complete -c fdclient -n "__fish_seen_subcommand_from listen store" -l replace -d
 complete -c fdclient -n "__fish_seen_subcommand_from listen store" -l ttl -x -d 'forget the entry after DUR'
 complete -c fdclient -n "__fish_seen_subcommand_from store" -l fd -x -d 'the descriptor to store'
 complete -c fdclient -n "__fish_seen_subcommand_from exec" -l wait -x -d 'wait up to DUR for NAME to be held'
+complete -c fdclient -n "__fish_seen_subcommand_from exec" -l rebind -d 'move a NAME held on another address to ADDRESS'
+complete -c fdclient -n "__fish_seen_subcommand_from exec" -l fallback -d 'bind here and start PROG if the holder is unreachable'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l json -d 'print a JSON array'
 complete -c fdclient -n "__fish_seen_subcommand_from list" -l names -d 'print the names only'
 complete -c fdclient -n "__fish_seen_subcommand_from transfer" -l names -x -d 'only the entries matching GLOB'

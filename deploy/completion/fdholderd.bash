@@ -20,14 +20,14 @@ _fdholderd() {
 		COMPREPLY=($(compgen -W 'debug info warn error' -- "$cur"))
 		return
 		;;
-	--socket-mode | -socket-mode | --max-conns | -max-conns | --max-entries | -max-entries | \
-		--max-entries-per-uid | -max-entries-per-uid | --idle-timeout | -idle-timeout | \
+	--socket-mode | -socket-mode | --max-conns | -max-conns | --max-conns-per-uid | -max-conns-per-uid | \
+		--max-entries | -max-entries | --max-entries-per-uid | -max-entries-per-uid | --idle-timeout | -idle-timeout | \
 		--request-timeout | -request-timeout | --fd-reserve | -fd-reserve)
 		return
 		;;
 	esac
 	COMPREPLY=($(compgen -W '--socket --socket-mode --socket-group --policy --max-conns
-		--max-entries --max-entries-per-uid --idle-timeout --request-timeout --fd-reserve
+		--max-conns-per-uid --max-entries --max-entries-per-uid --idle-timeout --request-timeout --fd-reserve
 		--log-format --log-level --check --version --help -h' -- "$cur"))
 }
 complete -F _fdholderd fdholderd

@@ -84,7 +84,8 @@ func Listen(ctx context.Context, path string) (*Socket, error) {
 	return ListenWith(ctx, path, Options{GID: -1})
 }
 
-// ListenWith creates the directory of path if missing (mode 0755) and binds
+// ListenWith creates the directory of path if missing (mode 0755), checks
+// that nobody but root and this process's uid can change it (CheckDir), and binds
 // a new AF_UNIX SOCK_SEQPACKET listener at path, with opts' mode and group
 // from its first moment there.
 //
@@ -122,6 +123,9 @@ func ListenWith(ctx context.Context, path string, opts Options) (_ *Socket, err 
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if err := CheckDir(dir, os.Geteuid()); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	unlock, err := lockDir(ctx, dir)

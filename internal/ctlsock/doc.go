@@ -9,6 +9,9 @@
 // is replaced, and anything that is not a socket is refused and left alone.
 // Socket.RemoveFile removes the file on exit only if it is still the one
 // this process created, so that a successor's socket is never removed.
+// CheckDir, TrustedHolders and CheckPeer decide which socket directories
+// the holder and its clients use, and which holder uids a client talks to,
+// so that another user cannot squat a socket path (trust.go).
 // IsControlListener tells whether a descriptor passed by socket activation
 // (sd_listen_fds(3)) is such a listener.
 //

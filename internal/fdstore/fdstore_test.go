@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -445,32 +446,32 @@ func TestSort(t *testing.T) {
 		{name: "nothing", items: func(t *testing.T) []Passed { return nil }},
 		{name: "an entry", keep: []string{"web"}, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{fd, SocketName(ino)}, {meta(t, "web", ino, time.Time{}), MetaName(7)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: meta(t, "web", ino, time.Time{}), Name: MetaName(7)}}
 		}},
 		{name: "two entries on one socket", keep: []string{"a", "b"}, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{meta(t, "b", ino, time.Time{}), MetaName(2)}, {fd, SocketName(ino)}, {meta(t, "a", ino, time.Time{}), MetaName(1)}}
+			return []Passed{{FD: meta(t, "b", ino, time.Time{}), Name: MetaName(2)}, {FD: fd, Name: SocketName(ino)}, {FD: meta(t, "a", ino, time.Time{}), Name: MetaName(1)}}
 		}},
 		{name: "a replace cut short: the newer metadata wins", keep: []string{"web"}, dropped: 1, stale: 2, items: func(t *testing.T) []Passed {
 			fd1, ino1 := socket(t)
 			fd2, ino2 := socket(t)
-			return []Passed{{fd1, SocketName(ino1)}, {meta(t, "web", ino1, time.Time{}), MetaName(35)},
-				{fd2, SocketName(ino2)}, {meta(t, "web", ino2, time.Time{}), MetaName(36)}}
+			return []Passed{{FD: fd1, Name: SocketName(ino1)}, {FD: meta(t, "web", ino1, time.Time{}), Name: MetaName(35)},
+				{FD: fd2, Name: SocketName(ino2)}, {FD: meta(t, "web", ino2, time.Time{}), Name: MetaName(36)}}
 		}},
 		{name: "a store cut short: a socket without metadata", stale: 1, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{fd, SocketName(ino)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}}
 		}},
 		{name: "metadata without its socket", lost: 1, stale: 1, items: func(t *testing.T) []Passed {
-			return []Passed{{meta(t, "gone", 12345, time.Time{}), MetaName(1)}}
+			return []Passed{{FD: meta(t, "gone", 12345, time.Time{}), Name: MetaName(1)}}
 		}},
 		{name: "expired while down", expired: 1, stale: 2, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{fd, SocketName(ino)}, {meta(t, "old", ino, now.Add(-time.Second)), MetaName(1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: meta(t, "old", ino, now.Add(-time.Second)), Name: MetaName(1)}}
 		}},
 		{name: "still to expire", keep: []string{"ttl"}, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{fd, SocketName(ino)}, {meta(t, "ttl", ino, now.Add(time.Hour)), MetaName(1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: meta(t, "ttl", ino, now.Add(time.Hour)), Name: MetaName(1)}}
 		}},
 		{name: "unreadable metadata", dropped: 1, stale: 2, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
@@ -479,11 +480,11 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Write(bad, []byte("FHMD\x09garbage"))
-			return []Passed{{fd, SocketName(ino)}, {bad, MetaName(1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: bad, Name: MetaName(1)}}
 		}},
 		{name: "a socket under another socket's name", stale: 1, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
-			return []Passed{{fd, SocketName(ino + 1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino + 1)}}
 		}},
 		{name: "the control socket and something unknown", controls: 1, stale: 1, items: func(t *testing.T) []Passed {
 			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: filepath.Join(testutil.ShortDir(t), "c"), Net: "unixpacket"})
@@ -505,7 +506,7 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Close(p[1])
-			return []Passed{{ctl, ControlName}, {p[0], "mystery"}}
+			return []Passed{{FD: ctl, Name: ControlName}, {FD: p[0], Name: "mystery"}}
 		}},
 	}
 	for _, tt := range tests {
@@ -551,8 +552,9 @@ func TestHandoffRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The entries' socket is lent to the hand-off, as the registry lends
+	// its own: after FromHandoff, the recovered entries own it.
 	fd, info := tcpListener(t)
-	defer fd.Close()
 	want := []proto.Entry{
 		{Name: "a", Network: info.Network, Address: info.Address, Listening: true, UID: 1, StoredAt: time.Unix(100, 0)},
 		{Name: "b", Network: info.Network, Address: info.Address, Listening: true, PID: 9, StoredAt: time.Unix(200, 0), ExpiresAt: time.Now().Add(time.Hour).Round(0)},
@@ -562,8 +564,8 @@ func TestHandoffRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if h.Len() != 4 { // control, one socket, two metadata
-		t.Errorf("%d descriptors collected, want 4", h.Len())
+	if h.Len() != 2 { // control and one socket; the metadata is inline
+		t.Errorf("%d descriptors collected, want 2", h.Len())
 	}
 	sf := SocketFile{Path: "/run/a dir/h.sock", Dev: 2049, Ino: 1 << 40}
 	h.SetSocketFile(sf)
@@ -582,7 +584,7 @@ func TestHandoffRoundTrip(t *testing.T) {
 	}
 	// FromHandoff closed the list and handed the rest over: h owns
 	// nothing now.
-	h.passed = nil
+	h.passed, h.lent = nil, nil
 	rec := Sort(zaptest.NewLogger(t), passed, time.Now())
 	if len(rec.Controls) != 1 || len(rec.Entries) != 2 {
 		t.Fatalf("recovered %d controls, %d entries; want 1, 2", len(rec.Controls), len(rec.Entries))
@@ -718,5 +720,46 @@ func TestRecoveryAdopts(t *testing.T) {
 	}
 	if names := st.names(); len(names) != 2 {
 		t.Errorf("the store holds %q, want b's socket and metadata", names)
+	}
+}
+
+// TestMirrorFailureRefusesTheStore: when the file descriptor store cannot
+// take a copy (here its socket is gone: sendmsg fails), the store is
+// refused and nothing is held; a replace leaves the old entry as it was
+// (issue 8: a store is acknowledged only once it is durable).
+func TestMirrorFailureRefusesTheStore(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg, st, _ := mirrored(t)
+	fd, info := tcpListener(t)
+	if _, err := reg.Store("web", fd, info, holder.Owner{}, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	before := want(t, reg)
+	st.shutdown()
+	if err := os.Remove(st.path); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		replace bool
+	}{
+		{"store", false},
+		{"replace", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "new"
+			if tt.replace {
+				name = "web"
+			}
+			fd, info := tcpListener(t)
+			_, err := reg.Store(name, fd, info, holder.Owner{}, 0, tt.replace)
+			if err == nil || !strings.Contains(err.Error(), "file descriptor store: store socket") {
+				t.Errorf("store %q with the store gone: %v, want an error naming the store", name, err)
+			}
+			if got := want(t, reg); !reflect.DeepEqual(got, before) {
+				t.Errorf("held %+v after a refused store, want %+v", got, before)
+			}
+		})
 	}
 }

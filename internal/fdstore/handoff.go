@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,22 +19,35 @@ import (
 
 // HandoffEnv names the environment variable through which an upgrade
 // passes its descriptors to the new binary: the number of a memfd that
-// lists them, one "NUMBER NAME" line each (version line first). The
-// descriptors are those of the store's layout (ControlName, SocketName,
-// MetaName), so the new binary recovers them exactly as it recovers
-// systemd's file descriptor store after a crash.
+// lists them, one "NUMBER NAME" line each (version line first), and each
+// entry's metadata inline, one "meta NAME HEX" line each. The names are
+// those of the store's layout (ControlName, SocketName, MetaName), so the
+// new binary recovers them exactly as it recovers systemd's file
+// descriptor store after a crash.
+//
+// An upgrade needs no descriptor per entry (issue 8: with a memfd per
+// entry's metadata and a duplicate per socket, it failed above half the
+// descriptor limit): the held sockets are passed under their own numbers,
+// close-on-exec cleared just before execve(2), and the metadata is in the
+// list.
 const HandoffEnv = "FDHOLDER_HANDOFF_FD"
 
-// handoffHeader is the first line of the hand-off list.
-const handoffHeader = "fdholder-handoff 1"
+// handoffHeader is the first line of the hand-off list. Version 1 lists
+// had a memfd per metadata and no meta lines; FromHandoff reads both.
+const (
+	handoffHeader   = "fdholder-handoff 2"
+	handoffHeaderV1 = "fdholder-handoff 1"
+)
 
 // Handoff collects the descriptors an upgrade passes across execve(2). It
-// owns every descriptor it collects (duplicates, close-on-exec until Env)
-// until Close. It is not safe for concurrent use.
+// owns the control sockets' duplicates (close-on-exec until Env) until
+// Close; the entries' sockets are lent by the caller (AddEntry). It is not
+// safe for concurrent use.
 type Handoff struct {
-	passed []Passed
+	passed []Passed // owned: the control sockets' duplicates, then the list
+	lent   []Passed // the entries' sockets, owned by the caller
+	metas  []Passed // the entries' metadata, inline (Data)
 	socks  map[uint64]bool
-	buf    []byte
 	file   *SocketFile
 }
 
@@ -61,8 +76,10 @@ func (h *Handoff) AddControl(fd int) error {
 	return nil
 }
 
-// AddEntry adds an entry: a duplicate of its socket fd (once per socket;
-// fd stays owned by the caller) and its metadata under metaName.
+// AddEntry adds an entry: its socket fd (once per socket) and its
+// metadata under metaName. fd is lent, not duplicated: it stays owned by
+// the caller, who must keep it open until Close (Env clears its
+// close-on-exec flag, Close sets it again).
 func (h *Handoff) AddEntry(m Meta, fd int, metaName string) error {
 	ino, err := Inode(fd)
 	if err != nil {
@@ -70,23 +87,15 @@ func (h *Handoff) AddEntry(m Meta, fd int, metaName string) error {
 	}
 	m.Inode = ino
 	if !h.socks[ino] {
-		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
-		}
-		h.passed = append(h.passed, Passed{FD: d, Name: SocketName(ino)})
+		h.lent = append(h.lent, Passed{FD: fd, Name: SocketName(ino)})
 		h.socks[ino] = true
 	}
-	mfd, err := metaFile(&m, &h.buf)
-	if err != nil {
-		return err
-	}
-	h.passed = append(h.passed, Passed{FD: mfd, Name: metaName})
+	h.metas = append(h.metas, Passed{FD: -1, Name: metaName, Data: AppendMeta(nil, &m)})
 	return nil
 }
 
-// Len returns the number of descriptors collected.
-func (h *Handoff) Len() int { return len(h.passed) }
+// Len returns the number of descriptors collected, lent ones included.
+func (h *Handoff) Len() int { return len(h.passed) + len(h.lent) }
 
 // Env writes the list of descriptors to a memfd, clears close-on-exec on
 // it and on every descriptor collected, and returns the environment
@@ -98,8 +107,11 @@ func (h *Handoff) Env() (string, error) {
 		// The path goes last: it may contain spaces.
 		fmt.Fprintf(&b, "socket-file %d %d %s\n", h.file.Dev, h.file.Ino, h.file.Path)
 	}
-	for _, p := range h.passed {
+	for _, p := range slices.Concat(h.passed, h.lent) {
 		fmt.Fprintf(&b, "%d %s\n", p.FD, p.Name)
+	}
+	for _, m := range h.metas {
+		fmt.Fprintf(&b, "meta %s %s\n", m.Name, hex.EncodeToString(m.Data))
 	}
 	fd, err := unix.MemfdCreate("fdholder-handoff", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -109,7 +121,7 @@ func (h *Handoff) Env() (string, error) {
 	if _, err := unix.Write(fd, b.Bytes()); err != nil {
 		return "", os.NewSyscallError("write hand-off list", err)
 	}
-	for _, p := range h.passed {
+	for _, p := range slices.Concat(h.passed, h.lent) {
 		if _, err := unix.FcntlInt(uintptr(p.FD), unix.F_SETFD, 0); err != nil {
 			return "", os.NewSyscallError("fcntl F_SETFD", err)
 		}
@@ -117,12 +129,16 @@ func (h *Handoff) Env() (string, error) {
 	return HandoffEnv + "=" + strconv.Itoa(fd), nil
 }
 
-// Close closes every descriptor collected.
+// Close closes every descriptor the Handoff owns and sets close-on-exec
+// again on those it was lent. Closing again does nothing.
 func (h *Handoff) Close() {
 	for _, p := range h.passed {
 		closeFD(p.FD)
 	}
-	h.passed = nil
+	for _, p := range h.lent {
+		unix.CloseOnExec(p.FD)
+	}
+	h.passed, h.lent, h.metas = nil, nil, nil
 }
 
 // FromHandoff returns the descriptors an upgrade passed (HandoffEnv), and
@@ -147,7 +163,7 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 		return nil, nil, fmt.Errorf("hand-off list: %w", err)
 	}
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 4096), 4096)
+	sc.Buffer(make([]byte, 4096), 2*MaxMetaSize+4096) // a meta line: its name and hex
 	var out []Passed
 	var file *SocketFile
 	first := true
@@ -155,10 +171,20 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		if first {
-			if line != handoffHeader {
+			if line != handoffHeader && line != handoffHeaderV1 {
 				return nil, nil, fmt.Errorf("hand-off list: header %q, want %q", line, handoffHeader)
 			}
 			first = false
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "meta "); ok {
+			name, data, _ := strings.Cut(rest, " ")
+			b, err := hex.DecodeString(data)
+			if err != nil || name == "" {
+				bad = fmt.Errorf("bad line %q", line)
+				continue
+			}
+			out = append(out, Passed{FD: -1, Name: name, Data: b})
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "socket-file "); ok {

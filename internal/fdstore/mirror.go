@@ -1,6 +1,7 @@
 package fdstore
 
 import (
+	"fmt"
 	"sync"
 
 	"go.uber.org/zap"
@@ -47,24 +48,25 @@ func NewMirror(n *Notifier, log *zap.Logger, firstSeq uint64) *Mirror {
 	return &Mirror{log: log, n: n, next: max(firstSeq, 1), byID: make(map[uint64]item), socks: make(map[uint64]int)}
 }
 
-// Observe mirrors one change; see holder.Observer. A failure is logged:
-// the entry stays held, but would not survive a crash of the holder.
-func (m *Mirror) Observe(c holder.Change) {
+// Observe mirrors one change; see holder.Observer. Every failure is
+// logged. An addition that fails returns the error: the registry then
+// refuses the store (or load), since it would not survive a crash of the
+// holder; a restore that fails stays held, without that guarantee.
+func (m *Mirror) Observe(c holder.Change) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c.Added {
-		m.add(c)
-	} else {
-		m.remove(c)
+		return m.add(c)
 	}
+	m.remove(c)
+	return nil
 }
 
-func (m *Mirror) add(c holder.Change) {
+func (m *Mirror) add(c holder.Change) error {
 	fd := c.FD.Sysfd()
 	ino, err := Inode(fd)
 	if err != nil {
-		m.failed(c, "inspect", err)
-		return
+		return m.failed(c, "inspect", err)
 	}
 	if it, ok := m.expect[c.Entry.Name]; ok && c.Why == "load" && it.ino == ino {
 		// Recovered, and still in the store as it is: adopt it, without a
@@ -73,12 +75,11 @@ func (m *Mirror) add(c holder.Change) {
 		delete(m.expect, c.Entry.Name)
 		m.socks[ino]++
 		m.byID[c.ID] = it
-		return
+		return nil
 	}
 	if m.socks[ino] == 0 {
 		if err := m.n.Store(SocketName(ino), fd); err != nil {
-			m.failed(c, "store socket", err)
-			return
+			return m.failed(c, "store socket", err)
 		}
 	}
 	name := MetaName(m.next)
@@ -93,11 +94,11 @@ func (m *Mirror) add(c holder.Change) {
 		if m.socks[ino] == 0 {
 			m.n.Remove(SocketName(ino))
 		}
-		m.failed(c, "store metadata", err)
-		return
+		return m.failed(c, "store metadata", err)
 	}
 	m.socks[ino]++
 	m.byID[c.ID] = item{meta: name, ino: ino}
+	return nil
 }
 
 func (m *Mirror) remove(c holder.Change) {
@@ -107,7 +108,7 @@ func (m *Mirror) remove(c holder.Change) {
 	}
 	delete(m.byID, c.ID)
 	if err := m.n.Remove(it.meta); err != nil {
-		m.failed(c, "remove metadata", err)
+		m.failed(c, "remove metadata", err) // logged; the error goes nowhere
 	}
 	if m.socks[it.ino]--; m.socks[it.ino] <= 0 {
 		delete(m.socks, it.ino)
@@ -117,10 +118,18 @@ func (m *Mirror) remove(c holder.Change) {
 	}
 }
 
-func (m *Mirror) failed(c holder.Change, step string, err error) {
-	m.log.Warn("file descriptor store: cannot mirror a change; the entry is held but may not survive a crash of the holder",
-		zap.String("op", "fdstore"), zap.String("name", c.Entry.Name), zap.String("why", c.Why),
+// failed logs a change that could not be mirrored and returns the error.
+func (m *Mirror) failed(c holder.Change, step string, err error) error {
+	msg := "file descriptor store: cannot mirror a change"
+	switch {
+	case c.Added && c.Why != "restore":
+		msg += "; the entry is refused, it would not survive a crash of the holder"
+	case c.Added:
+		msg += "; the entry is held but may not survive a crash of the holder"
+	}
+	m.log.Warn(msg, zap.String("op", "fdstore"), zap.String("name", c.Entry.Name), zap.String("why", c.Why),
 		zap.String("step", step), zap.Error(err))
+	return fmt.Errorf("file descriptor store: %s: %w", step, err)
 }
 
 // Expect tells the mirror that the recovered entries are in the store

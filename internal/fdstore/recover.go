@@ -25,6 +25,9 @@ const listenFDsStart = 3
 type Passed struct {
 	FD   int
 	Name string
+	// Data is the content of a metadata descriptor passed inline (FD -1),
+	// as an upgrade's hand-off list carries it.
+	Data []byte
 }
 
 // Listened takes the descriptors passed by systemd (LISTEN_PID, LISTEN_FDS,
@@ -133,8 +136,14 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			sockets[ino], socketNames[ino] = p.FD, p.Name
 		case 'm':
 			r.NextSeq = max(r.NextSeq, n+1)
-			m, err := readMeta(p.FD)
-			closeFD(p.FD)
+			var m Meta
+			var err error
+			if p.FD < 0 {
+				m, err = DecodeMeta(p.Data)
+			} else {
+				m, err = readMeta(p.FD)
+				closeFD(p.FD)
+			}
 			if err != nil {
 				log.Warn("recovery: dropping unreadable metadata", zap.String("fd_name", p.Name), zap.Error(err))
 				r.Stale = append(r.Stale, p.Name)
@@ -165,7 +174,11 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 	slices.SortFunc(metas, func(a, b metaFD) int {
 		return cmp.Or(strings.Compare(a.meta.Entry.Name, b.meta.Entry.Name), cmp.Compare(b.seq, a.seq))
 	})
+	// The entries kept, then their sockets: the last entry of a socket
+	// gets the passed descriptor itself, the others duplicates, so that
+	// recovery needs no descriptor per entry beyond its socket's.
 	used := make(map[uint64]bool)
+	var kept []metaFD
 	for i, m := range metas {
 		e := m.meta.Entry
 		if i > 0 && metas[i-1].meta.Entry.Name == e.Name {
@@ -181,12 +194,26 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			r.Expired++
 			continue
 		}
-		fd, ok := sockets[m.meta.Inode]
-		if !ok {
+		if _, ok := sockets[m.meta.Inode]; !ok {
 			log.Warn("recovery: entry lost: its socket is not in the store", zap.String("name", e.Name),
 				zap.String("fd_name", m.name))
 			r.Stale = append(r.Stale, m.name)
 			r.Lost++
+			continue
+		}
+		kept = append(kept, m)
+	}
+	users := make(map[uint64]int)
+	for _, m := range kept {
+		users[m.meta.Inode]++
+	}
+	for _, m := range kept {
+		e := m.meta.Entry
+		fd := sockets[m.meta.Inode]
+		if users[m.meta.Inode]--; users[m.meta.Inode] == 0 {
+			used[m.meta.Inode] = true
+			delete(sockets, m.meta.Inode) // handed over, not closed below
+			r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: sockfd.New(fd), MetaName: m.name})
 			continue
 		}
 		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)

@@ -15,6 +15,15 @@ type Access interface {
 	Allow(AccessRequest) Decision
 }
 
+// ListScope is implemented by an Access that can say where, in name
+// order, the entries a peer may list lie: every name it may list starts
+// with one of prefixes (all: any name may). A list page for a peer other
+// than root and the holder's uid then visits only those names, so its
+// cost does not grow with the entries the peer may not see (issue 8).
+type ListScope interface {
+	ListPrefixes(p *Peer) (prefixes []string, all bool)
+}
+
 // AccessRequest is one question to an Access.
 type AccessRequest struct {
 	Peer *Peer

@@ -15,6 +15,11 @@ const (
 	// DefaultMaxConns is s6-fdholderd's maximum and then some; a client
 	// holds a connection for a few requests, so thousands at once are a flood.
 	DefaultMaxConns = 1024
+	// DefaultMaxConnsPerUID bounds the connections of one unprivileged uid,
+	// and so the descriptors it can keep in flight in unread replies (one
+	// per connection for get and take, a page for dump: deliver.go, rule 2)
+	// far below any RLIMIT_NOFILE a holder runs with.
+	DefaultMaxConnsPerUID = 64
 	// DefaultMaxEntries leaves room for a million held sockets (a holder
 	// for 100,000 listeners is a real use), far beyond any RLIMIT_NOFILE
 	// soft limit a distribution ships.
@@ -50,6 +55,10 @@ type Limits struct {
 	// accepted, its first request answered with proto.CodeLimit, and closed
 	// (closed at once when many are being refused at the same time).
 	MaxConns int
+	// MaxConnsPerUID is the most connections served at once for one uid
+	// other than root and the holder's own uid; one more is refused as
+	// beyond MaxConns.
+	MaxConnsPerUID int
 	// MaxEntries is the most entries held in total.
 	MaxEntries int
 	// MaxEntriesPerUID is the most entries held for one owner uid other than
@@ -74,6 +83,7 @@ func (l Limits) WithDefaults() Limits {
 		}
 	}
 	def(&l.MaxConns, DefaultMaxConns)
+	def(&l.MaxConnsPerUID, DefaultMaxConnsPerUID)
 	def(&l.MaxEntries, DefaultMaxEntries)
 	def(&l.MaxEntriesPerUID, DefaultMaxEntriesPerUID)
 	def(&l.FDReserve, DefaultFDReserve)
@@ -91,7 +101,7 @@ func (l Limits) WithDefaults() Limits {
 // the kernel hands out the lowest free number (open(2)), so every number
 // below the stored descriptor's is in use; and every held entry and
 // connection has one. Within twice the reserve of the limit it counts them
-// exactly in /proc/self/fd. The soft limit is read live (getrlimit(2)): an
+// exactly (openFDs). The soft limit is read live (getrlimit(2)): an
 // operator may change it with prlimit(1).
 func (s *Server) fdRoom(fd *sockfd.FD) error {
 	if s.limits.FDReserve < 0 {
@@ -129,9 +139,16 @@ func (s *Server) storeLimits(uid uint32, privileged, newName bool, after Counts)
 	return nil
 }
 
-// openFDs counts this process's open descriptors (proc(5), /proc/self/fd),
-// not counting the one reading the directory.
+// openFDs counts this process's open descriptors. Since Linux 6.2 the
+// size that stat(2) reports for /proc/self/fd is that count (proc(5)), which
+// costs no descriptor and no read of the directory; before, the size is 0
+// and the entries are counted, not counting the one reading the directory
+// (issue 8: near the limit, every store read all of /proc/self/fd).
 func openFDs() (int, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/fd", &st); err == nil && st.Size > 0 {
+		return int(st.Size), nil
+	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return 0, err

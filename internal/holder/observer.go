@@ -36,12 +36,40 @@ type Change struct {
 //
 // The registry calls Observe once per change, one call at a time, in the
 // order it made the changes, and never under its own lock: a slow Observe
-// delays the operation that made the change (its reply waits for it) and
-// the other changes, but never a Get or a List. The operation returns only
-// once its change has been observed, so a client that got an OK reply knows
-// the copy was made. Closing the registry is not a change.
+// delays the changes (every change waits for the one before to be
+// observed) but never a Get or a List. A store or load is observed before
+// it takes effect, and only takes effect if Observe returns nil: otherwise
+// it fails with that error and nothing changes, so a client that got an OK
+// reply knows the copy was made. The errors of other changes (removals,
+// the restore of a take that could not be delivered) are the observer's
+// to report. Closing the registry is not a change.
 type Observer interface {
-	Observe(Change)
+	Observe(Change) error
+}
+
+// lockObs starts a change: with an observer, changes are made one at a
+// time, so that a store's copy is made before it takes effect and nothing
+// it checked can change meanwhile. flush ends it.
+func (r *Registry) lockObs() {
+	if r.obs != nil {
+		r.obsMu.Lock()
+	}
+}
+
+// flush hands the changes queued under lockObs to the observer, in order,
+// and ends the change.
+func (r *Registry) flush() {
+	if r.obs == nil {
+		return
+	}
+	defer r.obsMu.Unlock()
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	for _, c := range batch {
+		r.observe(c)
+	}
 }
 
 // queueAdded queues the addition of e for the observer. Called under r.mu.
@@ -63,34 +91,10 @@ func (r *Registry) queueRemoved(e *entry, why string) {
 	r.pending = append(r.pending, Change{ID: e.id, Entry: e.info, Why: why})
 }
 
-// deliver hands every pending change to the observer, in order. Whoever
-// holds obsMu delivers everything queued so far, so when deliver returns,
-// the changes its caller queued have been observed: either by this call or
-// by the one that held obsMu before it.
-func (r *Registry) deliver() {
-	if r.obs == nil {
-		return
-	}
-	r.obsMu.Lock()
-	defer r.obsMu.Unlock()
-	for {
-		r.mu.Lock()
-		batch := r.pending
-		r.pending = nil
-		r.mu.Unlock()
-		if len(batch) == 0 {
-			return
-		}
-		for _, c := range batch {
-			r.observe(c)
-		}
-	}
-}
-
 func (r *Registry) observe(c Change) {
 	e := c.e
 	c.e = nil
-	r.obs.Observe(c)
+	r.obs.Observe(c) // the observer reports its own failures: see Observer
 	if e != nil {
 		e.release() // the reference queueAdded took
 	}

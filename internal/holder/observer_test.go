@@ -1,8 +1,10 @@
 package holder
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,9 +26,11 @@ type recorder struct {
 	mu      sync.Mutex
 	changes []string
 	held    map[uint64]string // by ID: the entries added and not removed
+	// fail makes the addition of the entries of these names fail.
+	fail map[string]bool
 }
 
-func (r *recorder) Observe(c Change) {
+func (r *recorder) Observe(c Change) error {
 	if !r.busy.CompareAndSwap(false, true) {
 		r.t.Error("Observe called while another call runs")
 	}
@@ -38,6 +42,10 @@ func (r *recorder) Observe(c Change) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if c.Added && r.fail[c.Entry.Name] {
+		r.changes = append(r.changes, "!"+c.Why+" "+c.Entry.Name)
+		return errors.New("the copy failed")
+	}
 	verb := "-"
 	if c.Added {
 		verb = "+"
@@ -46,6 +54,7 @@ func (r *recorder) Observe(c Change) {
 		delete(r.held, c.ID)
 	}
 	r.changes = append(r.changes, verb+c.Why+" "+c.Entry.Name)
+	return nil
 }
 
 func (r *recorder) take() []string {
@@ -170,5 +179,54 @@ func TestObserverOrderUnderRace(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Errorf("observer holds %q, registry %q", got, want)
+	}
+}
+
+// TestObserverFailureRefusesTheStore: a store or load whose copy cannot be
+// made fails, and nothing changes: a new name stays free, a replaced entry
+// stays held as it was (issue 8: a store is acknowledged only once durable).
+func TestObserverFailureRefusesTheStore(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg, rec := observed(t)
+	rec.fail = map[string]bool{}
+	store(t, reg, "kept", 0, false)
+	rec.take()
+	before := reg.Snapshot(nil)
+	for _, h := range before {
+		h.Handle.Release()
+	}
+	rec.mu.Lock()
+	rec.fail["new"], rec.fail["kept"] = true, true
+	rec.mu.Unlock()
+	tests := []struct {
+		name string
+		do   func() error
+		want []string
+	}{
+		{"store", func() error { _, err := store(t, reg, "new", 0, false); return err }, []string{"!store new"}},
+		{"replace", func() error { _, err := store(t, reg, "kept", 0, true); return err }, []string{"!replace kept"}},
+		{"load", func() error {
+			fd, _ := socketFD(t)
+			_, err := reg.Load(proto.Entry{Name: "new", StoredAt: time.Unix(5, 0)}, fd, false)
+			return err
+		}, []string{"!load new"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do()
+			if proto.CodeOf(err) != proto.CodeInternal || !strings.Contains(err.Error(), "the copy failed") {
+				t.Errorf("err = %v, want an internal error naming the failed copy", err)
+			}
+			if got := rec.take(); !slices.Equal(got, tt.want) {
+				t.Errorf("observed %q, want %q", got, tt.want)
+			}
+			after := reg.Snapshot(nil)
+			for _, h := range after {
+				h.Handle.Release()
+			}
+			if len(after) != 1 || after[0].ID != before[0].ID {
+				t.Errorf("held %+v after a failed copy, want only the entry from before", after)
+			}
+		})
 	}
 }

@@ -2,12 +2,12 @@ package holder
 
 import (
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/btree"
 	"go.uber.org/zap"
 
 	"github.com/fdholder/fdholder/internal/proto"
@@ -42,18 +42,20 @@ type Registry struct {
 	log      *zap.Logger
 	onChange func(int)
 	obs      Observer
-	// obsMu makes one goroutine at a time deliver the pending changes, so
-	// that the observer sees them in the order they were made.
+	// obsMu makes changes one at a time when there is an observer
+	// (lockObs), so that the observer sees them in the order they were
+	// made, and a store is observed before it takes effect.
 	obsMu sync.Mutex
 
 	mu      sync.RWMutex
 	entries map[string]*entry
 	byUID   map[uint32]int // entries held per owner uid
 	closed  bool
-	// sorted holds the names in order for paging through List. It is
-	// rebuilt lazily, on the first List after a change.
-	sorted []string
-	dirty  bool
+	// names holds the names in order for paging through List and Page:
+	// a B-tree, so that a change costs O(log n) under the write lock and a
+	// page starts in O(log n) under the read lock (issue 8: the first list
+	// after a change used to sort every name under the write lock).
+	names *btree.BTreeG[string]
 	// nextID numbers entries; pending queues changes for the observer, in
 	// the order they were made under mu.
 	nextID  uint64
@@ -84,7 +86,8 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int)}
+	return &Registry{log: log, onChange: opts.OnChange, obs: opts.Observer, entries: make(map[string]*entry), byUID: make(map[uint32]int),
+		names: btree.NewOrderedG[string](namesDegree)}
 }
 
 // Len returns the number of held entries.
@@ -137,6 +140,10 @@ func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, ow
 		StoredAt:  now.Round(0), // wall clock for display; expiry runs on a monotonic timer
 	}
 	if ttl > 0 {
+		if err := proto.CheckExpiry(e.StoredAt, ttl); err != nil {
+			fd.Close()
+			return proto.Entry{}, err
+		}
 		e.ExpiresAt = e.StoredAt.Add(ttl)
 	}
 	return r.hold(e, fd, ttl, replace, "store", guard)
@@ -178,15 +185,18 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 	e.refs.Store(1)
 	name, uid := info.Name, info.UID
 
+	r.lockObs()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		r.flush()
 		fd.Close()
-		return proto.Entry{}, proto.Errorf(proto.CodeInternal, "the holder is shutting down")
+		return proto.Entry{}, errShuttingDown
 	}
 	old := r.entries[name]
 	if old != nil && !replace {
 		r.mu.Unlock()
+		r.flush()
 		fd.Close()
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
@@ -204,29 +214,53 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		}
 		if err := guard(oldInfo, after); err != nil {
 			r.mu.Unlock()
+			r.flush()
 			fd.Close()
 			return proto.Entry{}, err
 		}
 	}
 	r.nextID++
 	e.id = r.nextID
+	if old != nil {
+		why = "replace"
+	}
+	if r.obs != nil {
+		// A store is acknowledged only once its copy is made (durable, for
+		// systemd's file descriptor store): the observer sees it before
+		// it is held, and a failure leaves everything as it was. Every
+		// change takes obsMu first, so nothing checked above can change
+		// meanwhile but a Close.
+		r.mu.Unlock()
+		err := r.obs.Observe(Change{Added: true, ID: e.id, Entry: e.info, FD: fd, Why: why})
+		r.mu.Lock()
+		if err == nil && r.closed {
+			r.mu.Unlock()
+			r.obs.Observe(Change{ID: e.id, Entry: e.info, Why: why})
+			err = errShuttingDown
+		} else if err != nil {
+			r.mu.Unlock()
+			err = proto.Errorf(proto.CodeInternal, "not held: its copy could not be made durable (%v)", err)
+		}
+		if err != nil {
+			r.obsMu.Unlock()
+			fd.Close()
+			return proto.Entry{}, err
+		}
+	}
 	r.entries[name] = e
 	r.byUID[uid]++
 	if old != nil {
 		r.uncount(old)
 	}
 	if old == nil {
-		r.dirty = true
+		r.names.ReplaceOrInsert(name)
 	}
 	if ttl > 0 {
 		e.timer = time.AfterFunc(ttl, func() { r.expire(name, e) })
 	}
-	// The new entry first, then the old one's removal: an observer that
-	// dies between the two leaves both behind, never neither.
-	if old != nil {
-		why = "replace"
-	}
-	r.queueAdded(e, why)
+	// The new entry first (observed above), then the old one's removal:
+	// an observer that dies between the two leaves both behind, never
+	// neither.
 	if old != nil {
 		r.queueRemoved(old, "replace")
 	}
@@ -237,10 +271,13 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		old.stop()
 		old.release()
 	}
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return e.info, nil
 }
+
+// errShuttingDown refuses a store once the registry is closed.
+var errShuttingDown = proto.Errorf(proto.CodeInternal, "the holder is shutting down")
 
 func (e *entry) stop() {
 	if e.timer != nil {
@@ -250,20 +287,22 @@ func (e *entry) stop() {
 
 // expire removes e if it is still the entry held under name.
 func (r *Registry) expire(name string, e *entry) {
+	r.lockObs()
 	r.mu.Lock()
 	if r.entries[name] != e {
 		r.mu.Unlock()
+		r.flush()
 		return
 	}
 	delete(r.entries, name)
 	r.uncount(e)
-	r.dirty = true
+	r.names.Delete(name)
 	r.queueRemoved(e, "expire")
 	n := len(r.entries)
 	r.mu.Unlock()
 	e.release()
 	r.log.Info("entry expired", zap.String("op", "expire"), zap.String("name", name))
-	r.deliver()
+	r.flush()
 	r.changed(n)
 }
 
@@ -328,7 +367,7 @@ func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return Handle{e}, nil
 }
@@ -339,9 +378,11 @@ func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
 func (r *Registry) Restore(h Handle) bool {
 	e := h.e
 	name := e.info.Name
+	r.lockObs()
 	r.mu.Lock()
 	if _, held := r.entries[name]; held || r.closed {
 		r.mu.Unlock()
+		r.flush()
 		e.release()
 		return false
 	}
@@ -349,6 +390,7 @@ func (r *Registry) Restore(h Handle) bool {
 		left := time.Until(e.info.ExpiresAt)
 		if left <= 0 {
 			r.mu.Unlock()
+			r.flush()
 			e.release()
 			return false
 		}
@@ -356,11 +398,11 @@ func (r *Registry) Restore(h Handle) bool {
 	}
 	r.entries[name] = e
 	r.byUID[e.info.UID]++
-	r.dirty = true
+	r.names.ReplaceOrInsert(name)
 	r.queueAdded(e, "restore")
 	n := len(r.entries)
 	r.mu.Unlock()
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return true
 }
@@ -378,30 +420,33 @@ func (r *Registry) DeleteGuarded(name string, guard EntryGuard) error {
 		return err
 	}
 	e.release()
-	r.deliver()
+	r.flush()
 	r.changed(n)
 	return nil
 }
 
 // remove takes name out of the map, if guard (when not nil) allows it, and
 // stops its timer; the caller owns the registry's reference to the returned
-// entry, and must call deliver.
+// entry, and must call flush if it succeeded.
 func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, int, error) {
+	r.lockObs()
 	r.mu.Lock()
 	e := r.entries[name]
 	if e == nil {
 		r.mu.Unlock()
+		r.flush()
 		return nil, 0, errNotHeld
 	}
 	if guard != nil {
 		if err := guard(&e.info); err != nil {
 			r.mu.Unlock()
+			r.flush()
 			return nil, 0, err
 		}
 	}
 	delete(r.entries, name)
 	r.uncount(e)
-	r.dirty = true
+	r.names.Delete(name)
 	r.queueRemoved(e, why)
 	n := len(r.entries)
 	r.mu.Unlock()
@@ -416,24 +461,49 @@ func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
 	return r.ListFiltered(dst, after, nil)
 }
 
-// rlockSorted takes the read lock with the sorted index of names current,
-// rebuilding the index first if a change made it stale. The caller must
-// RUnlock.
-func (r *Registry) rlockSorted() {
-	r.mu.RLock()
-	for r.dirty {
-		r.mu.RUnlock()
-		r.mu.Lock()
-		if r.dirty {
-			r.sorted = r.sorted[:0]
-			for name := range r.entries {
-				r.sorted = append(r.sorted, name)
-			}
-			slices.Sort(r.sorted)
-			r.dirty = false
+// namesDegree is the B-tree's degree: nodes of up to 63 names, a few cache
+// lines of string headers each.
+const namesDegree = 32
+
+// ascendAfter calls fn with the names that sort after the name after, in
+// order, until fn returns false. The caller holds the read lock.
+func (r *Registry) ascendAfter(after string, fn func(name string) bool) {
+	r.names.AscendGreaterOrEqual(after, func(name string) bool {
+		return name == after || fn(name)
+	})
+}
+
+// ascendIn is ascendAfter over the names that start with one of prefixes
+// (nil: every name). Once the prefixes that extend another are dropped,
+// the names under each form one run of the order, and the runs follow the
+// order of their prefixes: each costs a seek, O(log n), plus its names.
+func (r *Registry) ascendIn(after string, prefixes []string, fn func(name string) bool) {
+	if prefixes == nil {
+		r.ascendAfter(after, fn)
+		return
+	}
+	ps := slices.Sorted(slices.Values(prefixes))
+	kept := ps[:0]
+	for _, p := range ps {
+		if len(kept) == 0 || !strings.HasPrefix(p, kept[len(kept)-1]) {
+			kept = append(kept, p)
 		}
-		r.mu.Unlock()
-		r.mu.RLock()
+	}
+	for _, p := range kept {
+		stop := false
+		r.names.AscendGreaterOrEqual(max(p, after), func(name string) bool {
+			if !strings.HasPrefix(name, p) {
+				return false
+			}
+			if name != after && !fn(name) {
+				stop = true
+				return false
+			}
+			return true
+		})
+		if stop {
+			return
+		}
 	}
 }
 
@@ -442,14 +512,20 @@ func (r *Registry) rlockSorted() {
 // the registry. Hidden entries are skipped inside the page, so a page still
 // fills up and the cursor (the last name sent) still advances past them.
 func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
-	r.rlockSorted()
+	return r.ListIn(dst, after, nil, visible)
+}
+
+// ListIn is ListFiltered over the names that start with one of prefixes
+// only (nil: every name): a page visits only those, so a peer that may see
+// a few names among many does not make the holder scan the others.
+func (r *Registry) ListIn(dst []proto.Entry, after string, prefixes []string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
+	r.mu.RLock()
 	defer r.mu.RUnlock()
-	i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after })
-	size := 0
-	for ; i < len(r.sorted); i++ {
-		e := r.entries[r.sorted[i]]
+	size, more := 0, false
+	r.ascendIn(after, prefixes, func(name string) bool {
+		e := r.entries[name]
 		if visible != nil && !visible(&e.info) {
-			continue
+			return true
 		}
 		info := e.info
 		if info.Listening && (info.Network == "tcp" || info.Network == "tcp6") {
@@ -460,11 +536,13 @@ func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*p
 		}
 		size += proto.EntrySize(&info)
 		if !proto.ListPageFits(size) {
-			return dst, true
+			more = true
+			return false
 		}
 		dst = append(dst, info)
-	}
-	return dst, false
+		return true
+	})
+	return dst, more
 }
 
 // Close closes every held descriptor (each once no Get is sending it) and
@@ -477,7 +555,7 @@ func (r *Registry) Close() {
 	r.entries = make(map[string]*entry)
 	clear(r.byUID)
 	r.closed = true
-	r.dirty = true
+	r.names.Clear(false)
 	r.mu.Unlock()
 	for _, e := range old {
 		e.stop()
@@ -516,26 +594,29 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 }
 
 // Page returns references to the entries whose names sort after the name
-// after and satisfy match, in name order: at most limit of them, as many as
+// after, start with one of prefixes (nil: any) and satisfy match, in name
+// order: at most limit of them, as many as
 // fit in one reply (proto.ListPageFits), and reports whether more follow.
 // match is called under the registry's read lock and must not call the
 // registry. The caller must release every Handle.
-func (r *Registry) Page(after string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
-	r.rlockSorted()
+func (r *Registry) Page(after string, prefixes []string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
+	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []Handle
-	size := 0
-	for i := sort.Search(len(r.sorted), func(i int) bool { return r.sorted[i] > after }); i < len(r.sorted); i++ {
-		e := r.entries[r.sorted[i]]
+	size, more := 0, false
+	r.ascendIn(after, prefixes, func(name string) bool {
+		e := r.entries[name]
 		if !match(&e.info) {
-			continue
+			return true
 		}
 		size += proto.EntrySize(&e.info)
 		if len(out) == limit || !proto.ListPageFits(size) {
-			return out, true
+			more = true
+			return false
 		}
 		e.refs.Add(1)
 		out = append(out, Handle{e})
-	}
-	return out, false
+		return true
+	})
+	return out, more
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,4 +236,120 @@ func TestRegistryConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestListAfterChangeNeedsNoWriteLock (issue 8, defect 9): the first list
+// after a change takes only the read lock. It used to re-sort every name
+// under the write lock, so it waited here for the reader holding the lock.
+func TestListAfterChangeNeedsNoWriteLock(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	for _, name := range []string{"b", "c", "a"} {
+		store(t, reg, name, 0, false)
+	}
+	reg.Delete("c")
+	reg.mu.RLock() // a reader in the middle of a page
+	done := make(chan []proto.Entry, 1)
+	go func() {
+		page, _ := reg.List(nil, "")
+		done <- page
+	}()
+	select {
+	case page := <-done:
+		reg.mu.RUnlock()
+		if len(page) != 2 || page[0].Name != "a" || page[1].Name != "b" {
+			t.Errorf("list = %+v, want a and b", page)
+		}
+	case <-time.After(10 * time.Second):
+		reg.mu.RUnlock()
+		<-done
+		t.Fatal("the list after a change waited for the write lock")
+	}
+}
+
+// TestOpenFDs: the count of open descriptors the reserve uses is the
+// number of entries in /proc/self/fd (less the one reading it).
+func TestOpenFDs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	for _, extra := range []int{0, 50} {
+		fds := make([]*sockfd.FD, extra)
+		for i := range fds {
+			fds[i], _ = socketFD(t)
+		}
+		n, err := openFDs()
+		ents, derr := os.ReadDir("/proc/self/fd")
+		if err != nil || derr != nil || n != len(ents)-1 {
+			t.Errorf("openFDs() = %d, %v; /proc/self/fd lists %d (%v) with one reading it", n, err, len(ents), derr)
+		}
+		sockfd.CloseAll(fds)
+	}
+}
+
+// TestListInVisitsOnlyThePrefixes (issue 8, defect 9): a list page for a
+// peer whose access covers a few names visits those, not the thousands of
+// others, and pages through them in order.
+func TestListInVisitsOnlyThePrefixes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := NewRegistry(RegistryOptions{})
+	defer reg.Close()
+	fd, _ := socketFD(t)
+	defer fd.Close()
+	info, err := sockfd.Inspect(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 2000 {
+		names = append(names, fmt.Sprintf("hidden/%04d", i))
+	}
+	names = append(names, "pub/a", "pub/b", "www/x", "www/y/z", "pubx")
+	for _, name := range names {
+		d, err := fd.Dup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Store(name, d, info, Owner{}, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name     string
+		after    string
+		prefixes []string
+		want     string
+	}{
+		{name: "two prefixes", prefixes: []string{"www/", "pub/"}, want: "pub/a pub/b www/x www/y/z"},
+		{name: "a prefix that extends another", prefixes: []string{"pub/", "pub/b", "www/y"}, want: "pub/a pub/b www/y/z"},
+		{name: "after a cursor", after: "pub/a", prefixes: []string{"pub/", "www/"}, want: "pub/b www/x www/y/z"},
+		{name: "a cursor inside the hidden names", after: "hidden/0500", prefixes: []string{"pub"}, want: "pub/a pub/b pubx"},
+		{name: "none", prefixes: []string{}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			visited := 0
+			page, more := reg.ListIn(nil, tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true })
+			var got []string
+			for _, e := range page {
+				got = append(got, e.Name)
+			}
+			if strings.Join(got, " ") != tt.want || more {
+				t.Errorf("page %q (more %v), want %q", got, more, tt.want)
+			}
+			if visited != len(page) {
+				t.Errorf("visited %d entries for a page of %d", visited, len(page))
+			}
+			// A dump page (Page) visits the same names.
+			visited = 0
+			held, more := reg.Page(tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true }, proto.MaxBatchEntries)
+			got = got[:0]
+			for _, h := range held {
+				got = append(got, h.Entry().Name)
+				h.Release()
+			}
+			if strings.Join(got, " ") != tt.want || more || visited != len(held) {
+				t.Errorf("dump page %q (more %v) after visiting %d, want %q", got, more, visited, tt.want)
+			}
+		})
+	}
 }

@@ -50,11 +50,14 @@ type Server struct {
 	holderUID uint32
 	access    atomic.Pointer[accessBox]
 	refusing  atomic.Int32 // connections beyond MaxConns being answered
+	handoff   atomic.Bool  // stopping for an upgrade: wait for no peer (Handoff)
+	refusals  *auditLimiter
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
-	conns     map[*proto.Conn]bool // true: served, false: being refused
-	served    int                  // connections served, not counting those refused
+	conns     map[*proto.Conn]tracked
+	served    int            // connections served, not counting those refused
+	servedBy  map[uint32]int // connections served per unprivileged uid
 	shutdown  atomic.Bool
 	active    sync.WaitGroup // connection goroutines
 }
@@ -72,7 +75,9 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 		limits:    opts.Limits.WithDefaults(),
 		holderUID: uint32(os.Getuid()),
 		listeners: make(map[*net.UnixListener]struct{}),
-		conns:     make(map[*proto.Conn]bool),
+		conns:     make(map[*proto.Conn]tracked),
+		servedBy:  make(map[uint32]int),
+		refusals:  newAuditLimiter(time.Now),
 	}
 	s.SetAccess(opts.Access)
 	return s
@@ -128,48 +133,77 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		}
 		backoff = 0
 		c := proto.NewConn(uc)
-		switch s.track(c) {
+		cred, err := c.PeerCred()
+		if err != nil {
+			s.log.Warn("cannot identify peer; closing", zap.Error(err))
+			c.Close()
+			continue
+		}
+		switch why := s.track(c, cred.Uid); why {
 		case trackClosed:
 			c.Close()
 			return ErrServerClosed
-		case trackFull:
-			go s.refuse(c)
 		case trackServe:
 			go s.serveConn(c)
+		default:
+			go s.refuse(c, why)
 		}
 	}
 }
 
 const (
-	trackServe  = iota // serve the connection
-	trackFull          // over MaxConns: refuse it
-	trackClosed        // shutting down
+	trackServe   = iota // serve the connection
+	trackFull           // over MaxConns: refuse it
+	trackFullUID        // over MaxConnsPerUID: refuse it
+	trackClosed         // shutting down
 )
 
-// track registers a new connection unless the server is shutting down, and
-// says whether to serve it.
-func (s *Server) track(c *proto.Conn) int {
+// tracked is what the server knows of an open connection.
+type tracked struct {
+	served bool   // served, not being refused
+	uid    uint32 // the peer's uid
+	perUID bool   // counted in servedBy
+}
+
+// track registers a new connection of a peer of uid unless the server is
+// shutting down, and says whether to serve it.
+func (s *Server) track(c *proto.Conn, uid uint32) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {
 		return trackClosed
 	}
-	serve := s.limits.MaxConns < 0 || s.served < s.limits.MaxConns
-	s.conns[c] = serve
-	if serve {
+	t := tracked{uid: uid, perUID: uid != 0 && uid != s.holderUID && s.limits.MaxConnsPerUID > 0}
+	why := trackServe
+	switch {
+	case s.limits.MaxConns >= 0 && s.served >= s.limits.MaxConns:
+		why = trackFull
+	case t.perUID && s.servedBy[uid] >= s.limits.MaxConnsPerUID:
+		why = trackFullUID
+	}
+	t.served = why == trackServe
+	t.perUID = t.perUID && t.served
+	s.conns[c] = t
+	if t.served {
 		s.served++
 	}
-	s.active.Add(1)
-	if serve {
-		return trackServe
+	if t.perUID {
+		s.servedBy[uid]++
 	}
-	return trackFull
+	s.active.Add(1)
+	return why
 }
 
 func (s *Server) untrack(c *proto.Conn) {
 	s.mu.Lock()
-	if s.conns[c] {
+	t := s.conns[c]
+	if t.served {
 		s.served--
+	}
+	if t.perUID {
+		if s.servedBy[t.uid]--; s.servedBy[t.uid] <= 0 {
+			delete(s.servedBy, t.uid)
+		}
 	}
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -177,15 +211,21 @@ func (s *Server) untrack(c *proto.Conn) {
 	s.active.Done()
 }
 
-// refuse answers a connection beyond MaxConns: the first request it sends
-// within refuseWait gets proto.CodeLimit, then the connection is closed.
-// When many are refused at once, the rest are closed without an answer, so
-// that a flood costs no more than a bounded number of goroutines.
-func (s *Server) refuse(pc *proto.Conn) {
+// refuse answers a connection beyond MaxConns or MaxConnsPerUID (why): the
+// first request it sends within refuseWait gets proto.CodeLimit, then the
+// connection is closed. When many are refused at once, the rest are closed
+// without an answer, so that a flood costs no more than a bounded number of
+// goroutines.
+func (s *Server) refuse(pc *proto.Conn, why int) {
 	defer s.untrack(pc)
 	p, _ := peerOf(pc)
+	msg := fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)
 	fields := []zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns),
 		zap.Uint32("peer_uid", p.UID), zap.Uint32("peer_gid", p.GID), zap.Int32("peer_pid", p.PID)}
+	if why == trackFullUID {
+		msg = fmt.Sprintf("too many connections from uid %d: the holder serves at most %d per uid at once", p.UID, s.limits.MaxConnsPerUID)
+		fields[1] = zap.Int("max_conns_per_uid", s.limits.MaxConnsPerUID)
+	}
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		s.log.Warn("connection refused: too many connections; closed without an answer", fields...)
@@ -204,8 +244,7 @@ func (s *Server) refuse(pc *proto.Conn) {
 		return
 	}
 	op := proto.PeekOp(in[:n])
-	out, err := proto.AppendReply(nil, &proto.Reply{Op: op, Code: proto.CodeLimit,
-		Message: fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)})
+	out, err := proto.AppendReply(nil, &proto.Reply{Op: op, Code: proto.CodeLimit, Message: msg})
 	if err == nil {
 		pc.Send(out, nil)
 	}
@@ -217,10 +256,17 @@ func (s *Server) refuse(pc *proto.Conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginShutdown()
 	// Wake connections waiting for their next request; one that is serving a
-	// request finishes it and then finds the expired read deadline.
+	// request finishes it and then finds the expired read deadline. For a
+	// hand-off, a send blocked on a peer that does not read is woken too,
+	// and fails: from now on a reply goes out only if it fits at once
+	// (deliver.go, rule 4).
 	s.mu.Lock()
 	for c := range s.conns {
-		c.SetReadDeadline(time.Unix(1, 0))
+		if s.handoff.Load() {
+			c.SetDeadline(time.Unix(1, 0))
+		} else {
+			c.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -233,6 +279,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// Handoff is Shutdown for an upgrade, which holds every client (they queue
+// at the control socket) until it is done: the requests in flight finish,
+// but their replies go out only if they fit at the peer at once, so it
+// waits for no peer that does not read.
+func (s *Server) Handoff(ctx context.Context) error {
+	s.handoff.Store(true)
+	return s.Shutdown(ctx)
 }
 
 // Close stops accepting and closes every connection at once.
@@ -265,9 +320,9 @@ type conn struct {
 	// asking the Access.
 	privileged bool
 	in         []byte        // the request buffer
-	out        []byte        // the reply buffer, reused
-	page       []proto.Entry // list page buffer, reused
+	out        []byte        // the reply buffer for all but list and dump pages, reused
 	fds        []*sockfd.FD  // descriptors received with a request, reused
+	one        [1]*sockfd.FD // send's slice of one descriptor
 	name       string        // the last name requested: decoding it again allocates nothing
 
 	// fields holds the audit line's fields: a slice of it passed to zap
@@ -338,7 +393,7 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
-			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil) {
+			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}) {
 				return
 			}
 			continue
@@ -360,7 +415,9 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	// The checks of the message as a whole come first, in the order they
 	// had when only one descriptor was received (proto.Conn.Recv): size,
 	// then the number of descriptors, which only a load may exceed.
-	load := err == nil && req.Op == proto.OpLoad
+	// A load whose batch is too large (254 entries, say) is told so, not
+	// the size limit of other requests.
+	load := req.Op == proto.OpLoad && (err == nil || proto.CodeOf(err) == proto.CodeTooLarge)
 	switch {
 	case len(msg) > proto.MaxRequestSize && !load:
 		err = proto.Errorf(proto.CodeTooLarge, "message exceeds %d bytes", proto.MaxRequestSize)
@@ -415,7 +472,7 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 		if err != nil {
 			return c.replyErr(req.Op, err)
 		}
-		return c.reply(&proto.Reply{Op: req.Op}, nil)
+		return c.reply(&proto.Reply{Op: req.Op})
 	case proto.OpList:
 		return c.list(&req)
 	}
@@ -443,16 +500,20 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 	if err != nil {
 		return c.replyErr(req.Op, err)
 	}
-	return c.reply(&proto.Reply{Op: req.Op, Entry: e}, nil)
+	return c.reply(&proto.Reply{Op: req.Op, Entry: e})
 }
 
 func (c *conn) get(req *proto.Request) bool {
 	h, err := c.s.reg.Get(req.Name)
-	c.audit(req.Op, req.Name, err)
 	if err != nil {
+		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	ok := c.reply(&proto.Reply{Op: req.Op, Entry: *h.Entry()}, h.FD())
+	ok := false
+	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
+		c.out = out
+		_, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
+	}
 	h.Release()
 	return ok
 }
@@ -463,39 +524,61 @@ func (c *conn) take(req *proto.Request) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	if !c.reply(&proto.Reply{Op: req.Op, Entry: *h.Entry()}, h.FD()) {
+	delivered, ok := false, false
+	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
+		c.out = out
+		delivered, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
+	}
+	if !delivered {
 		// The descriptor did not reach the peer: keep holding it.
 		restored := c.s.reg.Restore(h)
 		c.s.log.Warn("take not delivered", c.peerFields(zap.String("op", "take"),
 			zap.String("name", req.Name), zap.Bool("restored", restored))...)
-		return false
+		return ok
 	}
-	c.audit(req.Op, req.Name, nil)
 	h.Release()
 	return true
 }
 
 func (c *conn) list(req *proto.Request) bool {
 	var visible func(*proto.Entry) bool
+	var prefixes []string
 	if !c.privileged {
 		// list shows the entries the peer may both list and get.
 		acc := c.s.access.Load().Access
+		if sc, ok := acc.(ListScope); ok {
+			if ps, all := sc.ListPrefixes(&c.peer); !all {
+				prefixes = ps
+				if prefixes == nil {
+					prefixes = []string{} // none: nothing to visit
+				}
+			}
+		}
 		visible = func(e *proto.Entry) bool {
 			owner := Owner{UID: e.UID, GID: e.GID, PID: e.PID}
 			return acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpList, Name: e.Name, Owner: &owner}).Allowed &&
 				acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpGet, Name: e.Name, Owner: &owner}).Allowed
 		}
 	}
-	page, more := c.s.reg.ListFiltered(c.page[:0], req.Name, visible)
-	c.page = page
+	b := getPage()
+	defer putPage(b)
+	page, more := c.s.reg.ListIn(b.entries[:0], req.Name, prefixes, visible)
+	b.entries = page
 	c.audit(req.Op, "", nil)
 	r := proto.Reply{Op: req.Op, Entries: page}
 	if more {
 		r.Flags = proto.FlagMore
 	}
-	ok := c.reply(&r, nil)
-	clear(c.page) // drop references to names until the next page
-	return ok
+	out, ok := c.encode(b.out[:0], &r)
+	if !ok {
+		return false
+	}
+	b.out = out
+	if err := c.send(out, nil, nil); err != nil {
+		c.sendFailed(req.Op, err)
+		return false
+	}
+	return true
 }
 
 // check asks the Access whether the peer may do op on name (owner: see
@@ -576,37 +659,33 @@ func protoError(err error) *proto.Error {
 // error reply.
 func (c *conn) replyErr(op proto.Op, err error) bool {
 	pe := protoError(err)
-	return c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}, nil)
+	return c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
 }
 
-// reply encodes and sends r, with a duplicate of fd if not nil, and reports
-// whether it was sent.
-func (c *conn) reply(r *proto.Reply, fd *sockfd.FD) bool {
-	out, err := proto.AppendReply(c.out[:0], r)
-	if err != nil {
-		c.s.log.Error("cannot encode reply", c.peerFields(zap.String("op", r.Op.String()), zap.Error(err))...)
+// reply encodes and sends r, which carries no descriptor, and reports
+// whether it was sent. Replies with descriptors go through pass.
+func (c *conn) reply(r *proto.Reply) bool {
+	out, ok := c.encode(c.out[:0], r)
+	if !ok {
 		return false
 	}
 	c.out = out
-	if t := c.s.limits.RequestTimeout; t > 0 {
-		if c.now.Sub(c.writeArmed) > t/deadlineSlack {
-			c.writeArmed = c.now
-			c.c.UnixConn().SetWriteDeadline(c.now.Add(t + t/deadlineSlack))
-		}
-	}
-	if err := c.c.Send(out, fd); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.s.log.Warn("reply timed out: the client does not read; closing the connection",
-				c.peerFields(zap.String("op", r.Op.String()), zap.String("result", "request timeout"),
-					zap.Duration("request_timeout", c.s.limits.RequestTimeout))...)
-			return false
-		}
-		if !proto.IsClosed(err) {
-			c.s.log.Debug("cannot send reply", c.peerFields(zap.String("op", r.Op.String()), zap.Error(err))...)
-		}
+	if err := c.send(out, nil, nil); err != nil {
+		c.sendFailed(r.Op, err)
 		return false
 	}
 	return true
+}
+
+// encode appends the encoding of r to dst; a failure is logged (the reply
+// cannot be sent, and the connection is closed).
+func (c *conn) encode(dst []byte, r *proto.Reply) ([]byte, bool) {
+	out, err := proto.AppendReply(dst, r)
+	if err != nil {
+		c.s.log.Error("cannot encode reply", c.peerFields(zap.String("op", r.Op.String()), zap.Error(err))...)
+		return dst, false
+	}
+	return out, true
 }
 
 // auditLevel is info for a request served or refused in the ordinary course
@@ -621,16 +700,24 @@ func auditLevel(err error) zapcore.Level {
 	return zapcore.WarnLevel
 }
 
-// audit writes the audit line of one request.
+// audit writes the audit line of one request; the refusals of an
+// unprivileged peer are rate-limited per uid (auditlimit.go).
 func (c *conn) audit(op proto.Op, name string, err error) {
 	level := auditLevel(err)
 	ce := c.s.log.Check(level, "request")
 	if ce == nil {
 		return
 	}
+	suppressed := 0
+	if err != nil && !c.privileged {
+		var ok bool
+		if ok, suppressed = c.s.refusals.allow(c.peer.UID); !ok {
+			return
+		}
+	}
 	result := "ok"
 	if err != nil {
-		result = proto.CodeOf(err).String()
+		result = resultOf(err)
 	}
 	fields := append(c.fields[:0], zap.String("op", op.String()))
 	if name != "" {
@@ -645,8 +732,20 @@ func (c *conn) audit(op proto.Op, name string, err error) {
 		}
 	}
 	fields = c.peerFields(fields...) // appends in place: c.fields has room
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("suppressed", suppressed))
+	}
 	ce.Write(fields...)
 	clear(fields) // let go of err until the next line
+}
+
+// resultOf is the audit's result for a request that failed with err.
+func resultOf(err error) string {
+	var u *undelivered
+	if errors.As(err, &u) {
+		return "not delivered"
+	}
+	return proto.CodeOf(err).String()
 }
 
 func (c *conn) peerFields(fields ...zap.Field) []zap.Field {

@@ -2,8 +2,7 @@ package holder
 
 import (
 	"path"
-
-	"go.uber.org/zap"
+	"strings"
 
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -40,33 +39,35 @@ func (c *conn) dump(req *proto.Request) bool {
 		}
 		return c.authorizeTransfer(proto.OpDump, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID}) == nil
 	}
-	held, more := c.s.reg.Page(req.Name, match, proto.MaxBatchEntries)
-	r := proto.Reply{Op: req.Op, Entries: c.page[:0]}
+	// Only the names under the pattern's literal beginning can match it.
+	var prefixes []string
+	if i := strings.IndexAny(req.Pattern, `*?[\`); i != 0 && req.Pattern != "" {
+		if i < 0 {
+			i = len(req.Pattern)
+		}
+		prefixes = []string{req.Pattern[:i]}
+	}
+	held, more := c.s.reg.Page(req.Name, prefixes, match, proto.MaxBatchEntries)
+	b := getPage()
+	defer putPage(b)
+	r := proto.Reply{Op: req.Op, Entries: b.entries[:0]}
 	fds := make([]*sockfd.FD, len(held))
 	for i, h := range held {
 		r.Entries = append(r.Entries, *h.Entry())
 		fds[i] = h.FD()
 	}
+	b.entries = r.Entries
 	if more {
 		r.Flags = proto.FlagMore
 	}
-	c.audit(req.Op, req.Pattern, nil)
-	out, err := proto.AppendReply(c.out[:0], &r)
-	ok := err == nil
-	if ok {
-		c.out = out
-		if err = c.c.SendFDs(out, fds); err != nil && !proto.IsClosed(err) {
-			c.s.log.Debug("cannot send reply", c.peerFields(zap.String("op", "dump"), zap.Error(err))...)
-		}
-		ok = err == nil
-	} else {
-		c.s.log.Error("cannot encode reply", c.peerFields(zap.String("op", "dump"), zap.Error(err))...)
+	ok := false
+	if out, encoded := c.encode(b.out[:0], &r); encoded {
+		b.out = out
+		_, ok = c.pass(req.Op, req.Pattern, out, nil, fds)
 	}
 	for _, h := range held {
 		h.Release()
 	}
-	c.page = r.Entries
-	clear(c.page)
 	return ok
 }
 
@@ -92,7 +93,7 @@ func (c *conn) load(req *proto.Request, fds []*sockfd.FD) bool {
 			results[i] = proto.Result{Code: pe.Code, Message: pe.Message}
 		}
 	}
-	return c.reply(&proto.Reply{Op: req.Op, Results: results}, nil)
+	return c.reply(&proto.Reply{Op: req.Op, Results: results})
 }
 
 // loadOne holds one entry of a load; it takes ownership of fd.

@@ -146,6 +146,35 @@ func (p *Policy) Check(peer *holder.Peer, op, name string, owner *holder.Owner) 
 	return holder.Decision{Rule: what.String()}
 }
 
+// ListPrefixes implements holder.ListScope: the literal beginnings (up to
+// the first * or ?) of the name patterns of the rules that grant list to
+// peer. Every name the peer may list starts with one of them; root and the
+// holder's uid may list every name.
+func (p *Policy) ListPrefixes(peer *holder.Peer) (prefixes []string, all bool) {
+	if peer.UID == 0 || peer.UID == p.holderUID {
+		return nil, true
+	}
+	bit := opBits["list"]
+	for i := range p.rules {
+		r := &p.rules[i]
+		if r.ops&bit == 0 || !r.selects(peer) {
+			continue
+		}
+		for _, pat := range r.Names {
+			if i := strings.IndexAny(pat, "*?"); i >= 0 {
+				pat = pat[:i]
+			}
+			if pat == "" {
+				return nil, true
+			}
+			prefixes = append(prefixes, pat)
+		}
+	}
+	return prefixes, false
+}
+
+var _ holder.ListScope = (*Policy)(nil)
+
 // OpTransfer is the policy name of the transfer operation, for a holder
 // that checks it with Check(peer, OpTransfer, name, owner).
 const OpTransfer = "transfer"

@@ -413,3 +413,42 @@ func TestDefault(t *testing.T) {
 		}
 	}
 }
+
+func TestListPrefixes(t *testing.T) {
+	p := parse(t, `
+[[rule]]
+uid = 33
+ops = ["list", "get"]
+names = ["www/**", "pub/a?", "exact"]
+
+[[rule]]
+uid = 33
+ops = ["get"]
+names = ["other/*"]
+
+[[rule]]
+uid = 44
+ops = ["list"]
+names = ["**"]
+`)
+	tests := []struct {
+		name     string
+		peer     holder.Peer
+		want     string
+		wantsAll bool
+	}{
+		{name: "the list rules' literal beginnings", peer: holder.Peer{UID: 33, GID: 33}, want: "www/ pub/a exact"},
+		{name: "a pattern that starts with a wildcard", peer: holder.Peer{UID: 44, GID: 44}, wantsAll: true},
+		{name: "no list rule", peer: holder.Peer{UID: 55, GID: 55}},
+		{name: "root", peer: holder.Peer{}, wantsAll: true},
+		{name: "the holder's uid", peer: holder.Peer{UID: holderUID, GID: 1}, wantsAll: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, all := p.ListPrefixes(&tt.peer)
+			if strings.Join(got, " ") != tt.want || all != tt.wantsAll {
+				t.Errorf("ListPrefixes = %q, %v; want %q, %v", got, all, tt.want, tt.wantsAll)
+			}
+		})
+	}
+}

@@ -42,6 +42,11 @@ type Conn struct {
 	recvFn    func(uintptr) bool
 	releaseFn func()
 	large     largeRecv
+
+	// Unsent's callback and result, kept so that it allocates nothing.
+	unsentFn  func(uintptr)
+	unsentN   int
+	unsentErr error
 }
 
 // largeRecv is what RecvLarge's callback leaves behind.
@@ -57,6 +62,7 @@ func NewConn(uc *net.UnixConn) *Conn {
 	c.rc, _ = uc.SyscallConn() // never fails for a *net.UnixConn
 	c.recvFn = c.recvLarge
 	c.releaseFn = c.giveBack
+	c.unsentFn = c.unsent
 	return c
 }
 
@@ -284,6 +290,55 @@ func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
 		nums[i] = f.Sysfd()
 	}
 	return c.write(b, unix.UnixRights(nums...))
+}
+
+// Unsent returns how many bytes this end has sent that the peer has not
+// read yet: SIOCOUTQ, which for an AF_UNIX socket is the memory of the
+// messages still queued at the peer (unix(7)). Zero means the peer has read
+// every message sent, descriptors included.
+func (c *Conn) Unsent() (int, error) {
+	if err := c.rc.Control(c.unsentFn); err != nil {
+		return 0, err
+	}
+	if c.unsentErr != nil {
+		return 0, os.NewSyscallError("ioctl SIOCOUTQ", c.unsentErr)
+	}
+	return c.unsentN, nil
+}
+
+// unsent is Unsent's callback for RawConn.Control.
+func (c *Conn) unsent(fd uintptr) {
+	// SIOCOUTQ is TIOCOUTQ (linux/sockios.h).
+	c.unsentN, c.unsentErr = unix.IoctlGetInt(int(fd), unix.TIOCOUTQ)
+}
+
+// SendNoWait is SendFDs (Send, for one descriptor or none) that never
+// waits for room at the peer and ignores the write deadline: one
+// sendmsg(2) with MSG_DONTWAIT, which fails with EAGAIN if the peer's
+// queue is full. A holder that is stopping replies this way, so that it
+// waits for no peer that does not read.
+func (c *Conn) SendNoWait(b []byte, fds []*sockfd.FD) error {
+	if len(fds) > MaxMessageFDs {
+		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		nums := make([]int, len(fds))
+		for i, f := range fds {
+			nums[i] = f.Sysfd()
+		}
+		oob = unix.UnixRights(nums...)
+	}
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		err = unix.Sendmsg(int(fd), b, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return os.NewSyscallError("sendmsg", err)
+	}
+	return nil
 }
 
 // largeBufs lends the buffers of RecvLarge.

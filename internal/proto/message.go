@@ -2,6 +2,7 @@ package proto
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 )
 
@@ -454,6 +455,25 @@ func appendEntry(dst []byte, e *Entry) ([]byte, error) {
 		dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
 	}
 	return dst, nil
+}
+
+// MaxTime is the latest stored or expiry time an entry can have: times
+// travel as Unix nanoseconds in a signed 64-bit field (and so are kept in
+// the file descriptor store's metadata), whose last value is in April
+// 2262. A later time would wrap to 1677.
+var MaxTime = time.Unix(0, math.MaxInt64).UTC()
+
+// CheckExpiry returns nil if an entry stored at stored with ttl expires no
+// later than MaxTime, and an *Error of CodeTooLarge saying the longest ttl
+// otherwise. Every store checks it, so that an expiry never wraps: list,
+// transfer and an upgrade all see the time the store was given.
+func CheckExpiry(stored time.Time, ttl time.Duration) error {
+	longest := MaxTime.Sub(stored)
+	if ttl <= longest {
+		return nil
+	}
+	return Errorf(CodeTooLarge, "ttl %v is too long: the entry would expire after %s, the latest time the protocol carries; the longest ttl now is %v",
+		ttl, MaxTime.Format(time.RFC3339), longest.Truncate(time.Hour))
 }
 
 // unixNano encodes a time; the zero time is 0.

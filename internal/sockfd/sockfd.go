@@ -1,13 +1,17 @@
 package sockfd
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -118,6 +122,14 @@ func Inspect(f *FD) (Info, error) {
 		return Info{}, fmt.Errorf("%w (%s)", ErrNotSocket, fileType(st.Mode))
 	}
 	domain, err := unix.GetsockoptInt(n, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err == unix.EBADF {
+		// fstat(2) reports the file's type, but an O_PATH descriptor of a
+		// socket file is no socket: open(2) says such a descriptor serves
+		// only a few calls, and the others fail with EBADF.
+		if fl, ferr := unix.FcntlInt(uintptr(n), unix.F_GETFL, 0); ferr == nil && fl&unix.O_PATH != 0 {
+			return Info{}, fmt.Errorf("%w (an O_PATH descriptor of a socket file)", ErrNotSocket)
+		}
+	}
 	if err != nil {
 		return Info{}, os.NewSyscallError("getsockopt SO_DOMAIN", err)
 	}
@@ -134,6 +146,15 @@ func Inspect(f *FD) (Info, error) {
 		return Info{}, os.NewSyscallError("getsockopt SO_ACCEPTCONN", err)
 	}
 	info := Info{Network: networkName(domain, typ, proto), Listening: acc != 0}
+	if domain == unix.AF_UNIX {
+		// x/sys's Getsockname cuts an abstract name at its first NUL;
+		// the kernel's name is every byte up to the address length.
+		info.Address, err = unixName(n)
+		if err != nil {
+			return Info{}, err
+		}
+		return info, nil
+	}
 	sa, err := unix.Getsockname(n)
 	if err != nil {
 		return Info{}, os.NewSyscallError("getsockname", err)
@@ -242,10 +263,53 @@ func FormatSockaddr(sa unix.Sockaddr) string {
 			return "@" + a.Name[1:]
 		}
 		return a.Name
+	case *unix.SockaddrNetlink:
+		// netlink(7): the port id (0 for the kernel) and the multicast groups.
+		return fmt.Sprintf("portid %d groups %#x", a.Pid, a.Groups)
+	case *unix.SockaddrLinklayer:
+		// packet(7): the interface (0: every interface) and the protocol,
+		// which sll_protocol carries in network byte order.
+		ifname := "any"
+		if a.Ifindex != 0 {
+			ifname = fmt.Sprintf("ifindex %d", a.Ifindex)
+			if ifi, err := net.InterfaceByIndex(a.Ifindex); err == nil {
+				ifname = ifi.Name
+			}
+		}
+		return fmt.Sprintf("%s protocol %#04x", ifname, binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, a.Protocol)))
+	case *unix.SockaddrVM:
+		// vsock(7): context id and port, as ss(8) prints them.
+		return fmt.Sprintf("%d:%d", a.CID, a.Port)
 	case nil:
 		return ""
 	}
 	return fmt.Sprintf("%T", sa)
+}
+
+// unixName returns the local name of the AF_UNIX socket n as
+// FormatSockaddr prints it, from getsockname(2)'s address length: an
+// abstract name (unix(7): sun_path[0] is NUL) is every byte after the
+// first, embedded NULs included, each shown as \x00.
+func unixName(n int) (string, error) {
+	var rsa unix.RawSockaddrUnix
+	l := uint32(unix.SizeofSockaddrUnix)
+	_, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(n), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
+	if errno != 0 {
+		return "", os.NewSyscallError("getsockname", errno)
+	}
+	size := int(l) - int(unsafe.Offsetof(rsa.Path))
+	if size <= 0 {
+		return "", nil // unbound
+	}
+	path := unsafe.Slice((*byte)(unsafe.Pointer(&rsa.Path[0])), min(size, len(rsa.Path)))
+	if path[0] != 0 {
+		// A pathname socket: the name ends at its NUL, if any.
+		if i := bytes.IndexByte(path, 0); i >= 0 {
+			path = path[:i]
+		}
+		return string(path), nil
+	}
+	return "@" + strings.ReplaceAll(string(path[1:]), "\x00", `\x00`), nil
 }
 
 // TCPQueue returns a TCP listener's accept queue: the connections waiting to

@@ -1,10 +1,12 @@
 package sockfd
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -105,11 +107,53 @@ func TestInspect(t *testing.T) {
 		}
 	})
 	t.Run("netlink", func(t *testing.T) {
-		info, err := Inspect(rawSocket(t, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE))
-		if err != nil || info.Network != "netlink/raw" {
-			t.Errorf("Inspect = %+v, %v", info, err)
+		f := rawSocket(t, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE)
+		if err := unix.Bind(f.Sysfd(), &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := Inspect(f)
+		if err != nil || info.Network != "netlink/raw" || !strings.HasPrefix(info.Address, "portid ") || !strings.HasSuffix(info.Address, " groups 0x1") {
+			t.Errorf("Inspect = %+v, %v; want netlink/raw at portid N groups 0x1", info, err)
 		}
 	})
+	t.Run("abstract name with an embedded NUL", func(t *testing.T) {
+		f := rawSocket(t, unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		// Go's net package cannot bind such a name; bind(2) can.
+		if err := unix.Bind(f.Sysfd(), &unix.SockaddrUnix{Name: "\x00fdh-\x00-tail"}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := Inspect(f)
+		if want := `@fdh-\x00-tail`; err != nil || info.Address != want {
+			t.Errorf("Inspect = %+v, %v; want address %s", info, err, want)
+		}
+	})
+}
+
+func htons(v uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
+}
+
+func TestFormatSockaddr(t *testing.T) {
+	tests := []struct {
+		name string
+		sa   unix.Sockaddr
+		want string
+	}{
+		{"netlink", &unix.SockaddrNetlink{Pid: 42, Groups: 5}, "portid 42 groups 0x5"},
+		// sll_protocol is in network byte order, as getsockname(2) leaves it.
+		{"packet on every interface", &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}, "any protocol 0x0003"},
+		{"packet on an unknown interface", &unix.SockaddrLinklayer{Ifindex: 1 << 30, Protocol: htons(unix.ETH_P_IP)}, "ifindex 1073741824 protocol 0x0800"},
+		{"vsock", &unix.SockaddrVM{CID: 3, Port: 1024}, "3:1024"},
+		{"inet", &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 80}, "127.0.0.1:80"},
+		{"none", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FormatSockaddr(tt.sa); got != tt.want {
+				t.Errorf("FormatSockaddr(%+v) = %q, want %q", tt.sa, got, tt.want)
+			}
+		})
+	}
 }
 
 func TestInspectNotSocket(t *testing.T) {
@@ -132,6 +176,23 @@ func TestInspectNotSocket(t *testing.T) {
 	defer null.Close()
 	if _, err := Inspect(null); !errors.Is(err, ErrNotSocket) {
 		t.Errorf("Inspect(/dev/null) = %v, want ErrNotSocket", err)
+	}
+	// An O_PATH descriptor of a socket file: fstat says socket, the socket
+	// calls say ENOTSOCK.
+	path := filepath.Join(testutil.ShortDir(t), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opath := New(n)
+	defer opath.Close()
+	if _, err := Inspect(opath); !errors.Is(err, ErrNotSocket) || !strings.Contains(err.Error(), "O_PATH") {
+		t.Errorf("Inspect(O_PATH of a socket file) = %v, want ErrNotSocket naming O_PATH", err)
 	}
 }
 

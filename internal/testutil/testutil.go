@@ -1,12 +1,15 @@
 package testutil
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -149,4 +152,44 @@ func ModuleRoot() (string, error) {
 		return "", fmt.Errorf("not inside the fdholder module")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// StartUntilLine starts cmd, waits until the first line it writes to its
+// standard output is want, and returns a stop function that closes its
+// standard input and waits for it to exit (also run at the end of the
+// test). It is for helper processes that hold a condition (a flood of
+// requests, say) until told to stop. cmd's Stdin and Stdout must be unset.
+func StartUntilLine(t testing.TB, cmd *exec.Cmd, want string) (stop func()) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if cmd.Stderr == nil {
+		cmd.Stderr = &stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, done := make(chan string, 1), make(chan struct{})
+	go func() {
+		s, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- s
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		close(done)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { stdin.Close(); <-done }) }
+	t.Cleanup(stop)
+	if s := <-line; s != want+"\n" {
+		stop()
+		t.Fatalf("%s: first line %q, want %q; stderr:\n%s", cmd.Path, s, want, stderr.String())
+	}
+	return stop
 }
