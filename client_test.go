@@ -224,12 +224,7 @@ func TestReconnect(t *testing.T) {
 func TestContextCancel(t *testing.T) {
 	testutil.CheckLeaks(t)
 	// A peer that accepts and never answers.
-	path := filepath.Join(testutil.ShortDir(t), "mute.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, path := packetListener(t, "mute")
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
@@ -244,17 +239,26 @@ func TestContextCancel(t *testing.T) {
 	}
 }
 
+// packetListener listens on a new SOCK_SEQPACKET socket NAME.sock in a
+// short directory, as a holder would, for a peer that plays one; it is
+// closed when the test ends.
+func packetListener(t testing.TB, name string) (*net.UnixListener, string) {
+	t.Helper()
+	path := filepath.Join(testutil.ShortDir(t), name+".sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, path
+}
+
 // TestContextCancelWakes: cancelling a request's context wakes the client
 // blocked in recvmsg(2) (the connection is shut down), and the client's
 // next request dials again.
 func TestContextCancelWakes(t *testing.T) {
 	testutil.CheckLeaks(t)
-	path := filepath.Join(testutil.ShortDir(t), "mute.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, path := packetListener(t, "mute")
 	got := make(chan struct{})
 	go func() {
 		c, err := ln.AcceptUnix()
@@ -282,12 +286,7 @@ func TestContextCancelWakes(t *testing.T) {
 // (the socket's older SO_RCVTIMEO ends the wait early and is replaced).
 func TestStaleTimeout(t *testing.T) {
 	testutil.CheckLeaks(t)
-	path := filepath.Join(testutil.ShortDir(t), "slow.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, path := packetListener(t, "slow")
 	const short = 20 * time.Millisecond
 	go func() {
 		c, err := ln.AcceptUnix()
@@ -327,12 +326,7 @@ func TestStaleTimeout(t *testing.T) {
 // as such, not misread.
 func TestVersionMismatch(t *testing.T) {
 	testutil.CheckLeaks(t)
-	path := filepath.Join(testutil.ShortDir(t), "v2.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, path := packetListener(t, "v2")
 	go func() {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -346,7 +340,7 @@ func TestVersionMismatch(t *testing.T) {
 		// A version 2 holder's reply: magic, version 2, then whatever.
 		c.Write([]byte{'F', 'H', 2, 0x82, 0, 0, 0, 2, 0xde, 0xad})
 	}()
-	_, _, err = dial(t, path).Get(context.Background(), "web")
+	_, _, err := dial(t, path).Get(context.Background(), "web")
 	if !errors.Is(err, fdholder.ErrUnsupportedVersion) || !strings.Contains(err.Error(), "holder speaks version 2") {
 		t.Fatalf("err = %v, want ErrUnsupportedVersion naming version 2", err)
 	}

@@ -262,20 +262,6 @@ func (c *BlockingConn) RecvFDs(b []byte, fds []*sockfd.FD, spare *sockfd.FD) (n 
 // sendmsg is sendmsg(2) of one buffer to the connected peer: x/sys's
 // Sendmsg moves its message header to the heap on every call.
 func sendmsg(fd int, p, oob []byte, flags int) (int, error) {
-	var iov unix.Iovec
-	if len(p) > 0 {
-		iov.Base = &p[0]
-		iov.SetLen(len(p))
-	}
-	msg := unix.Msghdr{Iov: &iov}
-	msg.SetIovlen(1)
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	r, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
+	n, _, _, err := msgcall(unix.SYS_SENDMSG, fd, p, oob, flags)
+	return n, err
 }
