@@ -28,16 +28,6 @@ func dial(t testing.TB, path string) *fdholder.Client {
 	return c
 }
 
-func listenTCP(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // accepts checks that f is a listener that accepts a connection made to addr.
 func accepts(t testing.TB, f *os.File, addr string) {
 	t.Helper()
@@ -65,7 +55,7 @@ func TestStoreGetTakeDelete(t *testing.T) {
 	c := dial(t, h.Path)
 	ctx := context.Background()
 
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	addr := ln.Addr().String()
 	e, err := c.Store(ctx, "web", ln, fdholder.StoreOptions{})
 	if err != nil {
@@ -76,7 +66,7 @@ func TestStoreGetTakeDelete(t *testing.T) {
 	}
 	ln.Close() // the holder's copy keeps the socket open
 
-	if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrExists) {
+	if _, err := c.Store(ctx, "web", testutil.ListenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrExists) {
 		t.Errorf("second store: err = %v, want ErrExists", err)
 	}
 	f, e, err := c.Get(ctx, "web")
@@ -101,7 +91,7 @@ func TestStoreGetTakeDelete(t *testing.T) {
 	if err := c.Delete(ctx, "web"); !errors.Is(err, fdholder.ErrNotFound) {
 		t.Errorf("delete after take: err = %v, want ErrNotFound", err)
 	}
-	if _, err := c.Store(ctx, "bad:name", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
+	if _, err := c.Store(ctx, "bad:name", testutil.ListenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
 		t.Errorf("store bad name: err = %v", err)
 	}
 }
@@ -111,7 +101,7 @@ func TestListPages(t *testing.T) {
 	h := holdertest.Start(t)
 	c := dial(t, h.Path)
 	ctx := context.Background()
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	const n = 1500 // several pages of ~64 KiB
 	for i := range n {
 		if _, err := c.Store(ctx, fmt.Sprintf("svc/%04d-%0200d", i, 0), ln, fdholder.StoreOptions{}); err != nil {
@@ -206,7 +196,7 @@ func TestReconnect(t *testing.T) {
 	h := holdertest.Start(t)
 	c := dial(t, h.Path)
 	ctx := context.Background()
-	if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); err != nil {
+	if _, err := c.Store(ctx, "web", testutil.ListenTCP(t), fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Drop every connection, as a restarting holder would, then serve the

@@ -15,8 +15,13 @@
 //
 // Descriptor ownership is stated on every method: Store leaves the caller's
 // socket with the caller (closing it afterwards is safe: the holder keeps its
-// own copy), and Get, Take, Listen, ListenPacket and ListenFile return a new
-// descriptor that the caller owns and must close.
+// own copy), and Get, Take, Listen, ListenPacket, ListenFile and CopySocket
+// return a new descriptor that the caller owns and must close.
+//
+// A server that binds its own port is brought under the holder while it
+// runs with Adopt: it copies the server's listener out of its descriptor
+// table (pidfd_getfd(2), with ptrace rights over it) and stores it, and the
+// server keeps serving on the very same socket.
 //
 // Programs that should not link this package can be started with
 // "fdclient exec", which passes held sockets the systemd way (LISTEN_FDS);

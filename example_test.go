@@ -46,6 +46,33 @@ func Example() {
 	// Output: same socket after restart: true
 }
 
+// A server that binds its own port is brought under the holder while it
+// runs: Adopt copies its listener out of its descriptor table and stores it.
+// Here the server is this very process; in production pid is another
+// process's, such as the MainPID systemd reports for the service.
+func ExampleClient_Adopt() {
+	path := startHolder()
+	ctx := context.Background()
+	c, err := fdholder.Dial(ctx, path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	legacy, err := net.Listen("tcp", "127.0.0.1:0") // the server's own socket
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer legacy.Close()
+	sel := fdholder.SocketSelector{Network: "tcp", Address: legacy.Addr().String()}
+	e, _, err := c.Adopt(ctx, "legacy", os.Getpid(), sel, fdholder.StoreOptions{})
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, fdholder.ErrPtraceDenied), ErrNoMatch...
+	}
+	fmt.Println("held:", e.Name, e.Network, e.Address == legacy.Addr().String(), e.Listening)
+	// Output: held: legacy tcp true true
+}
+
 // startHolder runs a holder in this process, on a fresh socket, as
 // fdholderd would, and returns the socket's path.
 func startHolder() string {

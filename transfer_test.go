@@ -24,7 +24,7 @@ func TestTransferLoadReplyWithDescriptors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := dial(t, src.Path)
-	if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); err != nil {
+	if _, err := c.Store(ctx, "web", testutil.ListenTCP(t), fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -175,40 +175,13 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 
 // fetch returns a duplicate of the socket held under s.name, which the
 // caller owns: bound and stored first if s has an address and the name is
-// not held, waited for with --wait if it has none. With --rebind, a name
-// held on another address is moved: old is a duplicate of the socket it
-// had, which the caller keeps open (close-on-exec) until PROG starts, so
-// that the old socket lives until its replacement is served.
+// not held. With --wait, a holder that does not answer yet (a sidecar
+// container starting beside this one) and a plain name not held yet are
+// asked for again until the wait is over. With --rebind, a name held on
+// another address is moved: old is a duplicate of the socket it had, which
+// the caller keeps open (close-on-exec) until PROG starts, so that the old
+// socket lives until its replacement is served.
 func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
-	if s.addr != nil {
-		rctx, cancel := a.request(ctx)
-		defer cancel()
-		client, err := a.dial(rctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("exec: %q: %w", s.name, err)
-		}
-		f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
-		var me *fdholder.MismatchError
-		if !errors.As(err, &me) {
-			fd, err := fdOf(f, err)
-			return fd, nil, err
-		}
-		held := me.Held.Network + ":" + me.Held.Address
-		if !fdholder.NetworkMatches(s.addr.network, me.Held.Network) {
-			return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s: delete %q first to start over", s.name, held, s.addr, s.name)
-		}
-		if !c.rebind {
-			return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s as asked, and PROG would serve %s: "+
-				"use 'exec --rebind' to move %q to %s, or ask for %s", s.name, held, s.addr, me.Held.Address, s.name, s.addr.address, held)
-		}
-		f, old, err := c.move(rctx, a, client, s, held)
-		fd, err := fdOf(f, err)
-		if err != nil && old != nil {
-			old.Close()
-			old = nil
-		}
-		return fd, old, err
-	}
 	var deadline time.Time
 	if c.wait > 0 {
 		deadline = time.Now().Add(c.wait)
@@ -218,9 +191,12 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD,
 	interval := 10 * time.Millisecond
 	const maxInterval = 500 * time.Millisecond
 	for {
-		fd, err := c.get(ctx, a, s.name)
-		if err == nil || !errors.Is(err, fdholder.ErrNotFound) || c.wait == 0 {
-			return fd, nil, err
+		fd, old, err := c.fetchOnce(ctx, a, s)
+		if err == nil || c.wait == 0 || !s.retryable(err) {
+			return fd, old, err
+		}
+		if errors.Is(err, fdholder.ErrUnreachable) {
+			a.close() // a holder that went away; dial its successor
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -289,6 +265,46 @@ func (c *execCmd) move(ctx context.Context, a *app, client *fdholder.Client, s e
 	}
 	fmt.Fprintf(a.stderr, "fdclient: exec: moved %q from %s to %s; the old socket closes as PROG starts\n", s.name, held, s.addr)
 	return f, old, nil
+}
+
+// retryable tells whether --wait asks again after err: the holder did not
+// answer, or a plain name is not held yet.
+func (s execSpec) retryable(err error) bool {
+	return errors.Is(err, fdholder.ErrUnreachable) || s.addr == nil && errors.Is(err, fdholder.ErrNotFound)
+}
+
+// fetchOnce is one attempt of fetch.
+func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
+	if s.addr == nil {
+		fd, err := c.get(ctx, a, s.name)
+		return fd, nil, err
+	}
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	client, err := a.dial(rctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec: %q: %w", s.name, err)
+	}
+	f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
+	var me *fdholder.MismatchError
+	if !errors.As(err, &me) {
+		fd, err := fdOf(f, err)
+		return fd, nil, err
+	}
+	held := me.Held.Network + ":" + me.Held.Address
+	if !fdholder.NetworkMatches(s.addr.network, me.Held.Network) {
+		return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s: delete %q first to start over", s.name, held, s.addr, s.name)
+	}
+	if !c.rebind {
+		return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s as asked, and PROG would serve %s: "+
+			"use 'exec --rebind' to move %q to %s, or ask for %s", s.name, held, s.addr, me.Held.Address, s.name, s.addr.address, held)
+	}
+	f, old, err = c.move(rctx, a, client, s, held)
+	if fd, err = fdOf(f, err); err != nil && old != nil {
+		old.Close()
+		old = nil
+	}
+	return fd, old, err
 }
 
 // get is one Client.Get bounded by --timeout, without an *os.File, nor a

@@ -17,7 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -281,11 +286,19 @@ func TestExec(t *testing.T) {
 
 func TestExecWait(t *testing.T) {
 	testutil.CheckLeaks(t)
-	h := holdertest.Start(t)
+	h, logs := holdertest.StartObserved(t)
 	run := startExec(t, h.Path, nil, nil, "exec", "--wait", "10s", "late", "--", listenfdsBin)
-	// Give fdclient time to find the name missing and start polling; the
-	// test passes either way, but this is the path it is about.
-	time.Sleep(300 * time.Millisecond)
+	// The path this test is about: fdclient asked, found the name missing,
+	// and waits. The holder's audit line of that miss says it has.
+	missed := func() bool {
+		return logs.FilterMessage("request").FilterField(zap.String("name", "late")).
+			FilterField(zap.String("result", proto.CodeNotFound.String())).Len() > 0
+	}
+	for deadline := time.Now().Add(20 * time.Second); !missed(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fdclient exec --wait did not ask for %q within 20s", "late")
+		}
+	}
 	addr := strings.TrimSpace(mustRun(t, h.Path, "listen", "late", "tcp:127.0.0.1:0").stdout)
 	rep := run.report(t)
 	if want := []received{{3, "late"}}; !slices.Equal(rep.Received, want) {
@@ -296,6 +309,47 @@ func TestExecWait(t *testing.T) {
 	}
 	if r := run.wait(t); r.code != 0 {
 		t.Errorf("consumer ended with %v", r)
+	}
+}
+
+// TestExecWaitsForHolder starts fdclient exec --wait before any holder
+// listens at its socket path, as a container started beside the holder's
+// sidecar does, then starts the holder there: fdclient dials again, binds
+// and stores the socket, and runs the program with it.
+func TestExecWaitsForHolder(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := filepath.Join(testutil.ShortDir(t), "late.sock")
+	run := startExec(t, path, nil, nil, "exec", "--wait", "20s", "web=tcp:127.0.0.1:0", "--", listenfdsBin)
+	reg := holder.NewRegistry(holder.RegistryOptions{Logger: zaptest.NewLogger(t)})
+	t.Cleanup(reg.Close)
+	holdertest.StartOn(t, path, reg)
+	rep := run.report(t)
+	if want := []received{{3, "web"}}; !slices.Equal(rep.Received, want) {
+		t.Errorf("received %v, want %v", rep.Received, want)
+	}
+	entries := listJSON(t, path)
+	if len(entries) != 1 || entries[0]["name"] != "web" {
+		t.Fatalf("entries after exec: %v, want web", entries)
+	}
+	if got := greeting(t, "tcp", entries[0]["address"].(string)); got != "web" {
+		t.Errorf("answered %q, want web", got)
+	}
+	if r := run.wait(t); r.code != 0 {
+		t.Errorf("consumer ended with %v", r)
+	}
+}
+
+// TestExecWaitForHolderTimesOut: with no holder at all, --wait ends in
+// exit 6, and the message says how long it asked.
+func TestExecWaitForHolderTimesOut(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path := filepath.Join(testutil.ShortDir(t), "none.sock")
+	r := fdclient(t, path, "exec", "--wait", "300ms", "web=tcp:127.0.0.1:0", "--", listenfdsBin)
+	if r.code != exitUnreachable || !strings.Contains(r.stderr, "holder unreachable at "+path) || !strings.Contains(r.stderr, "(waited 300ms)") {
+		t.Fatalf("%v, want exit %d, holder unreachable, waited 300ms", r, exitUnreachable)
+	}
+	if r.stdout != "" {
+		t.Errorf("stdout %q: the program ran", r.stdout)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/fdholder/fdholder"
 )
 
-// listCmd is "list [--json | --names]".
+// listCmd is "list [--json | --names]"; "list --watch" is a watchCmd (watch.go).
 type listCmd struct {
 	json  bool
 	names bool // one name a line: what shell completion reads
@@ -22,9 +22,13 @@ type listCmd struct {
 func parseList(args []string) (command, error) {
 	const cmd = "list"
 	c := &listCmd{}
+	w := &watchCmd{}
+	var watch bool
 	fs := newFlagSet(cmd)
 	fs.BoolVar(&c.json, "json", false, "")
 	fs.BoolVar(&c.names, "names", false, "")
+	fs.BoolVar(&watch, "watch", false, "")
+	fs.DurationVar(&w.interval, "interval", 0, "")
 	if err := parseFlags(fs, cmd, args); err != nil {
 		return nil, err
 	}
@@ -34,7 +38,13 @@ func parseList(args []string) (command, error) {
 	if err := wantArgs(cmd, fs.Args(), 0, "no arguments"); err != nil {
 		return nil, err
 	}
-	return c, nil
+	if !watch {
+		if w.interval != 0 {
+			return nil, usagef(cmd, "--interval needs --watch")
+		}
+		return c, nil
+	}
+	return parseWatch(cmd, c, w)
 }
 
 func (c *listCmd) run(ctx context.Context, a *app) error {

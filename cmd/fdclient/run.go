@@ -21,9 +21,9 @@ const (
 	exitOK          = 0
 	exitError       = 1 // any other error
 	exitUsage       = 2 // bad flags or arguments, an invalid name or address
-	exitNotFound    = 3 // fdholder.ErrNotFound
+	exitNotFound    = 3 // fdholder.ErrNotFound; adopt: ErrNoProcess, ErrNoMatch
 	exitExists      = 4 // fdholder.ErrExists
-	exitPermission  = 5 // fdholder.ErrPermission
+	exitPermission  = 5 // fdholder.ErrPermission; adopt: ErrPtraceDenied
 	exitUnreachable = 6 // fdholder.ErrUnreachable
 )
 
@@ -151,11 +151,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ue), errors.Is(err, fdholder.ErrInvalidName):
 		return exitUsage
-	case errors.Is(err, fdholder.ErrNotFound):
+	case errors.Is(err, fdholder.ErrNotFound), errors.Is(err, fdholder.ErrNoProcess), errors.Is(err, fdholder.ErrNoMatch):
 		return exitNotFound
 	case errors.Is(err, fdholder.ErrExists):
 		return exitExists
-	case errors.Is(err, fdholder.ErrPermission):
+	case errors.Is(err, fdholder.ErrPermission), errors.Is(err, fdholder.ErrPtraceDenied):
 		return exitPermission
 	case errors.Is(err, fdholder.ErrUnreachable):
 		return exitUnreachable
@@ -210,6 +210,8 @@ func parseArgs(args []string) (*app, command, error) {
 		cmd, err = parseDelete(args)
 	case "transfer":
 		cmd, err = parseTransfer(args)
+	case "adopt":
+		cmd, err = parseAdopt(args)
 	default:
 		return nil, nil, usagef("", "unknown command %q", name)
 	}
@@ -219,8 +221,9 @@ func parseArgs(args []string) (*app, command, error) {
 	return a, cmd, nil
 }
 
-// newFlagSet returns a silent flag set: parseFlags words the errors.
-func newFlagSet(cmd string) *flag.FlagSet {
+// newFlagSet returns a silent flag set: parseFlags words the errors. It is
+// a variable so that a test can see every flag set the commands define.
+var newFlagSet = func(cmd string) *flag.FlagSet {
 	fs := flag.NewFlagSet("fdclient "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}

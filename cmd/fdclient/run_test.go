@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -127,6 +129,75 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(help, "\n  "+s.cmd+" ") && !strings.Contains(help, "\n  "+s.cmd+"\n") {
 			t.Errorf("help text does not describe %s", s.cmd)
 		}
+	}
+}
+
+// TestEveryFlagDocumented checks that each flag a command defines is named
+// in that command's part of --help and shown in its synopsis, and each
+// global flag in the usage lines and the global flags' part.
+func TestEveryFlagDocumented(t *testing.T) {
+	var sets []*flag.FlagSet
+	orig := newFlagSet
+	newFlagSet = func(cmd string) *flag.FlagSet {
+		fs := orig(cmd)
+		sets = append(sets, fs)
+		return fs
+	}
+	t.Cleanup(func() { newFlagSet = orig })
+	for _, s := range synopses {
+		// Each command defines its flags before it parses --help.
+		if _, _, err := parseArgs([]string{s.cmd, "--help"}); !errors.Is(err, errHelp) {
+			t.Fatalf("%s --help: %v, want errHelp", s.cmd, err)
+		}
+	}
+	help := helpText()
+	section := func(cmd string) string {
+		head := "\nGlobal flags:\n"
+		if cmd != "" {
+			head = "\n  " + cmd + " "
+			if !strings.Contains(help, head) {
+				head = "\n  " + cmd + "\n"
+			}
+		}
+		i := strings.Index(help, head)
+		if i < 0 {
+			t.Fatalf("help has no part for %q", cmd)
+		}
+		rest := help[i+len(head):]
+		if cmd != "" {
+			rest = rest[strings.Index(rest, "\n"):] // not the command's synopsis
+		}
+		if j := strings.Index(rest, "\n\n"); j >= 0 {
+			rest = rest[:j]
+		}
+		return rest
+	}
+	synopsis := func(cmd string) string {
+		for _, s := range synopses {
+			if s.cmd == cmd {
+				return s.line
+			}
+		}
+		usage := help[strings.Index(help, "\nUsage:\n"):] // the global synopses
+		return usage[:strings.Index(usage, "\n\n")+1]
+	}
+	n := 0
+	for _, fs := range sets {
+		cmd := strings.TrimSpace(strings.TrimPrefix(fs.Name(), "fdclient"))
+		fs.VisitAll(func(f *flag.Flag) {
+			n++
+			described := regexp.MustCompile(`(^|[^-\w])--` + regexp.QuoteMeta(f.Name) + `([^-\w]|$)`)
+			if !described.MatchString(section(cmd)) {
+				t.Errorf("--help does not describe %s --%s", cmd, f.Name)
+			}
+			shown := regexp.MustCompile(`[[ ]--` + regexp.QuoteMeta(f.Name) + `[] \n]`)
+			if !shown.MatchString(synopsis(cmd)) {
+				t.Errorf("the synopsis of %q lacks --%s", cmd, f.Name)
+			}
+		})
+	}
+	if n < 12 {
+		t.Errorf("saw %d flags; newFlagSet is not what the commands use", n)
 	}
 }
 

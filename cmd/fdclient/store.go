@@ -73,14 +73,20 @@ func (c *storeCmd) run(ctx context.Context, a *app) error {
 		f = os.NewFile(uintptr(c.fd), fmt.Sprintf("fd %d", c.fd))
 		defer f.Close()
 	}
+	return a.store(ctx, "store", c.name, f, fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl})
+}
+
+// store hands f to the holder under name with opts, for the command op
+// (store, adopt): one request, bounded by --timeout. f stays the caller's.
+func (a *app) store(ctx context.Context, op, name string, f *os.File, opts fdholder.StoreOptions) error {
 	rctx, cancel := a.request(ctx)
 	defer cancel()
 	client, err := a.dial(rctx)
 	if err != nil {
-		return fmt.Errorf("store %q: %w", c.name, err)
+		return fmt.Errorf("%s %q: %w", op, name, err)
 	}
-	if _, err := client.Store(rctx, c.name, f, fdholder.StoreOptions{Replace: c.replace, TTL: c.ttl}); err != nil {
-		if errors.Is(err, fdholder.ErrExists) && !c.replace {
+	if _, err := client.Store(rctx, name, f, opts); err != nil {
+		if errors.Is(err, fdholder.ErrExists) && !opts.Replace {
 			err = fmt.Errorf("%w (use --replace)", err)
 		}
 		return err

@@ -12,8 +12,9 @@ import (
 var synopses = []struct{ cmd, line string }{
 	{"listen", "fdclient [GLOBAL FLAGS] listen [--replace] [--ttl DUR] NAME NETWORK:ADDRESS"},
 	{"store", "fdclient [GLOBAL FLAGS] store [--fd N] [--replace] [--ttl DUR] NAME"},
+	{"adopt", "fdclient [GLOBAL FLAGS] adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]"},
 	{"exec", "fdclient [GLOBAL FLAGS] exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]"},
-	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names]"},
+	{"list", "fdclient [GLOBAL FLAGS] list [--json | --names | --watch [--interval DUR]]"},
 	{"delete", "fdclient [GLOBAL FLAGS] delete NAME"},
 	{"transfer", "fdclient [GLOBAL FLAGS] transfer [--names GLOB] [--replace] --to PATH"},
 }
@@ -93,6 +94,31 @@ Commands:
       "fdclient store --fd 3 web 3<&5". It prints nothing. --replace and
       --ttl are as for listen.
 
+  adopt [--replace] [--ttl DUR] [--dry-run] --pid PID [--fd N] NAME [NETWORK:ADDRESS]
+      Copy a socket out of the running process PID and store it under NAME
+      as store does: the very socket the process serves on, which keeps
+      serving undisturbed, while the holder's copy keeps the socket open
+      after the process exits. This brings a server that binds its own port
+      under the holder without restarting it. It prints what it adopted:
+        adopted "web" from fd 3 of process 4242 (python3): tcp 127.0.0.1:8080, listening
+      Copying needs ptrace rights over PID (pidfd_getfd(2)): the same user
+      as a dumpable process, or CAP_SYS_PTRACE (root), as far as
+      kernel.yama.ptrace_scope allows; a refusal says which rule failed and
+      exits with code 5. Needs Linux 5.6.
+      --pid PID   the process (required)
+      --fd N      the socket is PID's descriptor N
+      NETWORK:ADDRESS
+                  the socket is the one listening on ADDRESS (for udp and
+                  unixgram: bound to it), as listen names them; an empty
+                  host matches any address: tcp::8080. With --fd too, the
+                  descriptor must be that socket. No such socket exits with
+                  code 3 and lists what PID does serve; several (an
+                  SO_REUSEPORT group) exit with code 1 and list their
+                  descriptors: pick one with --fd.
+      --dry-run   print what would be adopted ("would adopt ..."), store
+                  nothing, and do not contact the holder
+      --replace and --ttl are as for listen.
+
   exec [--wait DUR] [--rebind] [--fallback] NAME[=NETWORK:ADDRESS]... -- PROG [ARG...]
       Fetch the socket held under each NAME and execute PROG in place of
       fdclient, with the same process ID, as systemd socket activation
@@ -115,9 +141,10 @@ Commands:
       socket of another network, or bound to another address (another
       port, say: the one in PROG's configuration changed), is an error
       that names both; --rebind moves it.
-      --wait DUR  if a plain NAME is not held yet, ask again (at growing
-                  intervals) until it is, for up to DUR; then fail with exit
-                  code 3 (default 0: fail at once)
+      --wait DUR  if the holder does not answer yet, or a plain NAME is not
+                  held yet, ask again (at growing intervals) for up to DUR;
+                  then fail with exit code 6 or 3 (default 0: fail at once).
+                  A container started beside the holder's waits this way
       --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
                   bind ADDRESS, store the new socket under NAME with
                   replace (the holder closes its copy of the old one), and
@@ -134,7 +161,7 @@ Commands:
                   on where starting at all matters more (availability over
                   protection)
 
-  list [--json | --names]
+  list [--json | --names | --watch [--interval DUR]]
       Show the held entries in name order: NAME; NETWORK (tcp is IPv4 and
       tcp6 IPv6, udp likewise); ADDRESS; LISTEN, whether listen(2) was
       called; QUEUED, for TCP listeners the connections waiting to be
@@ -148,6 +175,14 @@ Commands:
               TCP listeners). Times are RFC 3339 in UTC with nanoseconds.
       --names print the names only, one a line, for scripts and shell
               completion
+      --watch show them again every --interval DUR (default 1s, at least
+              100ms) with each TCP listener's queue over the last 30
+              intervals: PEAK, the most connections waiting, and HISTORY,
+              a bar per interval, oldest first (lowest: none waiting;
+              highest: PEAK), so that a restart shows as a queue that
+              fills and drains. On a terminal the table is redrawn in
+              place, otherwise printed once per interval. Ctrl-C ends it
+              (exit 0); a holder that goes away ends it with exit 6.
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It
@@ -180,12 +215,13 @@ Exit codes:
      no answer within --timeout, a PROG that cannot be executed
   2  usage: unknown command or flag, wrong arguments, an invalid NAME or
      NETWORK:ADDRESS
-  3  not found: NAME is not held
+  3  not found: NAME is not held; for adopt, no such process or no
+     matching socket
   4  already held: NAME is held (listen, store and transfer without
      --replace)
   5  permission denied: by the holder's policy, or by the mode of its
      socket or directory (the error names the permission and the flags
-     that grant it)
+     that grant it); for adopt, by the kernel's ptrace rules
   6  holder unreachable: nothing listens at the socket path (the error
      says where fdclient looked), or no connection to it could be made
      within --timeout
@@ -199,6 +235,7 @@ Examples:
   fdclient exec web=tcp:127.0.0.1:8080 -- ./server
   fdclient exec --wait 30s web admin -- ./server
   fdclient exec --rebind web=tcp:127.0.0.1:8081 -- ./server  # web moves to 8081
+  fdclient adopt --pid 4242 web tcp:127.0.0.1:8080   # from a running server
   fdclient list
   fdclient delete web
   fdclient transfer --names 'web*' --to /run/fdholder-new/fdholder.sock

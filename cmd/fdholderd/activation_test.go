@@ -97,7 +97,7 @@ func TestActivationClosesOtherDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer uln.Close()
-	tln := listenTCP(t)
+	tln := testutil.ListenTCP(t)
 	sln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "stream.sock"), Net: "unix"})
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,10 @@ func check(cfg config, stdout, stderr io.Writer) int {
 			problems = append(problems, err.Error())
 		case len(p.Rules()) == 0:
 			fmt.Fprintf(stderr, "fdholderd: warning: %s\n", emptyPolicy(cfg.policy, uid))
+		case len(p.Rules()) == 1:
+			fmt.Fprintf(stdout, "fdholderd: policy %s: 1 rule\n", cfg.policy)
+		default:
+			fmt.Fprintf(stdout, "fdholderd: policy %s: %d rules\n", cfg.policy, len(p.Rules()))
 		}
 	}
 	if _, err := socketOptions(cfg); err != nil {

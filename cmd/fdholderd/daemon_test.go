@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -327,16 +328,6 @@ func dial(t testing.TB, path string) *fdholder.Client {
 	return c
 }
 
-func listenTCP(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
@@ -349,7 +340,7 @@ func testCtx(t testing.TB) context.Context {
 func storeGet(t testing.TB, c *fdholder.Client, name string) {
 	t.Helper()
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	addr := ln.Addr().String()
 	if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)
@@ -424,18 +415,26 @@ func socketInode(t testing.TB, c syscall.Conn) uint64 {
 // socket of inode ino.
 func holdsSocket(t testing.TB, pid int, ino uint64) bool {
 	t.Helper()
+	return openSockets(t, pid)[fmt.Sprintf("socket:[%d]", ino)]
+}
+
+// openSockets returns the sockets process pid has descriptors open on, as
+// their /proc/PID/fd links say ("socket:[INODE]", proc(5)).
+func openSockets(t testing.TB, pid int) map[string]bool {
+	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("socket:[%d]", ino)
+	socks := map[string]bool{}
 	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && target == want {
-			return true
+		// A descriptor closed since ReadDir is simply not there.
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			socks[l] = true
 		}
 	}
-	return false
+	return socks
 }
 
 func jsonUnmarshal(line string, v any) error { return json.Unmarshal([]byte(line), v) }
@@ -461,34 +460,6 @@ func (d *daemon) waitLine(s string) {
 	}
 }
 
-// waitStalled waits until more than since JSON log lines satisfy match
-// and then no more come for quiet, and returns how many there are. The
-// tests below use it to find the holder blocked in sending a reply that
-// nobody reads.
-func (d *daemon) waitStalled(match func(record) bool, since int, quiet time.Duration) int {
-	d.t.Helper()
-	timeout := time.After(waitTimeout)
-	for {
-		_, changed := d.log.snapshot()
-		n := d.count(match)
-		var settle <-chan time.Time
-		if n > since {
-			settle = time.After(quiet)
-		}
-		select {
-		case <-changed:
-		case <-settle:
-			if d.count(match) == n {
-				return n
-			}
-		case <-d.exited:
-			d.t.Fatalf("exited (%v) while serving", d.err)
-		case <-timeout:
-			d.t.Fatalf("the holder did not stall within %v", waitTimeout)
-		}
-	}
-}
-
 // settledFDs waits up to waitTimeout for the daemon's descriptor count to
 // come down to want, and returns the last count seen.
 func (d *daemon) settledFDs(want int) int {
@@ -503,20 +474,24 @@ func (d *daemon) settledFDs(want int) int {
 	}
 }
 
-// stableFDs returns the daemon's descriptor count once it has stopped
-// changing (the same over 100ms): goroutines close connections a moment
-// after their clients hang up.
-func (d *daemon) stableFDs() int {
+// sockets returns the sockets among the daemon's descriptors.
+func (d *daemon) sockets() map[string]bool {
 	d.t.Helper()
-	last := testutil.CountFDs(d.t, d.pid())
-	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		n := testutil.CountFDs(d.t, d.pid())
-		if n == last {
-			return n
+	return openSockets(d.t, d.pid())
+}
+
+// fdsWithSockets waits until the daemon's open sockets are exactly want
+// (as sockets returned them), and returns its descriptor count then. After
+// a client hangs up, the daemon closes its end of the connection a moment
+// later, on the connection's goroutine: this waits for that close itself.
+func (d *daemon) fdsWithSockets(want map[string]bool) int {
+	d.t.Helper()
+	var got map[string]bool
+	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if got = d.sockets(); maps.Equal(got, want) {
+			return testutil.CountFDs(d.t, d.pid())
 		}
-		last = n
 	}
-	d.t.Fatalf("fdholderd's descriptor count did not settle in %v", waitTimeout)
+	d.t.Fatalf("fdholderd's sockets are %v after %v, want %v", got, waitTimeout, want)
 	return 0
 }

@@ -220,7 +220,7 @@ func TestJSONLogs(t *testing.T) {
 	d := startServing(t, daemonOpts{socket: path, args: []string{"--log-level", "info"}})
 	c := dial(t, path)
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	if _, err := c.Store(ctx, "web", ln, fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestLogOptions(t *testing.T) {
 			waitSocket(t, path)
 			c := dial(t, path)
 			ctx := testCtx(t)
-			if _, err := c.Store(ctx, "web", listenTCP(t), fdholder.StoreOptions{}); err != nil {
+			if _, err := c.Store(ctx, "web", testutil.ListenTCP(t), fdholder.StoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			// A refusal an operator should see: logged at warn.
@@ -375,7 +375,7 @@ func TestNoDescriptorGrowth(t *testing.T) {
 	waitSocket(t, path)
 	c := dial(t, path)
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 
 	// One round first, so that whatever the runtime opens once is open.
 	round := func(c *fdholder.Client, name string) {
@@ -448,7 +448,7 @@ func TestReadiness(t *testing.T) {
 	}
 	c := dial(t, path)
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	for _, name := range []string{"a", "b", "c"} {
 		if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
 			t.Fatal(err)

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -28,6 +30,11 @@ type config struct {
 	// limits from the limit flags: a zero field is the default, a
 	// negative one turns the limit off (the flags take 0 for that).
 	limits holder.Limits
+
+	metricsAddress string // from --metrics-address; empty: no metrics
+	// metricsMaxListeners from --metrics-max-listeners: 0 is the default,
+	// negative none (the flag takes 0 for that), as metrics.Options has it.
+	metricsMaxListeners int
 }
 
 // errUsage marks a command line that cannot be run (exit status 2).
@@ -35,6 +42,7 @@ var errUsage = errors.New("usage error")
 
 const usage = `Usage: fdholderd [--socket PATH] [--socket-mode MODE] [--socket-group GROUP]
                  [--policy FILE] [LIMITS] [--log-format console|json] [--log-level LEVEL]
+                 [--metrics-address ADDRESS [--metrics-max-listeners N]]
        fdholderd --check [FLAGS] | --version | --help
 
 fdholderd holds sockets (listeners and others) on behalf of services, so that
@@ -48,7 +56,7 @@ Options:
                         may connect at all. 0660 with --socket-group lets a
                         group connect; what it may then do is the policy's
   --socket-group GROUP  the socket file's group, a name or a number
-  --policy FILE         the access policy (a TOML subset; docs/security.md).
+  --policy FILE         the access policy (TOML; docs/security.md).
                         Without it root and fdholderd's own uid may do
                         everything and every other uid nothing. A bad file
                         stops start-up with the line at fault; SIGHUP reloads
@@ -62,6 +70,15 @@ Options:
                         problem on a line "fdholderd: check: ..." and exit
                         1. An upgrade runs the new binary so, with the
                         running holder's flags, before executing it
+  --metrics-address ADDRESS
+                        serve Prometheus metrics at http://ADDRESS/metrics:
+                        a TCP HOST:PORT (such as 127.0.0.1:9727) or
+                        unix:PATH. Off by default. The metrics are listed
+                        in docs/operations.md; anyone who can connect can
+                        read them (entry names, queues): bind to loopback
+  --metrics-max-listeners N
+                        per-listener queue series for at most the first N
+                        held TCP listeners by name (default 1000; 0: none)
   --version             print "fdholderd VERSION" and exit 0
   -h, --help            print this help and exit
 
@@ -160,8 +177,24 @@ Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.
 // it cannot run.
 func parseFlags(args []string) (config, error) {
 	cfg := config{logFormat: "console", logLevel: zapcore.InfoLevel}
+	fs := newFlagSet(&cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return cfg, nil
+}
+
+// newFlagSet returns the flag set that parses into cfg. It is silent: run
+// prints the usage and the error itself.
+func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("fdholderd", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // run prints the usage and the error itself
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.Func("socket", "", func(s string) error {
 		if s == "" {
@@ -234,16 +267,21 @@ func parseFlags(args []string) (config, error) {
 	count("max-entries", &cfg.limits.MaxEntries)
 	count("max-entries-per-uid", &cfg.limits.MaxEntriesPerUID)
 	count("fd-reserve", &cfg.limits.FDReserve)
+	fs.Func("metrics-address", "", func(s string) error {
+		path, isUnix := strings.CutPrefix(s, "unix:")
+		if isUnix && path == "" {
+			return errors.New(`"unix:" without a path`)
+		}
+		if !isUnix {
+			if _, _, err := net.SplitHostPort(s); err != nil {
+				return fmt.Errorf("%q is not HOST:PORT or unix:PATH", s)
+			}
+		}
+		cfg.metricsAddress = s
+		return nil
+	})
+	count("metrics-max-listeners", &cfg.metricsMaxListeners)
 	duration("idle-timeout", &cfg.limits.IdleTimeout)
 	duration("request-timeout", &cfg.limits.RequestTimeout)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return config{}, err
-		}
-		return config{}, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return cfg, nil
+	return fs
 }

@@ -3,6 +3,10 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +44,12 @@ func TestParseFlags(t *testing.T) {
 			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, limits: holder.Limits{MaxConns: 10, MaxConnsPerUID: 3, MaxEntries: 100000, MaxEntriesPerUID: 5, IdleTimeout: 30 * time.Second, RequestTimeout: 2 * time.Second, FDReserve: 16}}},
 		{name: "zero turns limits off", args: []string{"--max-conns", "0", "--max-conns-per-uid", "0", "--max-entries", "0", "--max-entries-per-uid", "0", "--idle-timeout", "0", "--request-timeout", "0s", "--fd-reserve", "0"},
 			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, limits: holder.Limits{MaxConns: -1, MaxConnsPerUID: -1, MaxEntries: -1, MaxEntriesPerUID: -1, IdleTimeout: -1, RequestTimeout: -1, FDReserve: -1}}},
+		{name: "metrics tcp", args: []string{"--metrics-address", "127.0.0.1:9727", "--metrics-max-listeners", "50"},
+			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, metricsAddress: "127.0.0.1:9727", metricsMaxListeners: 50}},
+		{name: "metrics unix, no listener series", args: []string{"--metrics-address", "unix:/run/fdholder/metrics.sock", "--metrics-max-listeners", "0"},
+			want: config{logFormat: "console", logLevel: zapcore.InfoLevel, metricsAddress: "unix:/run/fdholder/metrics.sock", metricsMaxListeners: -1}},
+		{name: "metrics address without port", args: []string{"--metrics-address", "127.0.0.1"}, wantErr: errUsage},
+		{name: "metrics unix without path", args: []string{"--metrics-address", "unix:"}, wantErr: errUsage},
 		{name: "socket mode not octal", args: []string{"--socket-mode", "0690"}, wantErr: errUsage},
 		{name: "socket mode too wide", args: []string{"--socket-mode", "04660"}, wantErr: errUsage},
 		{name: "socket mode zero", args: []string{"--socket-mode", "0"}, wantErr: errUsage},
@@ -134,5 +144,82 @@ func TestUsage(t *testing.T) {
 				t.Errorf("stdout = %q, want nothing on a usage error", stdout)
 			}
 		})
+	}
+}
+
+// TestCheckPolicy runs fdholderd --check --policy FILE as an operator
+// would before a reload: it validates the file without starting.
+func TestCheckPolicy(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.toml", "rule = [\n  {uid = 65534, ops = ['get'], names = ['pub/*']},\n  {uid = 65533, ops = ['list'], names = ['**']},\n]\n")
+	one := write("one.toml", "\uFEFF[[rule]]\nuid = 65534\nops = ['get']\nnames = ['pub/*']\n")
+	empty := write("empty.toml", "# nothing yet\n")
+	bad := write("bad.toml", "[[rule]]\nuid = 65534\nops = [\n  'get',\n  'read',\n]\nnames = ['**']\n")
+	tests := []struct {
+		name       string
+		policy     string
+		wantCode   int
+		wantStdout string // the whole of it
+		wantStderr string
+	}{
+		{name: "no policy", wantStdout: "fdholderd: ok\n"},
+		{name: "good", policy: good, wantStdout: "fdholderd: policy " + good + ": 2 rules\nfdholderd: ok\n"},
+		{name: "one rule", policy: one, wantStdout: "fdholderd: policy " + one + ": 1 rule\nfdholderd: ok\n"},
+		{name: "empty", policy: empty, wantStdout: "fdholderd: ok\n", wantStderr: fmt.Sprintf("fdholderd: warning: policy %s has no rules: only root and uid %d (fdholderd's) may use the holder\n", empty, os.Getuid())},
+		{name: "bad", policy: bad, wantCode: 1, wantStderr: "fdholderd: check: policy " + bad + `:5: unknown op "read"; ops are store, get, take, delete, list and transfer` + "\n"},
+		{name: "missing", policy: filepath.Join(dir, "none.toml"), wantCode: 1, wantStderr: "fdholderd: check: policy " + filepath.Join(dir, "none.toml") + ": open " + filepath.Join(dir, "none.toml") + ": no such file or directory\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"--check"}
+			if tt.policy != "" {
+				args = append(args, "--policy", tt.policy)
+			}
+			code, stdout, stderr := runOnce(t, nil, args...)
+			if code != tt.wantCode || stdout != tt.wantStdout || stderr != tt.wantStderr {
+				t.Errorf("fdholderd %q: exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr %q",
+					args, code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
+			}
+		})
+	}
+}
+
+// TestEveryFlagDocumented checks that each flag fdholderd defines has its
+// own line in --help, and appears in the synopsis of doc.go and of the
+// README, so that neither drifts from the code again.
+func TestEveryFlagDocumented(t *testing.T) {
+	docs := map[string]string{"--help": usage}
+	for name, path := range map[string]string{"doc.go": "doc.go", "README.md": "../../README.md"} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[name] = string(data)
+	}
+	n := 0
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
+		n++
+		t.Run(f.Name, func(t *testing.T) {
+			line := regexp.MustCompile(`(?m)^  --` + regexp.QuoteMeta(f.Name) + `( |$)`)
+			if !line.MatchString(usage) {
+				t.Errorf("--help has no line for --%s", f.Name)
+			}
+			mention := regexp.MustCompile(`[[ ]--` + regexp.QuoteMeta(f.Name) + `[] \n]`)
+			for _, doc := range []string{"doc.go", "README.md"} {
+				if !mention.MatchString(docs[doc]) {
+					t.Errorf("%s's synopsis lacks --%s", doc, f.Name)
+				}
+			}
+		})
+	})
+	if n < 13 {
+		t.Errorf("only %d flags defined; the flag set is not the one parseFlags uses", n)
 	}
 }

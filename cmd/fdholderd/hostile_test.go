@@ -44,14 +44,16 @@ func startHostile(t testing.TB, args ...string) *hostileHolder {
 		h.held[name] = storeNew(t, h.c, name)
 	}
 	// A round on a connection of its own, so that whatever the runtime
-	// opens once is open before counting.
+	// opens once is open before counting; counted once the holder has
+	// closed that connection and the entry it stored.
+	socks := h.d.sockets()
 	fresh := dial(t, path)
 	storeGet(t, fresh, "warm-up")
 	if err := fresh.Delete(testCtx(t), "warm-up"); err != nil {
 		t.Fatal(err)
 	}
 	fresh.Close()
-	h.before = h.d.stableFDs()
+	h.before = h.d.fdsWithSockets(socks)
 	return h
 }
 
@@ -103,7 +105,7 @@ func pipeFDs(t testing.TB) (int, int) {
 // the test.
 func tcpFD(t testing.TB) int {
 	t.Helper()
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	f, err := ln.File() // a duplicate in blocking mode: this test's copy only
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +439,7 @@ func TestHostileRequestTimeout(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := startHostile(t, "--request-timeout", "1s")
 	fill := dial(t, h.path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	for i := range listEntries {
 		name := fmt.Sprintf("big/%03d-%s", i, strings.Repeat("x", nameLen-10))
 		if _, err := fill.Store(testCtx(t), name, ln, fdholder.StoreOptions{}); err != nil {
@@ -575,7 +577,7 @@ func TestHostileNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The client refuses 256 before sending.
-	if _, err := h.c.Store(testCtx(t), max+"n", listenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
+	if _, err := h.c.Store(testCtx(t), max+"n", testutil.ListenTCP(t), fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrInvalidName) {
 		t.Errorf("store of a 256-byte name: %v, want ErrInvalidName", err)
 	}
 	h.check(t)

@@ -29,11 +29,20 @@ const holderUID = 4010
 // serving a socket every uid may connect to, with policy.
 func startLowLimit(t testing.TB, nofile int, policy string, args ...string) (*daemon, string) {
 	t.Helper()
-	dir := testutil.ShortDir(t)
-	if err := os.Chown(dir, holderUID, holderUID); err != nil {
+	// The holder runs as holderUID, so that the kernel charges descriptors
+	// in flight to a user without CAP_SYS_RESOURCE (unix(7)). Root's client
+	// trusts its socket directory only because root made it, inside a
+	// directory only root can write: as systemd's RuntimeDirectory= with
+	// User= does (ctlsock.TrustedHolders).
+	parent := testutil.ShortDir(t)
+	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	dir := filepath.Join(parent, "h")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, holderUID, holderUID); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "h.sock")
@@ -75,7 +84,7 @@ names = ["pub/a"]
 	d, path := startLowLimit(t, 256, policy)
 	c := dial(t, path)
 	storeNew(t, c, "pub/a")
-	before := d.stableFDs()
+	before := d.fdsWithSockets(d.sockets())
 
 	const conns, per = 120, 20
 	stop := startFlood(t, nobody, path, "get", "pub/a", fmt.Sprint(conns), fmt.Sprint(per))
@@ -128,14 +137,14 @@ any_owner = true
 `
 	d, path := startLowLimit(t, 512, policy)
 	c := dial(t, path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	ctx := testCtx(t)
 	for i := range 253 {
 		if _, err := c.Store(ctx, fmt.Sprintf("pub/%03d", i), ln, fdholder.StoreOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	before := d.stableFDs()
+	before := d.fdsWithSockets(d.sockets())
 
 	stop := startFlood(t, nobody, path, "dump", "pub/*", "3", "1")
 	f, _, err := c.Get(ctx, "pub/000")

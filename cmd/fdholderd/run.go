@@ -104,6 +104,13 @@ func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 	reg = holder.NewRegistry(opts)
 	defer reg.Close()
 
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	metricsObs, err := serveMetrics(metricsCtx, cfg, log, reg, mirror)
+	if err != nil {
+		return err
+	}
+
 	lns, err := recoverFromFDStore(log, reg, mirror, rec, source)
 	if err != nil {
 		return err
@@ -159,7 +166,7 @@ func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 	running := 0
 	startServing := func() {
 		srvMu.Lock()
-		srv = holder.NewServer(reg, holder.ServerOptions{Logger: audit, Access: access, Limits: limits})
+		srv = holder.NewServer(reg, holder.ServerOptions{Logger: audit, Access: access, Limits: limits, Requests: metricsObs})
 		srvMu.Unlock()
 		errc = make(chan error, len(lns))
 		running = len(lns)

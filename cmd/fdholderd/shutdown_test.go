@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,11 +29,11 @@ const (
 )
 
 // fillList stores listEntries entries with long names and returns how many
-// entries the first list page holds.
-func fillList(t testing.TB, c *fdholder.Client) int {
+// entries the first list page holds, and its size on the wire.
+func fillList(t testing.TB, c *fdholder.Client) (page, size int) {
 	t.Helper()
 	ctx := testCtx(t)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	for i := range listEntries {
 		name := fmt.Sprintf("e%03d-%s", i, strings.Repeat("x", nameLen-5))
 		if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
@@ -56,7 +58,12 @@ func fillList(t testing.TB, c *fdholder.Client) int {
 	if rep.Flags&proto.FlagMore == 0 {
 		t.Fatalf("the first page holds all %d entries; want several pages", len(rep.Entries))
 	}
-	return len(rep.Entries)
+	// Encodings are canonical: the reply re-encoded is the message received.
+	b, err := proto.AppendReply(nil, &rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rep.Entries), len(b)
 }
 
 func recvList(t testing.TB, pc *proto.Conn) proto.Reply {
@@ -144,31 +151,117 @@ func readLists(t testing.TB, pc *proto.Conn, page int) int {
 
 func isList(r record) bool { return r.str("msg") == "request" && r.str("op") == "list" }
 
-// stallQuiet is how long the holder must begin no request for the test to
-// take it as blocked; a list page takes well under a millisecond to build.
-const stallQuiet = 300 * time.Millisecond
-
 // startStalled starts a holder full of entries, with a connection whose
 // holder is blocked sending a reply. It returns the holder, the connection,
 // the size of a page, the list requests logged before, and how many of the
 // pipelined requests the holder has begun.
 func startStalled(t *testing.T) (d *daemon, path string, pc *proto.Conn, page, before, begun int) {
 	t.Helper()
+	_, err := exec.LookPath("ss")
+	testutil.NeedPeer(t, err == nil, "ss (iproute2) reads the sockets' queues: %v", err)
 	path = socketPath(t)
 	d = startServing(t, daemonOpts{socket: path})
 	c := dial(t, path)
-	page = fillList(t, c)
+	page, size := fillList(t, c)
 	c.Close()
 	// fillList's own list request: its log line may still be on its way
 	// through the pipe.
 	before = 1
 	d.waitFor("the first list", func(r record) bool { return isList(r) })
 	pc = pipelineLists(t, path)
-	begun = d.waitStalled(isList, before, stallQuiet) - before
+	begun = d.waitBlocked(pc, size, before)
 	if begun >= pipelined {
 		t.Fatalf("the holder answered all %d requests without blocking: nothing is in flight", pipelined)
 	}
 	return d, path, pc, page, before, begun
+}
+
+// waitBlocked waits until the holder is blocked in the middle of a request
+// on pc, and returns how many requests it has begun since the first before
+// list lines. Two facts decide, not a pause in the log:
+//   - the holder's end of the connection has as many bytes allocated for
+//     sending (replies queued at the client count against it) as its send
+//     buffer holds, so sendmsg(2) cannot proceed until the client reads
+//     (sock_alloc_send_pskb waits while sk_wmem_alloc >= sk_sndbuf; ss -xm
+//     shows them as t and tb);
+//   - the holder has logged (it logs a request before sending its reply)
+//     more requests than there are replies queued at the client (all the
+//     same size): one request is begun and its reply is not out.
+func (d *daemon) waitBlocked(pc *proto.Conn, replySize, before int) int {
+	d.t.Helper()
+	ino := socketInode(d.t, pc.UnixConn()) // the number ss shows
+	timeout := time.After(waitTimeout)
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	var client, holder unixSock
+	for {
+		_, changed := d.log.snapshot()
+		begun := d.count(isList) - before
+		client, holder = connSocks(d.t, ino)
+		if client.recvQ%replySize != 0 {
+			d.t.Fatalf("%d bytes queued at the client: not whole replies of %d", client.recvQ, replySize)
+		}
+		if holder.wmem >= holder.sndbuf && begun > client.recvQ/replySize {
+			return begun
+		}
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-d.exited:
+			d.t.Fatalf("exited (%v) while serving", d.err)
+		case <-timeout:
+			d.t.Fatalf("the holder did not block within %v: %d requests begun, client %+v, holder %+v",
+				waitTimeout, begun, client, holder)
+		}
+	}
+}
+
+// unixSock is what ss(8) reports about one AF_UNIX socket.
+type unixSock struct {
+	inode, peer  uint64
+	recvQ        int // bytes queued to be read (unix_inq_len)
+	wmem, sndbuf int // skmem t and tb: bytes allocated for sending, and the limit
+}
+
+// connSocks returns the socket with inode ino and its peer, from ss -xm.
+func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
+	t.Helper()
+	out, err := exec.Command("ss", "-x", "-a", "-m", "-H").Output()
+	if err != nil {
+		t.Fatalf("ss -xamH: %v", err)
+	}
+	found := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		// Netid State Recv-Q Send-Q Local Port Peer Port skmem:(...)
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.HasPrefix(f[8], "skmem:(") {
+			continue
+		}
+		var s unixSock
+		s.recvQ, _ = strconv.Atoi(f[2])
+		s.inode, _ = strconv.ParseUint(f[5], 10, 64)
+		s.peer, _ = strconv.ParseUint(f[7], 10, 64)
+		for _, kv := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(f[8], "skmem:("), ")"), ",") {
+			switch {
+			case strings.HasPrefix(kv, "tb"):
+				s.sndbuf, _ = strconv.Atoi(kv[2:])
+			case strings.HasPrefix(kv, "t"):
+				s.wmem, _ = strconv.Atoi(kv[1:])
+			}
+		}
+		switch {
+		case s.inode == ino:
+			self = s
+			found++
+		case s.peer == ino:
+			peer = s
+			found++
+		}
+	}
+	if found != 2 || self.peer != peer.inode || self.inode != peer.peer {
+		t.Fatalf("ss does not show socket %d and its peer: %+v %+v\n%s", ino, self, peer, out)
+	}
+	return self, peer
 }
 
 func TestSIGTERMFinishesRequestInFlight(t *testing.T) {

@@ -155,7 +155,7 @@ func TestIdleConnectionsKeepNoPages(t *testing.T) {
 	// what is measured here.
 	d := startServing(t, daemonOpts{socket: path, bin: plainBinary(t), args: []string{"--log-level", "info"}})
 	c := dial(t, path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	ctx := testCtx(t)
 	long := strings.Repeat("n", 200)
 	for i := range entries {

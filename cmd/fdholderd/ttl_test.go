@@ -47,7 +47,7 @@ func TestTTLProtocolLimit(t *testing.T) {
 			return errors.New(r.stderr)
 		}},
 		{name: "go client", store: func(t *testing.T) error {
-			_, err := c.Store(ctx, "far", listenTCP(t), fdholder.StoreOptions{TTL: tooLong})
+			_, err := c.Store(ctx, "far", testutil.ListenTCP(t), fdholder.StoreOptions{TTL: tooLong})
 			if !errors.Is(err, fdholder.ErrTooLarge) {
 				t.Errorf("Store: %v, want ErrTooLarge", err)
 			}
@@ -79,8 +79,8 @@ func TestTTLProtocolLimit(t *testing.T) {
 	}
 
 	// The longest ttl that fits, give or take the hour the test may take.
-	longest := proto.MaxTime.Sub(time.Now()) - time.Hour
-	e, err := c.Store(ctx, "far", listenTCP(t), fdholder.StoreOptions{TTL: longest})
+	longest := time.Until(proto.MaxTime) - time.Hour
+	e, err := c.Store(ctx, "far", testutil.ListenTCP(t), fdholder.StoreOptions{TTL: longest})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func storeEntries(t testing.TB, c *fdholder.Client, dir string, n int) []fdholde
 	}
 	ln.Close()
 	for i := range n {
-		ln := listenTCP(t)
+		ln := testutil.ListenTCP(t)
 		if _, err := c.Store(ctx, "tcp/"+string(rune('a'+i%26))+string(rune('a'+i/26)), ln, fdholder.StoreOptions{TTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +312,7 @@ func TestWatchdogAndStoreNotifications(t *testing.T) {
 	notify.waitFor(t, "WATCHDOG=1")
 
 	c := dial(t, path)
-	ln := listenTCP(t)
+	ln := testutil.ListenTCP(t)
 	if _, err := c.Store(testCtx(t), "web", ln, fdholder.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}

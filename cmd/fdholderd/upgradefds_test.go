@@ -28,7 +28,7 @@ func TestUpgradeAboveHalfTheLimit(t *testing.T) {
 	c := dial(t, path)
 	ctx := testCtx(t)
 	for i := range entries {
-		ln := listenTCP(t)
+		ln := testutil.ListenTCP(t)
 		if _, err := c.Store(ctx, fmt.Sprintf("e/%03d", i), ln, fdholder.StoreOptions{}); err != nil {
 			t.Fatal(err)
 		}

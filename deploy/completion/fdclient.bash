@@ -36,6 +36,10 @@ _fdclient() {
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
+	--pid | -pid)
+		COMPREPLY=($(compgen -W "$(ps -e -o pid= 2>/dev/null)" -- "$cur"))
+		return
+		;;
 	--timeout | -timeout | --ttl | -ttl | --wait | -wait | --fd | -fd)
 		return # a duration or a number: nothing to offer
 		;;
@@ -47,7 +51,7 @@ _fdclient() {
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W '--socket --timeout --version --help -h' -- "$cur"))
 		else
-			COMPREPLY=($(compgen -W 'listen store exec list delete transfer help' -- "$cur"))
+			COMPREPLY=($(compgen -W 'listen store adopt exec list delete transfer help' -- "$cur"))
 		fi
 		return
 	fi
@@ -62,7 +66,7 @@ _fdclient() {
 			return
 		fi
 		case ${COMP_WORDS[i]} in
-		--ttl | -ttl | --wait | -wait | --fd | -fd | --to | -to) ((i++)) ;;
+		--ttl | -ttl | --wait | -wait | --fd | -fd | --to | -to | --pid | -pid | --interval | -interval) ((i++)) ;;
 		--names | -names) [[ $cmd == transfer ]] && ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
@@ -71,17 +75,19 @@ _fdclient() {
 	case $cmd in
 	listen) flags='--replace --ttl' ;;
 	store) flags='--fd --replace --ttl' ;;
+	adopt) flags='--pid --fd --replace --ttl --dry-run' ;;
 	exec) flags='--wait --rebind --fallback' ;;
-	list) flags='--json --names' ;;
+	list) flags='--json --names --watch --interval' ;;
 	transfer) flags='--names --replace --to' ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$flags" -- "$cur"))
 		return
 	fi
-	# NAME: the first argument of listen, store and delete, any of exec's.
+	# NAME: the first argument of listen, store, adopt and delete, any of
+	# exec's.
 	case $cmd in
-	listen | store | delete) ((npos == 0)) && COMPREPLY=($(compgen -W "$(_fdclient_names)" -- "$cur")) ;;
+	listen | store | adopt | delete) ((npos == 0)) && COMPREPLY=($(compgen -W "$(_fdclient_names)" -- "$cur")) ;;
 	exec) COMPREPLY=($(compgen -W "$(_fdclient_names)" -- "$cur")) ;;
 	esac
 }

@@ -22,12 +22,14 @@ _fdholderd() {
 		;;
 	--socket-mode | -socket-mode | --max-conns | -max-conns | --max-conns-per-uid | -max-conns-per-uid | \
 		--max-entries | -max-entries | --max-entries-per-uid | -max-entries-per-uid | --idle-timeout | -idle-timeout | \
-		--request-timeout | -request-timeout | --fd-reserve | -fd-reserve)
+		--request-timeout | -request-timeout | --fd-reserve | -fd-reserve | \
+		--metrics-address | -metrics-address | --metrics-max-listeners | -metrics-max-listeners)
 		return
 		;;
 	esac
 	COMPREPLY=($(compgen -W '--socket --socket-mode --socket-group --policy --max-conns
 		--max-conns-per-uid --max-entries --max-entries-per-uid --idle-timeout --request-timeout --fd-reserve
-		--log-format --log-level --check --version --help -h' -- "$cur"))
+		--log-format --log-level --metrics-address --metrics-max-listeners --check --version
+		--help -h' -- "$cur"))
 }
 complete -F _fdholderd fdholderd

@@ -13,9 +13,8 @@
 // the holder and its clients use, and which holder uids a client talks to,
 // so that another user cannot squat a socket path (trust.go).
 // IsControlListener tells whether a descriptor passed by socket activation
-// (sd_listen_fds(3)) is such a listener.
+// (sd_listen_fds(3), read by internal/fdstore) is such a listener.
 //
-// It deliberately does not serve the socket (internal/holder does), read
-// LISTEN_FDS or talk to systemd (cmd/fdholderd does), or decide the socket
-// path (the root package's SocketPath does).
+// internal/holder serves the socket; the root package's SocketPath decides
+// its path.
 package ctlsock

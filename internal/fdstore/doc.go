@@ -18,7 +18,9 @@
 // 255 bytes), but the entry names travel in the metadata, where any byte
 // string round-trips.
 //
-// It does not decide what the holder holds (internal/holder), nor speak the
-// protocol; it talks to systemd only through $NOTIFY_SOCKET (sd_notify(3))
-// and reads what sd_listen_fds(3) passes.
+// It talks to systemd through $NOTIFY_SOCKET (notify.go: FDSTORE=1 and
+// FDSTOREREMOVE=1 with descriptors, sd_pid_notify_with_fds(3)) and reads
+// what sd_listen_fds(3) passes (recover.go: LISTEN_FDS, LISTEN_FDNAMES).
+// What the holder holds is internal/holder's to decide; Mirror copies the
+// registry's changes.
 package fdstore

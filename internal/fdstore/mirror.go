@@ -31,6 +31,24 @@ type Mirror struct {
 	socks  map[uint64]int  // stored sockets, by inode: entries holding each
 	expect map[string]item // recovered entries already in the store, by name
 	buf    []byte          // metadata encoding buffer
+	stats  Stats
+}
+
+// Stats counts what a Mirror did since it was made, for metrics: the
+// changes it sent to the store (an addition: the socket if new, then the
+// metadata; a removal: the metadata, then the socket if no entry holds it
+// any more), and those of which a message could not be sent. Recovered
+// entries adopted as they are send nothing and are not counted.
+type Stats struct {
+	Stores, StoreFailures   uint64
+	Removes, RemoveFailures uint64
+}
+
+// Stats returns the counts so far.
+func (m *Mirror) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
 }
 
 type item struct {
@@ -77,6 +95,7 @@ func (m *Mirror) add(c holder.Change) error {
 		m.byID[c.ID] = it
 		return nil
 	}
+	m.stats.Stores++
 	if m.socks[ino] == 0 {
 		if err := m.n.Store(SocketName(ino), fd); err != nil {
 			return m.failed(c, "store socket", err)
@@ -107,19 +126,30 @@ func (m *Mirror) remove(c holder.Change) {
 		return // its store had failed, and was logged then
 	}
 	delete(m.byID, c.ID)
+	m.stats.Removes++
+	sent := true
 	if err := m.n.Remove(it.meta); err != nil {
 		m.failed(c, "remove metadata", err) // logged; the error goes nowhere
+		sent = false
 	}
 	if m.socks[it.ino]--; m.socks[it.ino] <= 0 {
 		delete(m.socks, it.ino)
 		if err := m.n.Remove(SocketName(it.ino)); err != nil {
 			m.failed(c, "remove socket", err)
+			sent = false
 		}
+	}
+	if !sent {
+		m.stats.RemoveFailures++
 	}
 }
 
-// failed logs a change that could not be mirrored and returns the error.
+// failed logs a change that could not be mirrored and returns the error;
+// an addition stops at its first failure, so it counts it here too.
 func (m *Mirror) failed(c holder.Change, step string, err error) error {
+	if c.Added {
+		m.stats.StoreFailures++
+	}
 	msg := "file descriptor store: cannot mirror a change"
 	switch {
 	case c.Added && c.Why != "restore":
@@ -187,7 +217,9 @@ func (m *Mirror) Remove(names []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, name := range names {
+		m.stats.Removes++
 		if err := m.n.Remove(name); err != nil {
+			m.stats.RemoveFailures++
 			m.log.Warn("file descriptor store: cannot remove a stale descriptor",
 				zap.String("op", "fdstore"), zap.String("fd_name", name), zap.Error(err))
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/metrics"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
@@ -28,21 +29,26 @@ import (
 // and preallocated buffers, so that it allocates nothing: the allocations
 // reported are the holder's. "audit" logs each request as fdholderd does by
 // default (zap's console encoder, here into io.Discard), "audit-json" as
-// fdholderd --log-format json does; "nolog" does not log.
+// fdholderd --log-format json does; "nolog" does not log; "metrics" is
+// "nolog" with the request observer of fdholderd --metrics-address (not
+// scraped meanwhile: a scrape takes the registry's read lock, which a get
+// shares).
 //
 //	go test -run '^$' -bench ServerGet -benchmem ./internal/holder
 func BenchmarkServerGet(b *testing.B) {
 	for _, tt := range []struct {
 		name string
 		log  *zap.Logger
+		obs  holder.RequestObserver
 	}{
 		{name: "nolog"},
 		{name: "audit", log: auditLogger(false)},
 		{name: "audit-json", log: auditLogger(true)},
+		{name: "metrics", obs: metrics.New(metrics.Options{})},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			testutil.CheckLeaks(b)
-			path := serveBench(b, tt.log)
+			path := serveBench(b, holder.ServerOptions{Logger: tt.log, Requests: tt.obs})
 			c := holdertest.DialRaw(b, path, 5*time.Second)
 			req, err := proto.AppendRequest(nil, &proto.Request{Op: proto.OpGet, Name: "web"})
 			if err != nil {
@@ -122,7 +128,7 @@ func auditLogger(json bool) *zap.Logger {
 
 // serveBench serves a registry holding one TCP listener, "web", and returns
 // the socket path. Everything is closed at the end of the benchmark.
-func serveBench(b *testing.B, log *zap.Logger) string {
+func serveBench(b *testing.B, opts holder.ServerOptions) string {
 	b.Helper()
 	reg := holder.NewRegistry(holder.RegistryOptions{})
 	b.Cleanup(reg.Close)
@@ -158,7 +164,7 @@ func serveBench(b *testing.B, log *zap.Logger) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: log})
+	srv := holder.NewServer(reg, opts)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), uln) }()
 	b.Cleanup(func() {

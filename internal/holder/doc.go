@@ -11,17 +11,17 @@
 // Access hook about every request of a peer other than root and the
 // holder's own uid; checks that depend on an entry's owner run under the
 // registry's lock, so that the entry cannot change in between. The policy
-// file and its parser live in internal/policy, which implements Access;
-// this package does not import it. The Server also enforces the Limits
-// (connections, entries in total and per uid, idle and request timeouts,
-// a reserve of descriptors).
+// file and its decoding live in internal/policy, which implements Access
+// and imports this package (not the other way round). The Server also
+// enforces the Limits (connections, entries in total and per uid, idle and
+// request timeouts, a reserve of descriptors).
 //
 // An Observer (RegistryOptions.Observer) sees every entry that starts or
 // stops being held, in order, so that a copy can be kept elsewhere; dump and
 // load move entries in bulk between holders, behind one authorization point
 // (authorizeTransfer in transfer.go, which asks the Access).
 //
-// The package knows nothing of systemd, of command-line flags or of where
-// the control socket lives: cmd/fdholderd wires those, and internal/fdstore
-// implements the Observer that copies entries into systemd's store.
+// cmd/fdholderd wires systemd, the command-line flags and the control
+// socket to it, and internal/fdstore implements the Observer that copies
+// entries into systemd's store.
 package holder

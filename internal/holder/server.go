@@ -36,6 +36,10 @@ type ServerOptions struct {
 	// Limits bounds what peers can make the holder spend; zero fields take
 	// their defaults.
 	Limits Limits
+
+	// Requests, if set, is told of every request and connection (see
+	// RequestObserver). Nil: none.
+	Requests RequestObserver
 }
 
 // accessBox lets an interface value live in an atomic.Pointer.
@@ -52,6 +56,7 @@ type Server struct {
 	refusing  atomic.Int32 // connections beyond MaxConns being answered
 	handoff   atomic.Bool  // stopping for an upgrade: wait for no peer (Handoff)
 	refusals  *auditLimiter
+	reqs      RequestObserver
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
@@ -73,6 +78,7 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 		reg:       reg,
 		log:       log,
 		limits:    opts.Limits.WithDefaults(),
+		reqs:      opts.Requests,
 		holderUID: uint32(os.Getuid()),
 		listeners: make(map[*net.UnixListener]struct{}),
 		conns:     make(map[*proto.Conn]tracked),
@@ -139,7 +145,11 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			c.Close()
 			continue
 		}
-		switch why := s.track(c, cred.Uid); why {
+		why := s.track(c, cred.Uid)
+		if why != trackClosed && s.reqs != nil {
+			s.reqs.ConnOpened()
+		}
+		switch why {
 		case trackClosed:
 			c.Close()
 			return ErrServerClosed
@@ -208,6 +218,9 @@ func (s *Server) untrack(c *proto.Conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	c.Close()
+	if s.reqs != nil {
+		s.reqs.ConnClosed()
+	}
 	s.active.Done()
 }
 
@@ -236,6 +249,7 @@ func (s *Server) refuse(pc *proto.Conn, why int) {
 	pc.SetDeadline(time.Now().Add(refuseWait))
 	in := make([]byte, proto.MaxRequestSize)
 	n, fd, err := pc.Recv(in)
+	start := time.Now()
 	if fd != nil {
 		fd.Close()
 	}
@@ -248,6 +262,7 @@ func (s *Server) refuse(pc *proto.Conn, why int) {
 	if err == nil {
 		pc.Send(out, nil)
 	}
+	s.observeRequest(op, proto.CodeLimit, start)
 }
 
 // Shutdown stops accepting connections, lets every request in flight
@@ -329,6 +344,11 @@ type conn struct {
 	// does not escape, so logging a request allocates no field slice.
 	fields [8]zap.Field
 
+	// op and code are the last request audited, until observe reports it.
+	op      proto.Op
+	code    proto.Code
+	audited bool
+
 	// now is when the last request arrived (or the connection was
 	// accepted); readArmed and writeArmed when the read (idle) and write
 	// (request) deadlines were last set.
@@ -393,7 +413,9 @@ func (s *Server) serveConn(pc *proto.Conn) {
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
-			if !c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message}) {
+			ok := c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
+			c.observe()
+			if !ok {
 				return
 			}
 			continue
@@ -401,6 +423,7 @@ func (s *Server) serveConn(pc *proto.Conn) {
 		ok := c.handle(msg, c.fds)
 		release()
 		clear(c.fds) // handle owns them now
+		c.observe()
 		if !ok {
 			return
 		}
@@ -703,6 +726,9 @@ func auditLevel(err error) zapcore.Level {
 // audit writes the audit line of one request; the refusals of an
 // unprivileged peer are rate-limited per uid (auditlimit.go).
 func (c *conn) audit(op proto.Op, name string, err error) {
+	if c.s.reqs != nil {
+		c.op, c.code, c.audited = op, proto.CodeOf(err), true
+	}
 	level := auditLevel(err)
 	ce := c.s.log.Check(level, "request")
 	if ce == nil {

@@ -119,6 +119,17 @@ func TestParseAccepts(t *testing.T) {
 		{name: "plus sign", src: "[[rule]]\nuid = +7\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
 		{name: "uid 0", src: "[[rule]]\nuid = 0\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
 		{name: "comment after header", src: "[[rule]] # the first\nuid = 1\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		// All of TOML 1.0 is accepted, as users write it.
+		{name: "UTF-8 BOM", src: "\uFEFF[[rule]]\nuid = 1\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		{name: "literal strings", src: "[[rule]]\nuser = 'www-data'\nops = ['get']\nnames = ['www/**']\n", rules: 1},
+		{name: "multi-line strings", src: "[[rule]]\nuser = \"\"\"www-data\"\"\"\nops = ['''get''']\nnames = [\"\"\"\\\n  a\"\"\"]\n", rules: 1},
+		{name: "hex integer", src: "[[rule]]\nuid = 0x21\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		{name: "octal and binary integers", src: "[[rule]]\nuid = 0o41\nops = [\"get\"]\nnames = [\"a\"]\n[[rule]]\ngid = 0b100001\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 2},
+		{name: "underscore integer", src: "[[rule]]\nuid = 1_000\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		{name: "quoted keys", src: "[[rule]]\n\"uid\" = 1\n'ops' = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		{name: "quoted table name", src: "[[ \"rule\" ]]\nuid = 1\nops = [\"get\"]\nnames = [\"a\"]\n", rules: 1},
+		{name: "inline tables", src: "rule = [\n  {uid = 1, ops = [\"get\"], names = [\"a\"]},\n  {user = \"www-data\", ops = [\"list\"], names = [\"**\"], any_owner = true},\n]\n", rules: 2},
+		{name: "trailing commas and comments in arrays", src: "[[rule]]\nuid = 1\nops = [\"get\",]\nnames = [\"a\",\n# c\n\"b\"]\n", rules: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,15 +160,22 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{name: "key outside a rule", src: "uid = 1\n", want: `policy p.toml:1: key "uid" outside a [[rule]] table`},
 		{name: "other table", src: "[[grant]]\n", want: "policy p.toml:1: unknown table [[grant]]"},
-		{name: "plain table", src: "[rule]\n", want: "policy p.toml:1: tables other than [[rule]]"},
-		{name: "malformed header", src: "[[rule]\n", want: "policy p.toml:1: malformed table header"},
+		{name: "plain table", src: "[rule]\n", want: "policy p.toml:1: [rule] is a single table; write [[rule]]"},
+		{name: "sub-table", src: "[[rule]]\nuid = 1\n[rule.x]\n", want: "policy p.toml:3: unknown table [rule.x]"},
+		{name: "rule not an array", src: "rule = 1\n", want: "policy p.toml:1: rule must be an array of tables, not an integer"},
+		{name: "rule array of integers", src: "rule = [1]\n", want: "policy p.toml:1: rule must hold tables, not an integer"},
+		{name: "inline rule incomplete", src: "rule = [\n  {uid = 1, ops = ['get'], names = ['a']},\n  {uid = 2},\n]\n", want: "policy p.toml:3: rule has no ops"},
+		{name: "inline rule unknown key", src: "rule = [\n  {uid = 1,\n   allow = true},\n]\n", want: `policy p.toml:3: unknown key "allow"`},
+		{name: "key case", src: "[[rule]]\nUID = 1\n", want: `policy p.toml:2: unknown key "UID"`},
+		{name: "malformed header", src: "[[rule]\n", want: "policy p.toml:1: expected ']]'"},
 		{name: "unknown key", src: "[[rule]]\nuid = 1\nallow = true\n", want: `policy p.toml:3: unknown key "allow"`},
 		{name: "duplicate key", src: "[[rule]]\nuid = 1\n" + ok + "uid = 2\n", want: `policy p.toml:5: duplicate key "uid" (first set on line 2)`},
 		{name: "wrong type uid", src: "[[rule]]\nuid = \"33\"\n", want: "policy p.toml:2: uid must be an integer, not a string"},
 		{name: "wrong type ops", src: "[[rule]]\nuid = 1\nops = \"get\"\n", want: "policy p.toml:3: ops must be an array, not a string"},
 		{name: "wrong type any_owner", src: "[[rule]]\nany_owner = 1\n", want: "policy p.toml:2: any_owner must be a boolean, not an integer"},
 		{name: "ops of integers", src: "[[rule]]\nuid = 1\nops = [1]\n", want: "policy p.toml:3: ops must hold strings"},
-		{name: "mixed array", src: "[[rule]]\nuid = 1\nops = [\"get\", 1]\n", want: "policy p.toml:3: mixed types in an array"},
+		{name: "mixed array", src: "[[rule]]\nuid = 1\nops = [\"get\", 1]\n", want: "policy p.toml:3: ops must hold strings, not an integer"},
+		{name: "mixed array on its own lines", src: "[[rule]]\nuid = 1\nops = [\n\"get\",\n1,\n]\n", want: "policy p.toml:5: ops must hold strings, not an integer"},
 		{name: "unknown op", src: "[[rule]]\nuid = 1\nops = [\"read\"]\n", want: `policy p.toml:3: unknown op "read"`},
 		{name: "op twice", src: "[[rule]]\nuid = 1\nops = [\"get\", \"get\"]\n", want: `policy p.toml:3: op "get" listed twice`},
 		{name: "empty ops", src: "[[rule]]\nuid = 1\nops = []\n", want: "policy p.toml:3: ops is empty"},
@@ -174,30 +192,29 @@ func TestParseErrors(t *testing.T) {
 		{name: "second rule incomplete", src: "[[rule]]\nuid = 1\n" + ok + "[[rule]]\nuid = 2\n", want: "policy p.toml:5: rule has no ops"},
 		{name: "negative uid", src: "[[rule]]\nuid = -1\n", want: "policy p.toml:2: uid -1 is out of range"},
 		{name: "uid too large", src: "[[rule]]\nuid = 4294967295\n", want: "policy p.toml:2: uid 4294967295 is out of range"},
-		{name: "integer overflow", src: "[[rule]]\nuid = 99999999999999999999\n", want: "policy p.toml:2: integer 99999999999999999999 is out of range"},
-		{name: "hex integer", src: "[[rule]]\nuid = 0x21\n", want: `policy p.toml:2: invalid integer "0x21"`},
-		{name: "leading zero", src: "[[rule]]\nuid = 033\n", want: "leading zeros"},
-		{name: "underscore integer", src: "[[rule]]\nuid = 1_000\n", want: "only decimal digits"},
-		{name: "float", src: "[[rule]]\nuid = 1.5\n", want: `policy p.toml:2: invalid integer "1.5"`},
-		{name: "literal string", src: "[[rule]]\nuser = 'www-data'\n", want: "policy p.toml:2: literal strings"},
-		{name: "multi-line string", src: "[[rule]]\nuser = \"\"\"www\"\"\"\n", want: "policy p.toml:2: multi-line strings"},
-		{name: "inline table", src: "[[rule]]\nuid = {a = 1}\n", want: "policy p.toml:2: inline tables"},
-		{name: "nested array", src: "[[rule]]\nuid = 1\nops = [[\"get\"]]\n", want: "policy p.toml:3: nested arrays"},
-		{name: "dotted key", src: "[[rule]]\nrule.uid = 1\n", want: "policy p.toml:2: dotted keys"},
-		{name: "quoted key", src: "[[rule]]\n\"uid\" = 1\n", want: "policy p.toml:2: quoted keys"},
-		{name: "missing equals", src: "[[rule]]\nuid 1\n", want: `policy p.toml:2: expected '=' after key "uid"`},
-		{name: "missing value", src: "[[rule]]\nuid =\n", want: "policy p.toml:2: missing value"},
-		{name: "two values on a line", src: "[[rule]]\nuid = 1 gid = 2\n", want: "policy p.toml:2: unexpected 'g' after the value"},
-		{name: "unterminated string", src: "[[rule]]\nuser = \"www\n", want: "policy p.toml:2: unterminated string"},
-		{name: "bad escape", src: "[[rule]]\nuser = \"a\\qb\"\n", want: `policy p.toml:2: invalid escape "\\q"`},
-		{name: "surrogate escape", src: "[[rule]]\nuser = \"\\ud800\"\n", want: `policy p.toml:2: invalid escape \ud800`},
-		{name: "control char in string", src: "[[rule]]\nuser = \"a\x01\"\n", want: "policy p.toml:2: control character U+0001"},
+		{name: "integer overflow", src: "[[rule]]\nuid = 99999999999999999999\n", want: "policy p.toml:2: decimal number is too large"},
+		{name: "leading zero", src: "[[rule]]\nuid = 033\n", want: "policy p.toml:2: integers cannot have leading zeroes"},
+		{name: "float", src: "[[rule]]\nuid = 1.5\n", want: "policy p.toml:2: uid must be an integer, not a float"},
+		{name: "date", src: "[[rule]]\nuid = 1979-05-27\n", want: "policy p.toml:2: uid must be an integer, not a date or time"},
+		{name: "inline table", src: "[[rule]]\nuid = {a = 1}\n", want: "policy p.toml:2: uid must be an integer, not a table"},
+		{name: "nested array", src: "[[rule]]\nuid = 1\nops = [[\"get\"]]\n", want: "policy p.toml:3: ops must hold strings, not an array"},
+		{name: "dotted key", src: "[[rule]]\nrule.uid = 1\n", want: `policy p.toml:2: unknown key "rule.uid"`},
+		{name: "duplicate quoted key", src: "[[rule]]\nuid = 1\n\"uid\" = 2\n", want: `policy p.toml:3: duplicate key "uid" (first set on line 2)`},
+		{name: "missing equals", src: "[[rule]]\nuid 1\n", want: "policy p.toml:2: expected '=' after key"},
+		{name: "missing value", src: "[[rule]]\nuid =\n", want: "policy p.toml:2: unexpected character U+000A at start of value"},
+		{name: "two values on a line", src: "[[rule]]\nuid = 1 gid = 2\n", want: "policy p.toml:2: expected newline but got U+0067 'g'"},
+		{name: "unterminated string", src: "[[rule]]\nuser = \"www\n", want: "policy p.toml:2: basic strings cannot have new lines"},
+		{name: "bad escape", src: "[[rule]]\nuser = \"a\\qb\"\n", want: "policy p.toml:2: invalid escape character U+0071 'q'"},
+		{name: "surrogate escape", src: "[[rule]]\nuser = \"\\ud800\"\n", want: "policy p.toml:2: escape sequence is not a valid unicode code point"},
+		{name: "control char in string", src: "[[rule]]\nuser = \"a\x01\"\n", want: "policy p.toml:2: basic strings cannot have control characters"},
+		{name: "control char in comment", src: "[[rule]]\n# a\x01\n", want: "policy p.toml:2: control characters are not allowed in comments"},
 		{name: "invalid UTF-8", src: "[[rule]]\nuser = \"\xff\"\n", want: "policy p.toml:2: invalid UTF-8"},
-		{name: "unterminated array", src: "[[rule]]\nuid = 1\nops = [\"get\",\n", want: "policy p.toml:3: unterminated array"},
+		{name: "unterminated array", src: "[[rule]]\nuid = 1\nops = [\"get\",\n", want: "policy p.toml:3: array is incomplete"},
 		{name: "array without comma", src: "[[rule]]\nuid = 1\nops = [\"get\" \"list\"]\n", want: "policy p.toml:3: expected ',' or ']'"},
-		{name: "bare word", src: "[[rule]]\nuid = yes\n", want: `policy p.toml:2: invalid value "yes"`},
-		{name: "garbage line", src: "\n\n!!\n", want: "policy p.toml:3: unexpected '!' at the start of a line"},
-		{name: "lone CR", src: "[[rule]]\ruid = 1\n", want: "policy p.toml:1: unexpected byte 0x0d"},
+		{name: "bare word", src: "[[rule]]\nuid = yes\n", want: "policy p.toml:2: unexpected character U+0079 'y' at start of value"},
+		{name: "garbage line", src: "\n\n!!\n", want: "policy p.toml:3: invalid character at start of key: U+0021 '!'"},
+		{name: "lone CR", src: "[[rule]]\ruid = 1\n", want: "policy p.toml:1: expected newline but got U+000D"},
+		{name: "BOM not at the start", src: "[[rule]]\n\uFEFFuid = 1\n", want: "policy p.toml:2: invalid character at start of key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,5 +467,54 @@ names = ["**"]
 				t.Errorf("ListPrefixes = %q, %v; want %q, %v", got, all, tt.want, tt.wantsAll)
 			}
 		})
+	}
+}
+
+// TestParseTOML checks the values and places of rules written with the
+// TOML that the old subset refused: an inline array of tables, literal
+// strings, integers in other bases.
+func TestParseTOML(t *testing.T) {
+	p := parse(t, "\uFEFF# rules\nrule = [\n  {uid = 0x21, ops = ['get'], names = ['www/**']},\n\n  {group = 'web', ops = [\"list\"], names = [\"**\"], any_owner = true},\n]\n")
+	got := p.Rules()
+	if len(got) != 2 {
+		t.Fatalf("%d rules, want 2: %+v", len(got), got)
+	}
+	if r := got[0]; r.Ref() != "rule 1 (p.toml:3)" || r.Who != "uid 33" || *r.UID != 33 || !r.Grants("get") || r.Grants("list") || fmt.Sprint(r.Names) != "[www/**]" || r.AnyOwner {
+		t.Errorf("rule 1 = %+v (%s)", r, r.Ref())
+	}
+	if r := got[1]; r.Ref() != "rule 2 (p.toml:5)" || r.Who != "group web (gid 4001)" || *r.GID != 4001 || !r.Grants("list") || !r.AnyOwner {
+		t.Errorf("rule 2 = %+v (%s)", r, r.Ref())
+	}
+}
+
+// anyResolver resolves every name, for the examples of the docs.
+type anyResolver struct{}
+
+func (anyResolver) LookupUser(string) (uint32, error)  { return 1000, nil }
+func (anyResolver) LookupGroup(string) (uint32, error) { return 1000, nil }
+
+// TestDocExamples parses every TOML block of the README and
+// docs/security.md, so that the policies the docs show are ones that load.
+func TestDocExamples(t *testing.T) {
+	for _, doc := range []string{"../../README.md", "../../docs/security.md"} {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := regexp.MustCompile("(?s)```toml\n(.*?)```").FindAllSubmatch(data, -1)
+		if len(blocks) == 0 {
+			t.Fatalf("%s: no toml block", doc)
+		}
+		for i, b := range blocks {
+			t.Run(fmt.Sprintf("%s block %d", filepath.Base(doc), i+1), func(t *testing.T) {
+				p, err := Parse(doc, b[1], holderUID, anyResolver{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(p.Rules()) == 0 {
+					t.Error("no rules")
+				}
+			})
+		}
 	}
 }

@@ -1,7 +1,8 @@
 package proto
 
-// This file is the only place that sends or receives descriptors
-// (sendmsg/recvmsg with SCM_RIGHTS, unix(7)).
+// This file sends and receives the protocol's messages and their
+// descriptors (sendmsg/recvmsg with SCM_RIGHTS, unix(7)). The holder's other
+// sender of descriptors is internal/fdstore, to systemd's NOTIFY_SOCKET.
 
 import (
 	"context"

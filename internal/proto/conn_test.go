@@ -145,8 +145,10 @@ func TestSendDescriptor(t *testing.T) {
 	testutil.CheckLeaks(t)
 	a, peer := pair(t)
 	b := func() *Conn {
-		f := os.NewFile(uintptr(peer), "peer")
-		dup, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		// A duplicate, not an *os.File of peer: that file's finalizer would
+		// close peer's number a second time (pair closes it) at some later
+		// GC, whatever descriptor has that number by then.
+		dup, err := unix.FcntlInt(uintptr(peer), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("FH"))
 	f.Add([]byte{'F', 'H', 2, 1})
+	addSeeds(f, decodeRequestSeeds)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
 		if err != nil {
@@ -77,6 +78,7 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	addSeeds(f, decodeReplySeeds)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeReply(b)
 		if err != nil {
@@ -103,6 +105,7 @@ func FuzzEachRight(f *testing.F) {
 	f.Add((&Conn{sendb: one}).rights(7))
 	f.Add([]byte{})
 	f.Add(make([]byte, 15))
+	addSeeds(f, eachRightSeeds)
 	f.Fuzz(func(t *testing.T, oob []byte) {
 		n := 0
 		eachRight(oob, func(int) { n++ })

@@ -3,6 +3,8 @@ package proto
 import (
 	"errors"
 	"fmt"
+
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // Version is the protocol version this package speaks. The first four bytes
@@ -142,7 +144,7 @@ var (
 	ErrInvalidName        = errors.New("invalid name")
 	ErrNotFound           = errors.New("not found")
 	ErrExists             = errors.New("already held")
-	ErrNotSocket          = errors.New("not a socket")
+	ErrNotSocket          = sockfd.ErrNotSocket // one sentinel, whether the holder or a client found out
 	ErrBadDescriptors     = errors.New("wrong number of descriptors")
 	ErrPermission         = errors.New("permission denied")
 	ErrTooLarge           = errors.New("too large")

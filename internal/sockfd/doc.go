@@ -8,7 +8,4 @@
 // the descriptor blocking: O_NONBLOCK belongs to the open file description
 // shared with every process that holds the socket. An *FD therefore owns the
 // raw descriptor itself and changes none of its flags.
-//
-// The package does not know what a descriptor is held for; internal/holder
-// decides that.
 package sockfd

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -192,4 +195,54 @@ func StartUntilLine(t testing.TB, cmd *exec.Cmd, want string) (stop func()) {
 		t.Fatalf("%s: first line %q, want %q; stderr:\n%s", cmd.Path, s, want, stderr.String())
 	}
 	return stop
+}
+
+// WaitFor polls cond every 20 ms until it holds, and fails the test with
+// what after timeout. cond reads a fact (a log line, a process state, a
+// kernel counter); the timeout only bounds a hang.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ListenTCP returns a TCP listener on 127.0.0.1 at a port the kernel
+// picks, closed at the end of the test.
+func ListenTCP(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// StartTied starts cmd so that the kernel kills it (SIGKILL) if the test
+// process dies first (PR_SET_PDEATHSIG, prctl(2)). The signal fires when
+// the *thread* that forked exits, and the Go runtime ends a thread whose
+// goroutine exits while locked to it: so cmd is started from a thread of
+// its own, kept until release is called, after cmd has been reaped.
+func StartTied(cmd *exec.Cmd) (release func(), err error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started, done := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- cmd.Start()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
+		close(done)
+		return nil, err
+	}
+	return func() { close(done) }, nil
 }

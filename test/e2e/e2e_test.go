@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -192,19 +193,6 @@ func (p *process) logOutput(t testing.TB) {
 	}
 }
 
-// waitFor polls cond every 20ms until it returns true, and fails the test
-// with what after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // holderd is a running fdholderd.
 type holderd struct {
 	socket string
@@ -221,7 +209,7 @@ func startHolder(t testing.TB, dir string) *holderd {
 	h := &holderd{socket: filepath.Join(testutil.ShortDir(t), "h.sock")}
 	h.proc = startProcess(t, "fdholderd", dir, filepath.Join(dir, "fdholderd.log"), "",
 		fdholderdBin, "--socket", h.socket, "--log-format", "console", "--log-level", "debug")
-	waitFor(t, startTimeout, "fdholderd to serve on "+h.socket, func() bool {
+	testutil.WaitFor(t, startTimeout, "fdholderd to serve on "+h.socket, func() bool {
 		if h.proc.exited() {
 			t.Fatalf("fdholderd exited before serving: %v", h.proc.err)
 		}
@@ -296,16 +284,37 @@ func (h *holderd) entry(t testing.TB, name string) (listEntry, bool) {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago: the
-// baselines without a holder need a number to give gunicorn's --bind. (With
-// the holder, port 0 is bound once and read back, which has no race.)
+// baselines without a holder need a number to give gunicorn's --bind, and
+// bind it again at every restart. (With the holder, port 0 is bound once
+// and read back, which has no race.) The port is outside the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range): a port in it can be taken
+// between two gunicorns by any outgoing connection on the machine, wrk's
+// own included (a connect from port P to port P with nothing listening
+// connects to itself), and gunicorn then cannot bind it again ("Connection
+// in use"). Ports outside the range are only ever taken by an explicit bind.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	lo, hi := 32768, 60999 // the kernel's default range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, _ = strconv.Atoi(f[0])
+			hi, _ = strconv.Atoi(f[1])
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 200 {
+		port := 10000 + rand.IntN(55000)
+		if port >= lo && port <= hi {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use: try another
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("free port: no free port outside the ephemeral range %d-%d in 200 tries", lo, hi)
+	return 0
 }
 
 // isRefused reports whether err is a refused connection (ECONNREFUSED:

@@ -117,8 +117,7 @@ func (g *gunicornServer) start(t testing.TB) *process {
 	t.Helper()
 	gen := g.started
 	g.started++
-	args := []string{g.python, "-m", "gunicorn", "--chdir", g.app, "--access-logfile", g.accessLog(gen)}
-	args = append(args, gunicornArgs...)
+	args := g.baseArgs(gen)
 	if g.holder == nil {
 		args = append(args, "--bind", g.addr())
 	} else {
@@ -129,26 +128,10 @@ func (g *gunicornServer) start(t testing.TB) *process {
 		args = append([]string{fdclientBin, "--socket", g.holder.socket, "exec", spec, "--"}, args...)
 	}
 	args = append(args, "app:app")
-	p := startProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, filepath.Join(g.dir, fmt.Sprintf("gunicorn-%d.log", gen)), "", args...)
-	t.Cleanup(func() {
-		if p.exited() {
-			return
-		}
-		var workers []procIdentity
-		for _, pid := range procChildren(t, p.pid()) {
-			if _, start, ok := procStat(pid); ok {
-				workers = append(workers, procIdentity{pid: pid, start: start})
-			}
-		}
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		for _, w := range workers {
-			w.kill(t)
-		}
-	})
+	p := g.launch(t, gen, args)
 	if g.holder != nil && gen == 0 {
 		var e listEntry
-		waitFor(t, startTimeout, `fdclient exec to store "web"`, func() bool {
+		testutil.WaitFor(t, startTimeout, `fdclient exec to store "web"`, func() bool {
 			if p.exited() {
 				t.Fatalf("gunicorn #0 exited before the socket was stored: %v", p.err)
 			}
@@ -168,13 +151,51 @@ func (g *gunicornServer) start(t testing.TB) *process {
 	return p
 }
 
+// baseArgs is the command line of generation gen without its socket and
+// its app: gunicorn with the settings every test shares and its own access
+// log.
+func (g *gunicornServer) baseArgs(gen int) []string {
+	args := []string{g.python, "-m", "gunicorn", "--chdir", g.app, "--access-logfile", g.accessLog(gen)}
+	return append(args, gunicornArgs...)
+}
+
+// launch starts generation gen of gunicorn with args, its output in
+// gunicorn-GEN.log. At the end of the test a generation still running is
+// killed with its workers.
+func (g *gunicornServer) launch(t testing.TB, gen int, args []string) *process {
+	t.Helper()
+	p := startProcess(t, fmt.Sprintf("gunicorn #%d", gen), g.app, g.log(gen), "", args...)
+	t.Cleanup(func() {
+		if p.exited() {
+			return
+		}
+		var workers []procIdentity
+		for _, pid := range procChildren(t, p.pid()) {
+			if _, start, ok := procStat(pid); ok {
+				workers = append(workers, procIdentity{pid: pid, start: start})
+			}
+		}
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		for _, w := range workers {
+			w.kill(t)
+		}
+	})
+	return p
+}
+
+// log is the file where generation gen writes its output.
+func (g *gunicornServer) log(gen int) string {
+	return filepath.Join(g.dir, fmt.Sprintf("gunicorn-%d.log", gen))
+}
+
 // waitServing waits until the server answers a request with the app's 200
 // "ok\n". With the holder the first request already waits in the held
 // socket's queue until a worker accepts it; without it, requests are
 // refused until gunicorn has bound the port.
 func (g *gunicornServer) waitServing(t testing.TB, p *process) {
 	t.Helper()
-	waitFor(t, startTimeout, p.name+" to serve on "+g.addr(), func() bool {
+	testutil.WaitFor(t, startTimeout, p.name+" to serve on "+g.addr(), func() bool {
 		if p.exited() {
 			t.Fatalf("%s exited before serving: %v", p.name, p.err)
 		}
@@ -195,7 +216,7 @@ func (g *gunicornServer) waitServing(t testing.TB, p *process) {
 func (g *gunicornServer) workers(t testing.TB, p *process) []procIdentity {
 	t.Helper()
 	var ws []procIdentity
-	waitFor(t, startTimeout, p.name+"'s 2 workers", func() bool {
+	testutil.WaitFor(t, startTimeout, p.name+"'s 2 workers", func() bool {
 		ws = ws[:0]
 		for _, pid := range procChildren(t, p.pid()) {
 			if _, start, ok := procStat(pid); ok {

@@ -157,7 +157,7 @@ func waitAccepted(t testing.TB, c net.Conn, workers []procIdentity) int {
 	local := c.LocalAddr().(*net.TCPAddr).Port
 	server := c.RemoteAddr().(*net.TCPAddr).Port
 	acceptor := 0
-	waitFor(t, startTimeout, "a worker to accept the connection", func() bool {
+	testutil.WaitFor(t, startTimeout, "a worker to accept the connection", func() bool {
 		inode := serverSideInode(t, server, local)
 		if inode == 0 {
 			return false
@@ -238,7 +238,7 @@ func reapWorkers(t testing.TB, workers []procIdentity) {
 	for _, w := range left {
 		w.kill(t)
 	}
-	waitFor(t, exitTimeout, "the killed workers to exit", func() bool { return len(running()) == 0 })
+	testutil.WaitFor(t, exitTimeout, "the killed workers to exit", func() bool { return len(running()) == 0 })
 	t.Logf("workers %v of the killed master: exited on their own: %d; still running after %v, killed with SIGKILL: %v",
 		pids(workers), len(workers)-len(left), workerGrace, pids(left))
 }

@@ -72,16 +72,6 @@ func procStat(pid int) (state byte, start uint64, ok bool) {
 	return fields[0][0], start, true
 }
 
-// identify records pid's identity; it fails the test if pid is gone.
-func identify(t testing.TB, pid int) procIdentity {
-	t.Helper()
-	_, start, ok := procStat(pid)
-	if !ok {
-		t.Fatalf("process %d: gone", pid)
-	}
-	return procIdentity{pid: pid, start: start}
-}
-
 // alive reports whether the process still runs. A zombie does not: it has
 // exited, and the kernel closed its descriptors when it did. Orphans are
 // reaped by the pid-1 of the namespace, which the test does not control.

@@ -66,7 +66,7 @@ func TestRestartUnderLoad(t *testing.T) {
 // with SIGTERM and started again restarts times, each generation serving
 // loadPerGeneration requests before the next restart. It returns wrk's
 // report and the number of requests each generation served.
-func restartUnderLoad(t *testing.T, holder bool) (wrkResult, []int) {
+func restartUnderLoad(t *testing.T, holder bool) (testutil.WrkResult, []int) {
 	t.Helper()
 	dir := t.TempDir()
 	var h *holderd
@@ -107,7 +107,7 @@ func restartUnderLoad(t *testing.T, holder bool) (wrkResult, []int) {
 // requests.
 func waitLoad(t testing.TB, g *gunicornServer, gen int) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "gunicorn #"+itoa(gen)+" to serve "+itoa(loadPerGeneration)+" requests under load", func() bool {
 		return g.requestsServed(t, gen) >= loadPerGeneration
 	})
 }

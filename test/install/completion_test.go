@@ -137,11 +137,13 @@ type completionCase struct {
 }
 
 var completionCases = []completionCase{
-	{name: "commands", words: []string{"fdclient", ""}, want: []string{"listen", "store", "exec", "list", "delete", "transfer", "help"}},
+	{name: "commands", words: []string{"fdclient", ""}, want: []string{"listen", "store", "adopt", "exec", "list", "delete", "transfer", "help"}},
 	{name: "command prefix", words: []string{"fdclient", "de"}, want: []string{"delete"}},
 	{name: "global flags", words: []string{"fdclient", "--"}, want: []string{"--socket", "--timeout", "--version", "--help"}},
-	{name: "list flags", words: []string{"fdclient", "list", "--"}, want: []string{"--json", "--names"}},
+	{name: "list flags", words: []string{"fdclient", "list", "--"}, want: []string{"--json", "--names", "--watch", "--interval"}},
 	{name: "transfer flags", words: []string{"fdclient", "transfer", "--"}, want: []string{"--names", "--replace", "--to"}},
+	{name: "adopt flags", words: []string{"fdclient", "adopt", "--"}, want: []string{"--pid", "--fd", "--replace", "--ttl", "--dry-run"}},
+	{name: "adopt names after --pid", words: []string{"fdclient", "adopt", "--pid", "1", ""}, want: []string{"web", "api/v1", "admin"}},
 	{name: "held names", words: []string{"fdclient", "delete", ""}, want: []string{"web", "api/v1", "admin"}},
 	{name: "held names by prefix", words: []string{"fdclient", "delete", "a"}, want: []string{"api/v1", "admin"}},
 	{name: "exec names after a flag", words: []string{"fdclient", "--timeout", "5s", "exec", "--wait", "1s", "web", ""}, want: []string{"web", "api/v1", "admin"}},

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -205,24 +204,13 @@ func start(t testing.TB, dir, bootScript string) *machine {
 	m.unshare = exec.Command("unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--mount-proc",
 		"--uts", "--ipc", "--cgroup", "--net", "--propagation", "private", script, dir)
 	m.unshare.Stdout, m.unshare.Stderr = m.log, m.log
-	m.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig fires when the *thread* that forked exits, and the Go
-	// runtime ends a thread whose goroutine exits while locked to it (as
-	// inNetns does). So fork from a thread of its own, kept until the end.
-	started, release := make(chan error), make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		started <- m.unshare.Start()
-		<-release
-		runtime.UnlockOSThread()
-	}()
-	if err := <-started; err != nil {
-		close(release)
+	release, err := testutil.StartTied(m.unshare)
+	if err != nil {
 		t.Fatalf("unshare: %v", err)
 	}
 	t.Cleanup(func() {
 		m.kill()
-		close(release)
+		release()
 	})
 
 	deadline := time.Now().Add(waitTimeout)

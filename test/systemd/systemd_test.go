@@ -295,25 +295,7 @@ func TestExampleService(t *testing.T) {
 	}
 	get := func() string {
 		t.Helper()
-		var body string
-		m.waitFor("the example to answer", func() bool {
-			err := m.inNetns(func() error {
-				conn, err := net.DialTimeout("tcp", "127.0.0.1:8080", time.Second)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
-					return err
-				}
-				b, err := io.ReadAll(conn)
-				body = string(b)
-				return err
-			})
-			return err == nil && strings.HasSuffix(body, "hello from the example\n")
-		})
-		return body
+		return m.waitAnswer("the example to answer", "hello from the example\n")
 	}
 	if r := get(); !strings.HasPrefix(r, "HTTP/1.0 200") {
 		t.Errorf("reply %q", r)
@@ -335,4 +317,30 @@ func TestExampleService(t *testing.T) {
 		j, _ := m.run("journalctl", "--no-pager", "-n", "80")
 		t.Fatalf("%v\n%s", err, j)
 	}
+}
+
+// waitAnswer waits until a GET of http://127.0.0.1:8080/, made inside the
+// machine's network namespace, is answered with a body ending in body, and
+// returns the whole reply.
+func (m *machine) waitAnswer(what, body string) string {
+	m.t.Helper()
+	var reply string
+	m.waitFor(what, func() bool {
+		err := m.inNetns(func() error {
+			conn, err := net.DialTimeout("tcp", "127.0.0.1:8080", time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+				return err
+			}
+			b, err := io.ReadAll(conn)
+			reply = string(b)
+			return err
+		})
+		return err == nil && strings.HasSuffix(reply, body)
+	})
+	return reply
 }

@@ -421,13 +421,13 @@ func report(s *suite, quick bool) []byte {
 	}
 	p("\n")
 
-	p("## Latency of one get\n\nMedians and 99th percentiles of each round trip, measured by the client around each call (CLOCK_MONOTONIC). *c-fdh* is the C client of the raw baseline speaking the fdholder protocol to fdholderd: against *c-raw* it isolates the holder's own cost, against *go* the Go client's. *c-fdh-quiet* is the same against a holder run with `--log-level warn` (no audit line per request). *go-raw* is a Go program doing the get with blocking system calls and no client package (`bench/cmd/fdbench/raw.go`), *go-rawfile* the same wrapping each descriptor received in an `*os.File` as `Client.Get` does.\n\n")
+	p("## Latency of one get\n\nMedians and 99th percentiles of each round trip, measured by the client around each call (CLOCK_MONOTONIC). *c-fdh* is the C client of the raw baseline speaking the fdholder protocol to fdholderd: against *c-raw* it isolates the holder's own cost, against *go* the Go client's. *c-fdh-quiet* is the same against a holder run with `--log-level warn` (no audit line per request). *go-raw* is a Go program doing the get with blocking system calls and no client package (`bench/cmd/fdbench/raw.go`), *go-rawfile* the same wrapping each descriptor received in an `*os.File` as `Client.Get` does. *go-metrics* is *go* against a holder run with `--metrics-address` and scraped every second (`BENCH_ONLY=metrics bench/run` runs just this row beside *go*).\n\n")
 	p("*go-quiet* is the Go client against fdholderd with `--log-level warn`, beside *go* against the holder at its default settings. *go-listen* is `Client.Listen` (the get, then `net.FileListener` on the descriptor) and the listener's `Close`, what a Go service does at start.\n\n")
 	p("| System | Connection | Pinning | p50 | p99 | p50 vs raw C | gets |\n|---|---|---|---|---|---|---|\n")
 	for _, pin := range []string{"pinned", "unpinned"} {
 		for _, mode := range []string{"conn", "newconn"} {
 			base := s.lat["c-raw/"+mode+"/"+pin]
-			for _, sys := range []string{"c-raw", "s6", "go", "c-fdh", "c-fdh-quiet", "go-raw", "go-rawfile", "go-quiet", "go-listen"} {
+			for _, sys := range []string{"c-raw", "s6", "go", "go-metrics", "c-fdh", "c-fdh-quiet", "go-raw", "go-rawfile", "go-quiet", "go-listen"} {
 				m, ok := s.lat[sys+"/"+mode+"/"+pin]
 				if !ok {
 					continue
