@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fdholder/fdholder/internal/clientfd"
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -117,9 +118,15 @@ type Client struct {
 	path string
 
 	mu   sync.Mutex
-	conn *proto.Conn // nil until dialled, and after a failure
-	in   []byte      // reply buffer
-	out  []byte      // request buffer
+	conn *proto.BlockingConn // nil until dialled, and after a failure
+	in   []byte              // reply buffer
+	out  []byte              // request buffer
+
+	// A get's descriptor arrives in spare, and fds holds it: an FD and a
+	// slice that fetch empties again (the *os.File takes the descriptor),
+	// so that a get allocates only what it returns.
+	spare *sockfd.FD
+	fds   []*sockfd.FD
 }
 
 // SystemSocketPath is the socket of the system's holder, the default for
@@ -141,7 +148,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 			fallback = SystemSocketPath
 		}
 	}
-	c := &Client{path: path, in: make([]byte, proto.MaxReplySize)}
+	c := &Client{path: path, in: make([]byte, proto.MaxReplySize), spare: sockfd.New(-1), fds: make([]*sockfd.FD, 0, 1)}
 	conn, err := c.dial(ctx)
 	if err != nil && fallback != "" && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
 		c.path = fallback
@@ -171,12 +178,12 @@ func noHolderAt(err error) bool {
 // was made by one of them: SO_PEERCRED on a client's end gives the
 // credentials of the process that called listen(2) (unix(7)). A descriptor
 // handed to another user's holder would serve that user's purposes.
-func (c *Client) dial(ctx context.Context) (_ *proto.Conn, err error) {
+func (c *Client) dial(ctx context.Context) (_ *proto.BlockingConn, err error) {
 	trusted, err := ctlsock.TrustedHolders(c.path, os.Geteuid())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", c.path, err)
 	}
-	conn, err := proto.Dial(ctx, c.path)
+	conn, err := proto.DialBlocking(ctx, c.path)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -307,11 +314,23 @@ func (c *Client) Take(ctx context.Context, name string) (*os.File, Entry, error)
 }
 
 func (c *Client) fetch(ctx context.Context, op proto.Op, name string) (*os.File, Entry, error) {
+	fd, e, err := c.fetchFD(ctx, op, name, true)
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	return fd.File("fdholder:" + name), e, nil
+}
+
+// fetchFD is fetch without the *os.File: the descriptor stays out of the
+// runtime's netpoller, for a caller that only passes it on. With spare the
+// result is c.spare, which the caller must empty (File, Close) before the
+// next request; without, a new FD the caller owns.
+func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bool) (*sockfd.FD, Entry, error) {
 	if err := proto.ValidateName(name); err != nil {
 		return nil, Entry{}, fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	req := proto.Request{Op: op, Name: name}
-	rep, fds, err := c.roundTrip(ctx, &req, attach{}, op == proto.OpGet)
+	rep, fds, err := c.roundTrip(ctx, &req, attach{spare: spare}, op == proto.OpGet)
 	if err != nil {
 		return nil, Entry{}, err
 	}
@@ -319,7 +338,16 @@ func (c *Client) fetch(ctx context.Context, op proto.Op, name string) (*os.File,
 		sockfd.CloseAll(fds)
 		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, len(fds))
 	}
-	return fds[0].File("fdholder:" + name), entryFrom(&rep.Entry), nil
+	e := entryFrom(&rep.Entry)
+	e.Name = name // the same string, not the decoded copy
+	return fds[0], e, nil
+}
+
+func init() {
+	clientfd.Get = func(ctx context.Context, client any, name string) (*sockfd.FD, error) {
+		fd, _, err := client.(*Client).fetchFD(ctx, proto.OpGet, name, false)
+		return fd, err
+	}
 }
 
 // Delete removes the entry held under name; the holder closes its copy.
@@ -354,10 +382,12 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 }
 
 // attach is what a request carries: the descriptor of conn (a store), fds
-// (a load), or nothing. Either stays owned by the caller.
+// (a load), or nothing. Either stays owned by the caller. spare says the
+// reply's descriptor may arrive in c.spare (see fetchFD).
 type attach struct {
-	conn syscall.Conn
-	fds  []*sockfd.FD
+	conn  syscall.Conn
+	fds   []*sockfd.FD
+	spare bool
 }
 
 // roundTrip sends req with att and returns the reply and the descriptors it
@@ -369,44 +399,44 @@ type attach struct {
 func (c *Client) roundTrip(ctx context.Context, req *proto.Request, att attach, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	what := req.Op.String()
-	switch req.Op {
-	case proto.OpStore, proto.OpGet, proto.OpTake, proto.OpDelete:
-		what += " " + strconv.Quote(req.Name)
-	}
 	out, err := proto.AppendRequest(c.out[:0], req)
 	if err != nil {
-		return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), err)
 	}
 	c.out = out
 	for attempt := 0; ; attempt++ {
 		reused := c.conn != nil
 		if !reused {
 			if c.conn, err = c.dial(ctx); err != nil {
-				return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+				return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), err)
 			}
 		}
 		rep, fds, sent, err := c.exchange(ctx, out, att)
 		if err == nil {
 			if err := rep.Err(); err != nil {
 				sockfd.CloseAll(fds)
-				return rep, nil, fmt.Errorf("%s: %w", what, err)
+				return rep, nil, fmt.Errorf("%s: %w", what(req), err)
 			}
 			if rep.Op != req.Op {
 				sockfd.CloseAll(fds)
 				c.drop()
-				return rep, nil, fmt.Errorf("%s: %w: reply to %s", what, ErrBadRequest, rep.Op)
+				return rep, nil, fmt.Errorf("%s: %w: reply to %s", what(req), ErrBadRequest, rep.Op)
 			}
 			return rep, fds, nil
 		}
 		c.drop()
 		if ctx.Err() != nil {
-			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, ctx.Err())
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), ctx.Err())
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline is ctx's, which has passed: its
+			// timer may just not have marked ctx done yet.
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), context.DeadlineExceeded)
 		}
 		var pe *proto.Error
 		if errors.As(err, &pe) {
 			// The reply was malformed or of another protocol version.
-			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what, err)
+			return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), err)
 		}
 		// A broken reused connection (the holder restarted, say) earns one
 		// retry on a fresh one, if the request surely was not served or
@@ -414,15 +444,32 @@ func (c *Client) roundTrip(ctx context.Context, req *proto.Request, att attach, 
 		if reused && attempt == 0 && (!sent || idempotent) {
 			continue
 		}
-		return proto.Reply{}, nil, fmt.Errorf("%s: %w at %s: %w", what, ErrUnreachable, c.path, err)
+		return proto.Reply{}, nil, fmt.Errorf("%s: %w at %s: %w", what(req), ErrUnreachable, c.path, err)
 	}
+}
+
+// what names a request in an error: the operation, and the name for those
+// that take one. It is built only when an error needs it.
+func what(req *proto.Request) string {
+	switch req.Op {
+	case proto.OpStore, proto.OpGet, proto.OpTake, proto.OpDelete:
+		return req.Op.String() + " " + strconv.Quote(req.Name)
+	}
+	return req.Op.String()
 }
 
 // exchange writes one request and reads its reply; sent reports whether the
 // request reached the holder's socket.
 func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep proto.Reply, fds []*sockfd.FD, sent bool, err error) {
 	pc := c.conn
-	defer c.watch(ctx)()
+	stop := c.watch(ctx)
+	defer func() {
+		if stop() && err == nil {
+			// ctx ended just as the reply arrived: the reply stands, but
+			// the connection is shut down.
+			c.drop()
+		}
+	}()
 
 	if att.conn != nil {
 		err = pc.SendConn(out, att.conn)
@@ -432,7 +479,11 @@ func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep prot
 	if err != nil {
 		return rep, nil, false, err
 	}
-	n, fds, err := pc.RecvFDs(c.in, nil)
+	var spare *sockfd.FD
+	if att.spare {
+		fds, spare = c.fds[:0], c.spare
+	}
+	n, fds, err := pc.RecvFDs(c.in, fds, spare)
 	if err != nil {
 		return rep, nil, true, err
 	}
@@ -444,28 +495,36 @@ func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep prot
 	return rep, fds, true, nil
 }
 
-// watch makes ctx's deadline the connection's, and its cancellation an
-// immediate deadline, until the returned function is called.
+// watch makes ctx's deadline the connection's, and its cancellation a
+// shutdown(2) of the connection that wakes a blocked call, until the
+// returned function is called; that reports whether the cancellation fired
+// (the connection is then shut down). A ctx that can never be cancelled
+// (context.Background) costs nothing here.
 //
 // The returned function waits for a cancellation that fired meanwhile to
-// finish setting its deadline: otherwise, with ctx cancelled just as a round
-// trip ends, that deadline could land after the next request set its own,
-// and fail a request that has nothing to do with ctx.
-func (c *Client) watch(ctx context.Context) (stop func()) {
+// finish: the connection must not be closed under it.
+func (c *Client) watch(ctx context.Context) (stop func() bool) {
 	d, _ := ctx.Deadline() // the zero time when ctx has none: no deadline
 	pc := c.conn
 	pc.SetDeadline(d)
+	if ctx.Done() == nil {
+		return notFired
+	}
 	fired := make(chan struct{})
 	unwatch := context.AfterFunc(ctx, func() {
-		pc.SetDeadline(time.Unix(1, 0))
+		pc.Shutdown()
 		close(fired)
 	})
-	return func() {
-		if !unwatch() {
-			<-fired
+	return func() bool {
+		if unwatch() {
+			return false
 		}
+		<-fired
+		return true
 	}
 }
+
+func notFired() bool { return false }
 
 // drop closes a connection that failed, so the next request dials again.
 func (c *Client) drop() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/holdertest"
+	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -213,12 +214,7 @@ func TestReconnect(t *testing.T) {
 func TestContextCancel(t *testing.T) {
 	testutil.CheckLeaks(t)
 	// A peer that accepts and never answers.
-	path := filepath.Join(testutil.ShortDir(t), "mute.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, path := packetListener(t, "mute")
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
@@ -233,16 +229,94 @@ func TestContextCancel(t *testing.T) {
 	}
 }
 
-// TestVersionMismatch: a peer speaking another protocol version is reported
-// as such, not misread.
-func TestVersionMismatch(t *testing.T) {
-	testutil.CheckLeaks(t)
-	path := filepath.Join(testutil.ShortDir(t), "v2.sock")
+// packetListener listens on a new SOCK_SEQPACKET socket NAME.sock in a
+// short directory, as a holder would, for a peer that plays one; it is
+// closed when the test ends.
+func packetListener(t testing.TB, name string) (*net.UnixListener, string) {
+	t.Helper()
+	path := filepath.Join(testutil.ShortDir(t), name+".sock")
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return ln, path
+}
+
+// TestContextCancelWakes: cancelling a request's context wakes the client
+// blocked in recvmsg(2) (the connection is shut down), and the client's
+// next request dials again.
+func TestContextCancelWakes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ln, path := packetListener(t, "mute")
+	got := make(chan struct{})
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Read(make([]byte, 1024)); err == nil {
+			close(got) // the request arrived: the client is waiting for its reply
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-got
+		cancel()
+	}()
+	if _, err := c.List(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("list cancelled while waiting: %v, want Canceled", err)
+	}
+}
+
+// TestStaleTimeout: a request without a deadline on a connection whose
+// last request had a short one waits for its reply as long as it takes
+// (the socket's older SO_RCVTIMEO ends the wait early and is replaced).
+func TestStaleTimeout(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ln, path := packetListener(t, "slow")
+	const short = 20 * time.Millisecond
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1024)
+		for i := 0; ; i++ {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			if i == 1 {
+				// Longer than the first request's whole deadline: the
+				// reply must still be awaited.
+				time.Sleep(10 * short)
+			}
+			rep, err := proto.AppendReply(nil, &proto.Reply{Op: proto.OpList})
+			if err != nil {
+				return
+			}
+			c.Write(rep)
+		}
+	}()
+	c := dial(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), short)
+	defer cancel()
+	if _, err := c.List(ctx); err != nil {
+		t.Fatalf("first list, within %v: %v", short, err)
+	}
+	if _, err := c.List(context.Background()); err != nil {
+		t.Fatalf("second list, without a deadline: %v", err)
+	}
+}
+
+// TestVersionMismatch: a peer speaking another protocol version is reported
+// as such, not misread.
+func TestVersionMismatch(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ln, path := packetListener(t, "v2")
 	go func() {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -256,7 +330,7 @@ func TestVersionMismatch(t *testing.T) {
 		// A version 2 holder's reply: magic, version 2, then whatever.
 		c.Write([]byte{'F', 'H', 2, 0x82, 0, 0, 0, 2, 0xde, 0xad})
 	}()
-	_, _, err = dial(t, path).Get(context.Background(), "web")
+	_, _, err := dial(t, path).Get(context.Background(), "web")
 	if !errors.Is(err, fdholder.ErrUnsupportedVersion) || !strings.Contains(err.Error(), "holder speaks version 2") {
 		t.Fatalf("err = %v, want ErrUnsupportedVersion naming version 2", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // Listen returns a listener for the socket held under name. If none is
@@ -305,22 +305,11 @@ func (c *Client) unbind(network, address string) {
 	}
 }
 
-// dupFile duplicates sc's descriptor (F_DUPFD_CLOEXEC, inside Control so
-// that the shared O_NONBLOCK flag is left alone) into a new *os.File.
+// dupFile duplicates sc's descriptor (sockfd.DupConn) into a new *os.File.
 func dupFile(sc syscall.Conn, name string) (*os.File, error) {
-	rc, err := sc.SyscallConn()
+	fd, err := sockfd.DupConn(sc)
 	if err != nil {
 		return nil, err
 	}
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
-	}
-	return os.NewFile(uintptr(nfd), name), nil
+	return fd.File(name), nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/internal/clientfd"
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // execCmd is "exec [--wait DUR] [--rebind] [--fallback] [--vars FORMS]
@@ -133,22 +135,27 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		}
 		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
 	}
-	files := make([]*os.File, 0, len(c.specs))
+	// The sockets PROG gets stay FDs: a held one that is only passed on
+	// is never an *os.File, which would register it with the runtime's
+	// netpoller (and start the netpoller) for nothing.
+	fds := make([]*sockfd.FD, 0, len(c.specs))
 	var moved []*os.File // old sockets of --rebind, open until PROG starts
 	defer func() {
 		// Reached only when PROG was not executed.
-		for _, f := range append(files, moved...) {
+		sockfd.CloseAll(fds)
+		for _, f := range moved {
 			f.Close()
 		}
 	}()
 	for _, s := range c.specs {
-		f, old, err := c.fetch(ctx, a, s)
+		fd, old, err := c.fetch(ctx, a, s)
 		if err != nil && c.fallback && errors.Is(err, fdholder.ErrUnreachable) {
-			for _, f := range append(files, moved...) {
+			sockfd.CloseAll(fds)
+			for _, f := range moved {
 				f.Close()
 			}
 			moved = nil
-			files, err = c.bindDirectly(ctx, a, err)
+			fds, err = c.bindDirectly(ctx, a, err)
 			if err != nil {
 				return err
 			}
@@ -160,7 +167,7 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		if err != nil {
 			return err
 		}
-		files = append(files, f)
+		fds = append(fds, fd)
 		if old != nil {
 			moved = append(moved, old)
 		}
@@ -175,10 +182,10 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	}
 	argv := append([]string{c.prog}, c.args...)
 	env := execEnv(os.Environ(), os.Getpid(), names, c.vars)
-	err = execWithFiles(path, argv, env, files)
+	err = execWithFDs(path, argv, env, fds)
 	// The descriptor table of this thread is no longer the process's (see
-	// execWithFiles): return straight to main, which exits.
-	files, moved = nil, nil
+	// execWithFDs): return straight to main, which exits.
+	fds, moved = nil, nil
 	return fmt.Errorf("exec %s: %w", c.prog, err)
 }
 
@@ -190,7 +197,7 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 // another address is moved: old is a duplicate of the socket it had, which
 // the caller keeps open (close-on-exec) until PROG starts, so that the old
 // socket lives until its replacement is served.
-func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (f, old *os.File, err error) {
+func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
 	var deadline time.Time
 	if c.wait > 0 {
 		deadline = time.Now().Add(c.wait)
@@ -200,9 +207,9 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (f, old *os.Fil
 	interval := 10 * time.Millisecond
 	const maxInterval = 500 * time.Millisecond
 	for {
-		f, old, err := c.fetchOnce(ctx, a, s)
+		fd, old, err := c.fetchOnce(ctx, a, s)
 		if err == nil || c.wait == 0 || !s.retryable(err) {
-			return f, old, err
+			return fd, old, err
 		}
 		if errors.Is(err, fdholder.ErrUnreachable) {
 			a.close() // a holder that went away; dial its successor
@@ -236,21 +243,19 @@ func (c *execCmd) allBind() bool {
 // bindDirectly is --fallback: the holder is unreachable (why), so every
 // NAME=NETWORK:ADDRESS is bound here, unheld, with a warning on stderr, and
 // the returned sockets go to PROG as the held ones would have.
-func (c *execCmd) bindDirectly(ctx context.Context, a *app, why error) ([]*os.File, error) {
+func (c *execCmd) bindDirectly(ctx context.Context, a *app, why error) ([]*sockfd.FD, error) {
 	fmt.Fprintf(a.stderr, "fdclient: exec: warning: %s\n", strings.TrimPrefix(why.Error(), "exec: "))
-	files := make([]*os.File, 0, len(c.specs))
+	fds := make([]*sockfd.FD, 0, len(c.specs))
 	for _, s := range c.specs {
-		f, err := fdholder.Bind(ctx, s.addr.network, s.addr.address)
+		fd, err := fdOf(fdholder.Bind(ctx, s.addr.network, s.addr.address))
 		if err != nil {
-			for _, f := range files {
-				f.Close()
-			}
+			sockfd.CloseAll(fds)
 			return nil, fmt.Errorf("exec --fallback %q: %w", s.name, err)
 		}
-		files = append(files, f)
+		fds = append(fds, fd)
 		fmt.Fprintf(a.stderr, "fdclient: exec: warning: --fallback: bound %s for %q directly; it is not held, so connections are refused while PROG restarts until the holder is back\n", s.addr, s.name)
 	}
-	return files, nil
+	return fds, nil
 }
 
 // move is --rebind: it keeps a duplicate of the socket held under s.name
@@ -285,10 +290,10 @@ func (s execSpec) retryable(err error) bool {
 }
 
 // fetchOnce is one attempt of fetch.
-func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (f, old *os.File, err error) {
+func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
 	if s.addr == nil {
-		f, err := c.get(ctx, a, s.name)
-		return f, nil, err
+		fd, err := c.get(ctx, a, s.name)
+		return fd, nil, err
 	}
 	rctx, cancel := a.request(ctx)
 	defer cancel()
@@ -296,10 +301,11 @@ func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (f, old *os
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec: %q: %w", s.name, err)
 	}
-	f, _, err = client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
+	f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
 	var me *fdholder.MismatchError
 	if !errors.As(err, &me) {
-		return f, nil, err
+		fd, err := fdOf(f, err)
+		return fd, nil, err
 	}
 	held := me.Held.Network + ":" + me.Held.Address
 	if !fdholder.NetworkMatches(s.addr.network, me.Held.Network) {
@@ -309,19 +315,33 @@ func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (f, old *os
 		return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s as asked, and PROG would serve %s: "+
 			"use 'exec --rebind' to move %q to %s, or ask for %s", s.name, held, s.addr, me.Held.Address, s.name, s.addr.address, held)
 	}
-	return c.move(rctx, a, client, s, held)
+	f, old, err = c.move(rctx, a, client, s, held)
+	if fd, err = fdOf(f, err); err != nil && old != nil {
+		old.Close()
+		old = nil
+	}
+	return fd, old, err
 }
 
-// get is one Client.Get bounded by --timeout.
-func (c *execCmd) get(ctx context.Context, a *app, name string) (*os.File, error) {
-	rctx, cancel := a.request(ctx)
-	defer cancel()
+// get is one Client.Get bounded by --timeout, without an *os.File, nor a
+// timer (requestUntimed).
+func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, error) {
+	rctx := a.requestUntimed(ctx)
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
 	}
-	f, _, err := client.Get(rctx, name)
-	return f, err
+	return clientfd.Get(rctx, client, name)
+}
+
+// fdOf is f, a socket exec bound or moved (an *os.File already), as an FD:
+// a duplicate; f is closed. An err is passed through.
+func fdOf(f *os.File, err error) (*sockfd.FD, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return sockfd.DupConn(f)
 }
 
 // listenEnv returns environ with the variables of sd_listen_fds(3) for

@@ -21,7 +21,6 @@ package main
 // locked, so the private table is never shared with another thread.
 
 import (
-	"fmt"
 	"math"
 	"os"
 	"runtime"
@@ -29,36 +28,30 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
 // listenFDsStart is SD_LISTEN_FDS_START of sd_listen_fds(3).
 const listenFDsStart = 3
 
-// execWithFiles replaces the process image with the program at path (argv,
-// env as execve(2) takes them) holding files at descriptors 3, 4, ... in
+// execWithFDs replaces the process image with the program at path (argv,
+// env as execve(2) takes them) holding fds at descriptors 3, 4, ... in
 // order, with no other descriptor above 2 open. Standard input, output and
 // error are left as they are, and so is every descriptor's O_NONBLOCK flag,
 // which belongs to the open file description shared with other processes.
 //
-// It returns only on failure. files stay owned by the caller, but on
+// It returns only on failure. fds stay owned by the caller, but on
 // failure the calling goroutine is left locked to a thread whose descriptor
-// table is no longer the process's: the caller must not close files or
+// table is no longer the process's: the caller must not close fds or
 // open anything, only report the error and exit.
-func execWithFiles(path string, argv, env []string, files []*os.File) error {
-	n := len(files)
+func execWithFDs(path string, argv, env []string, fds []*sockfd.FD) error {
+	n := len(fds)
 	limit := listenFDsStart + n // the lowest descriptor that is not a target
 
-	// The numbers are read inside Control, never with Fd(): Fd would put
-	// the socket in blocking mode for every process that holds it.
 	src := make([]int, n)
-	for i, f := range files {
-		rc, err := f.SyscallConn()
-		if err != nil {
-			return fmt.Errorf("descriptor of %s: %w", f.Name(), err)
-		}
-		if err := rc.Control(func(fd uintptr) { src[i] = int(fd) }); err != nil {
-			return fmt.Errorf("descriptor of %s: %w", f.Name(), err)
-		}
+	for i, f := range fds {
+		src[i] = f.Sysfd()
 	}
 
 	// Never unlocked: from unshare on, this thread must not run anything
@@ -100,7 +93,7 @@ func execWithFiles(path string, argv, env []string, files []*os.File) error {
 	}
 
 	err := syscall.Exec(path, argv, env)
-	runtime.KeepAlive(files) // the originals stay open until here
+	runtime.KeepAlive(fds) // the originals stay open until here
 	return &os.PathError{Op: "execve", Path: path, Err: err}
 }
 

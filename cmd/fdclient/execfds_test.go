@@ -11,7 +11,7 @@ import (
 )
 
 // onPrivateTable runs f on a thread with a descriptor table of its own, as
-// execWithFiles does, and ends that thread afterwards, so that nothing f
+// execWithFDs does, and ends that thread afterwards, so that nothing f
 // does to descriptors reaches the test process. The thread is never the
 // thread group leader: /proc/self shows the leader's table, which the leak
 // checks of every later test read, and the runtime keeps the leader alive

@@ -163,7 +163,10 @@ Logging goes to stderr: a line per request (op, name, peer_uid, peer_gid,
 peer_pid, result, error, and on a denial the rule that decided) and lines
 for start-up, reloads, limits hit and shutdown. Refusal lines of a uid
 other than root and fdholderd's own are limited to 100 at once and 10 a
-second per uid; the next line says how many were dropped (suppressed). An error that
+second per uid; the next line says how many were dropped (suppressed).
+Request lines at info are buffered and written within 50 ms (at once on
+any warn line, on exit and before an upgrade): a kill -9 can lose the last
+50 ms of them. An error that
 stops fdholderd is printed as one line "fdholderd: ..." on stderr.
 
 Exit status: 0 after a clean shutdown, 1 on failure, 2 on a usage error.

@@ -1,17 +1,34 @@
 package main
 
 import (
+	"bufio"
 	"io"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// newLogger returns a logger writing to w, human-readable ("console") or
-// one JSON object per line ("json"), at level and above. Keys are stable:
-// ts, level, msg, then the fields (op, name, peer_uid, peer_gid, peer_pid,
-// result, error for the audit line of each request).
-func newLogger(format string, level zapcore.Level, w io.Writer) *zap.Logger {
+// auditFlushInterval is how long an audit line may wait in the buffer
+// before it is written: what a kill -9 can lose (docs/security.md).
+const auditFlushInterval = 50 * time.Millisecond
+
+// newLogger returns two loggers writing to w, human-readable ("console")
+// or one JSON object per line ("json"), at level and above. Keys are
+// stable: ts, level, msg, then the fields (op, name, peer_uid, peer_gid,
+// peer_pid, result, error for the audit line of each request).
+//
+// log is for fdholderd's own lines (start-up, reloads, upgrades, shutdown):
+// each is written at once. audit is for the holder's server, whose audit
+// line per request would otherwise cost a write(2) per request under a
+// lock: its lines below warn (requests served, and the ordinary refusals
+// not found and already held) are buffered and written together within
+// auditFlushInterval, or sooner when the buffer fills, when log writes a
+// line (so the order stays the order of events) and when either logger is
+// synced, which run does before it returns and the upgrade before its
+// execve(2).
+func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap.Logger) {
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "ts"
 	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
@@ -24,6 +41,71 @@ func newLogger(format string, level zapcore.Level, w io.Writer) *zap.Logger {
 		ec.EncodeTime = zapcore.ISO8601TimeEncoder
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
-	ws := zapcore.Lock(zapcore.AddSync(w))
-	return zap.New(zapcore.NewCore(enc, ws, level), zap.ErrorOutput(ws))
+	out := &logOut{w: bufio.NewWriterSize(w, 64<<10), interval: auditFlushInterval}
+	now := nowWriter{out}
+	log = zap.New(zapcore.NewCore(enc, now, level), zap.ErrorOutput(now))
+	// Refusals are logged at warn: those lines are written at once, as
+	// log's are; only info lines (requests served) wait in the buffer.
+	buffered := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l < zapcore.WarnLevel })
+	atOnce := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l >= zapcore.WarnLevel })
+	audit = zap.New(zapcore.NewTee(zapcore.NewCore(enc, out, buffered), zapcore.NewCore(enc, now, atOnce)), zap.ErrorOutput(now))
+	return log, audit
 }
+
+// logOut is the buffer both loggers share. Its Write buffers a line and
+// makes sure a flush is due within interval; Sync flushes.
+type logOut struct {
+	mu       sync.Mutex
+	w        *bufio.Writer
+	interval time.Duration
+	timer    *time.Timer // the flush that is due; nil when none is
+}
+
+func (o *logOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, err := o.w.Write(p)
+	if o.timer == nil && o.w.Buffered() > 0 {
+		o.timer = time.AfterFunc(o.interval, o.flushDue)
+	}
+	return n, err
+}
+
+// flushDue is the timer's flush.
+func (o *logOut) flushDue() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.timer = nil
+	o.w.Flush()
+}
+
+// Sync writes out every buffered line.
+func (o *logOut) Sync() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.flushLocked()
+}
+
+func (o *logOut) flushLocked() error {
+	if o.timer != nil {
+		o.timer.Stop()
+		o.timer = nil
+	}
+	return o.w.Flush()
+}
+
+// nowWriter writes each line through the shared buffer and flushes it, with
+// every audit line buffered before it, at once.
+type nowWriter struct{ o *logOut }
+
+func (n nowWriter) Write(p []byte) (int, error) {
+	n.o.mu.Lock()
+	defer n.o.mu.Unlock()
+	k, err := n.o.w.Write(p)
+	if ferr := n.o.flushLocked(); err == nil {
+		err = ferr
+	}
+	return k, err
+}
+
+func (n nowWriter) Sync() error { return n.o.Sync() }

@@ -50,9 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.check {
 		return check(cfg, stdout, stderr)
 	}
-	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
-	err = serve(ctx, cfg, log)
-	log.Sync()
+	log, audit := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	err = serve(ctx, cfg, log, audit)
+	log.Sync() // and audit's buffered lines: they share the buffer
 	if err != nil {
 		fmt.Fprintf(stderr, "fdholderd: %v\n", err)
 		return 1
@@ -64,7 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // shuts it down. The error it returns is the reason for a non-zero exit.
 // SIGUSR2 upgrades it in place (see upgrade.go); serve returns from an
 // upgrade only if it failed, and then keeps serving.
-func serve(ctx context.Context, cfg config, log *zap.Logger) error {
+//
+// audit is the server's logger, for its audit line per request (see
+// newLogger); log is for everything else.
+func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
 	// Caught from the start, even SIGHUP without --policy, whose default
 	// action would end the holder; in an upgraded image, from its first
 	// moment (package sigs).
@@ -163,7 +166,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger) error {
 	running := 0
 	startServing := func() {
 		srvMu.Lock()
-		srv = holder.NewServer(reg, holder.ServerOptions{Logger: log, Access: access, Limits: limits, Requests: metricsObs})
+		srv = holder.NewServer(reg, holder.ServerOptions{Logger: audit, Access: access, Limits: limits, Requests: metricsObs})
 		srvMu.Unlock()
 		errc = make(chan error, len(lns))
 		running = len(lns)

@@ -429,6 +429,12 @@ func (c *Conn) recvLarge(fd uintptr) bool {
 // and so moves its address buffer to the heap on every call, which would be
 // the holder's only allocation per request.
 func recvmsg(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, err error) {
+	return msgcall(unix.SYS_RECVMSG, fd, p, oob, flags)
+}
+
+// msgcall is recvmsg(2) or sendmsg(2) (trap) of one buffer p with the
+// control data oob, without an address, its message header on the stack.
+func msgcall(trap uintptr, fd int, p, oob []byte, flags int) (n, oobn, recvflags int, err error) {
 	var iov unix.Iovec
 	if len(p) > 0 {
 		iov.Base = &p[0]
@@ -440,7 +446,7 @@ func recvmsg(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, err erro
 		msg.Control = &oob[0]
 		msg.SetControllen(len(oob))
 	}
-	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	r, _, e := unix.Syscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
 	if e != 0 {
 		return 0, 0, 0, e
 	}

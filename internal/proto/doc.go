@@ -1,7 +1,8 @@
 // Package proto owns fdholder's wire protocol: the message types, their pure
 // encoding (Append*/Decode*, no I/O, fuzzed), the protocol's named limits and
-// error codes, and conn.go, which sends and receives its messages with
-// SCM_RIGHTS ancillary data (sendmsg/recvmsg, unix(7)).
+// error codes, and the two files that send and receive its messages with
+// SCM_RIGHTS ancillary data (sendmsg/recvmsg, unix(7)): conn.go through the
+// runtime's netpoller, blocking.go with blocking system calls.
 //
 // Messages travel over an AF_UNIX SOCK_SEQPACKET socket: the kernel keeps
 // message boundaries and delivers each message's descriptors with it, so a

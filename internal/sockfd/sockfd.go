@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -70,6 +71,29 @@ func (f *FD) Dup() (*FD, error) {
 	n, err := unix.FcntlInt(uintptr(f.Sysfd()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+	}
+	return New(n), nil
+}
+
+// DupConn duplicates the descriptor of sc (a *net.TCPListener, an
+// *os.File, ...) into a new FD that the caller must close; sc stays the
+// caller's. The duplicate is made inside sc's SyscallConn().Control with
+// F_DUPFD_CLOEXEC, never through Fd(), which would put the open file
+// description, shared with every other holder of it, in blocking mode.
+func DupConn(sc syscall.Conn) (*FD, error) {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		n, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
 	}
 	return New(n), nil
 }
@@ -330,3 +354,9 @@ func TCPQueue(f *FD) (queued, backlog uint32, err error) {
 	}
 	return ti.Unacked, ti.Sacked, nil
 }
+
+// Reset makes f own descriptor n if f owns nothing (it was closed or
+// released), and reports whether it did; an f that owns a descriptor is
+// left alone. It lets a caller that alone refers to f reuse it instead of
+// allocating another.
+func (f *FD) Reset(n int) bool { return f.n.CompareAndSwap(-1, int64(n)) }

@@ -139,7 +139,7 @@ func runGet(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	socket := fs.String("socket", "", "the holder's socket")
 	name := fs.String("name", "bench", "the held entry to get")
-	mode := fs.String("mode", "conn", "conn: one connection per worker; newconn: a connection per get")
+	mode := fs.String("mode", "conn", "conn: one connection per worker; newconn: a connection per get; listen: Client.Listen on one connection per worker; raw, rawfile: blocking system calls without the client package")
 	conc := fs.Int("c", 1, "concurrent workers, each with its own client")
 	iters := fs.Int("i", 0, "gets per worker (0: run for -d)")
 	dur := fs.Duration("d", time.Second, "how long to run when -i is 0")
@@ -175,6 +175,21 @@ func runGet(args []string) error {
 					return err
 				}
 				return f.Close()
+			}
+		case "listen":
+			// What a Go service does at start: Listen gets the held socket
+			// and makes a net.Listener of it.
+			c, err := fdholder.Dial(ctx, *socket)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ops[i] = func(ctx context.Context) error {
+				ln, err := c.Listen(ctx, *name, "tcp", "127.0.0.1:0")
+				if err != nil {
+					return err
+				}
+				return ln.Close()
 			}
 		case "raw", "rawfile":
 			// The decomposition of the Go client's cost: the same get with
