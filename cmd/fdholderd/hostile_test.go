@@ -342,10 +342,11 @@ func TestHostileVanishingPeers(t *testing.T) {
 		return request(r) && r.str("op") == "take" && r.str("result") == "not delivered"
 	}
 	restored := func(r record) bool { return mine(r) && r.str("msg") == "take not delivered" }
-	// The log is read as the holder writes it, so a count may miss the
-	// records of requests already answered. A request of its own on the
-	// well-behaved connection (served in order, audited before its reply)
-	// is logged after all of them: once it is in, so are they.
+	// The log is read as the holder writes it, so a count taken now may
+	// miss records of requests already answered, which would then stand
+	// for the vanished peers'. Instead, a request of its own on the
+	// well-behaved connection (audited before its reply) marks the place:
+	// only the records after it, in log order, are the vanished peers'.
 	const marker = "vanish/marker"
 	if err := h.c.Delete(testCtx(t), marker); !errors.Is(err, fdholder.ErrNotFound) {
 		t.Fatalf("delete %s: %v, want not found", marker, err)
