@@ -60,8 +60,13 @@ func TestEntryLimits(t *testing.T) {
 	if _, err := c.Store(ctx, "r/3", ln, fdholder.StoreOptions{}); !errors.Is(err, fdholder.ErrLimit) {
 		t.Errorf("store over the limit: %v, want ErrLimit", err)
 	}
+	// The log is read in the order it was written: once the last refusal's
+	// line (the Go client's r/3) is in, every earlier one is too.
 	d.waitFor("the per-uid limit's audit line", func(r record) bool {
 		return isLimit(r) && r.str("op") == "store" && r.str("name") == "m/3" && r.num("peer_uid") == 4000
+	})
+	d.waitFor("the last refusal's audit line", func(r record) bool {
+		return isLimit(r) && r.str("op") == "store" && r.str("name") == "r/3"
 	})
 	if n := d.count(isLimit); n != 4 {
 		t.Errorf("%d limit lines logged, want 4", n)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -99,8 +100,14 @@ func TestTTLProtocolLimit(t *testing.T) {
 		}
 	}
 	check("stored", c)
-	if r := runAs(t, asRoot, fdclientBin, "--socket", path, "list", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"expires_at": "`+want.UTC().Format(time.RFC3339Nano)) {
-		t.Errorf("fdclient list --json: exit %d, %s%s; want expires_at %s", r.code, r.stdout, r.stderr, want.UTC().Format(time.RFC3339Nano))
+	// Compared as times: RFC 3339 allows the fraction with or without its
+	// trailing zeros, and fdclient prints all nine digits.
+	r := runAs(t, asRoot, fdclientBin, "--socket", path, "list", "--json")
+	var listed []struct {
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); r.code != 0 || err != nil || len(listed) != 1 || !listed[0].ExpiresAt.Equal(want) {
+		t.Errorf("fdclient list --json: exit %d (%v), %s%s; want expires_at %s", r.code, err, r.stdout, r.stderr, want.UTC().Format(time.RFC3339Nano))
 	}
 
 	dst := filepath.Join(dir, "dst.sock")
