@@ -532,11 +532,7 @@ func (c *conn) get(req *proto.Request) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	ok := false
-	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
-		c.out = out
-		_, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
-	}
+	_, ok := c.passEntry(req, h)
 	h.Release()
 	return ok
 }
@@ -547,11 +543,7 @@ func (c *conn) take(req *proto.Request) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	delivered, ok := false, false
-	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
-		c.out = out
-		delivered, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
-	}
+	delivered, ok := c.passEntry(req, h)
 	if !delivered {
 		// The descriptor did not reach the peer: keep holding it.
 		restored := c.s.reg.Restore(h)
@@ -561,6 +553,17 @@ func (c *conn) take(req *proto.Request) bool {
 	}
 	h.Release()
 	return true
+}
+
+// passEntry encodes and passes the reply to a get or take of h (see pass);
+// a reply that cannot be encoded is neither delivered nor ok.
+func (c *conn) passEntry(req *proto.Request, h Handle) (delivered, ok bool) {
+	out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()})
+	if !encoded {
+		return false, false
+	}
+	c.out = out
+	return c.pass(req.Op, req.Name, out, h.FD(), nil)
 }
 
 func (c *conn) list(req *proto.Request) bool {
