@@ -595,16 +595,7 @@ func (c *conn) list(req *proto.Request) bool {
 	if more {
 		r.Flags = proto.FlagMore
 	}
-	out, ok := c.encode(b.out[:0], &r)
-	if !ok {
-		return false
-	}
-	b.out = out
-	if err := c.send(out, nil, nil); err != nil {
-		c.sendFailed(req.Op, err)
-		return false
-	}
-	return true
+	return c.replyIn(&b.out, &r)
 }
 
 // check asks the Access whether the peer may do op on name (owner: see
@@ -690,12 +681,15 @@ func (c *conn) replyErr(op proto.Op, err error) bool {
 
 // reply encodes and sends r, which carries no descriptor, and reports
 // whether it was sent. Replies with descriptors go through pass.
-func (c *conn) reply(r *proto.Reply) bool {
-	out, ok := c.encode(c.out[:0], r)
+func (c *conn) reply(r *proto.Reply) bool { return c.replyIn(&c.out, r) }
+
+// replyIn is reply encoding into the buffer *buf, which it keeps.
+func (c *conn) replyIn(buf *[]byte, r *proto.Reply) bool {
+	out, ok := c.encode((*buf)[:0], r)
 	if !ok {
 		return false
 	}
-	c.out = out
+	*buf = out
 	if err := c.send(out, nil, nil); err != nil {
 		c.sendFailed(r.Op, err)
 		return false
