@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -154,9 +155,9 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			c.Close()
 			return ErrServerClosed
 		case trackServe:
-			go s.serveConn(c)
+			go s.serveConn(c, cred)
 		default:
-			go s.refuse(c, why)
+			go s.refuse(c, why, cred)
 		}
 	}
 }
@@ -229,9 +230,9 @@ func (s *Server) untrack(c *proto.Conn) {
 // connection is closed. When many are refused at once, the rest are closed
 // without an answer, so that a flood costs no more than a bounded number of
 // goroutines.
-func (s *Server) refuse(pc *proto.Conn, why int) {
+func (s *Server) refuse(pc *proto.Conn, why int, cred *unix.Ucred) {
 	defer s.untrack(pc)
-	p, _ := peerOf(pc)
+	p, _ := peerOf(pc, cred)
 	msg := fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)
 	fields := []zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns),
 		zap.Uint32("peer_uid", p.UID), zap.Uint32("peer_gid", p.GID), zap.Int32("peer_pid", p.PID)}
@@ -363,13 +364,13 @@ type conn struct {
 // RequestTimeout and 9/8 of it.
 const deadlineSlack = 8
 
-func (s *Server) serveConn(pc *proto.Conn) {
+func (s *Server) serveConn(pc *proto.Conn, cred *unix.Ucred) {
 	defer s.untrack(pc)
 	// Every request but a load fits in proto.MaxRequestSize; a load (up to
 	// proto.MaxLoadRequestSize) is received into a buffer borrowed only
 	// while it is served (proto.Conn.RecvLarge).
 	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512), now: time.Now()}
-	p, err := peerOf(pc)
+	p, err := peerOf(pc, cred)
 	if err != nil {
 		s.log.Warn("cannot identify peer; closing", zap.Error(err))
 		return
