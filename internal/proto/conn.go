@@ -228,13 +228,16 @@ func (c *Conn) SendConn(b []byte, sc syscall.Conn) error {
 }
 
 // rights fills the send control buffer with one SCM_RIGHTS descriptor.
-func (c *Conn) rights(fd int) []byte {
-	b := c.sendb
+func (c *Conn) rights(fd int) []byte { return rightsIn(c.sendb, fd) }
+
+// rightsIn writes the control message of the one descriptor fd at the
+// start of b (at least rightsOneSize long) and returns it.
+func rightsIn(b []byte, fd int) []byte {
 	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
 	h.SetLen(unix.CmsgLen(4))
 	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
 	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(int32(fd)))
-	return b
+	return b[:rightsOneSize]
 }
 
 func (c *Conn) write(b, oob []byte) error {
