@@ -43,8 +43,8 @@ const (
 // MaxConns with an error; past it, such connections are closed at once.
 const maxRefusing = 64
 
-// refuseWait is how long a connection beyond MaxConns has to send its
-// request before it is closed without an answer.
+// refuseWait is how long a connection beyond MaxConns or MaxConnsPerUID
+// has to send its request before it is closed without an answer.
 const refuseWait = 200 * time.Millisecond
 
 // Limits bounds what peers can make the holder spend. The zero value of a
@@ -56,8 +56,8 @@ type Limits struct {
 	// (closed at once when many are being refused at the same time).
 	MaxConns int
 	// MaxConnsPerUID is the most connections served at once for one uid
-	// other than root and the holder's own uid; one more is refused as
-	// beyond MaxConns.
+	// other than root and the holder's own uid; one more is refused as one
+	// beyond MaxConns is, with a message naming the per-uid limit.
 	MaxConnsPerUID int
 	// MaxEntries is the most entries held in total.
 	MaxEntries int
@@ -66,8 +66,10 @@ type Limits struct {
 	MaxEntriesPerUID int
 	// IdleTimeout closes a connection that sends no request for this long.
 	IdleTimeout time.Duration
-	// RequestTimeout bounds how long sending one reply may block on a
-	// client that does not read; the connection is then closed.
+	// RequestTimeout bounds how long, from a request's arrival, its reply
+	// may wait for a client that does not read: for room at the peer, and,
+	// for a reply with descriptors, for the peer to read the reply before
+	// it (deliver.go, rules 1 and 2); the connection is then closed.
 	RequestTimeout time.Duration
 	// FDReserve is how many descriptors under the RLIMIT_NOFILE soft limit
 	// stay free: a store that would eat into them fails with

@@ -37,12 +37,9 @@ func (p *Peer) InGroup(gid uint32) bool {
 	return found
 }
 
-// peerOf reads the identity of the client at the other end of pc.
-func peerOf(pc *proto.Conn) (Peer, error) {
-	cred, err := pc.PeerCred()
-	if err != nil {
-		return Peer{}, err
-	}
+// peerOf reads the identity of the client at the other end of pc, whose
+// credentials (SO_PEERCRED) the caller has read already.
+func peerOf(pc *proto.Conn, cred *unix.Ucred) (Peer, error) {
 	p := Peer{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}
 	rc, err := pc.UnixConn().SyscallConn()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -154,9 +155,9 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			c.Close()
 			return ErrServerClosed
 		case trackServe:
-			go s.serveConn(c)
+			go s.serveConn(c, cred)
 		default:
-			go s.refuse(c, why)
+			go s.refuse(c, why, cred)
 		}
 	}
 }
@@ -229,9 +230,9 @@ func (s *Server) untrack(c *proto.Conn) {
 // connection is closed. When many are refused at once, the rest are closed
 // without an answer, so that a flood costs no more than a bounded number of
 // goroutines.
-func (s *Server) refuse(pc *proto.Conn, why int) {
+func (s *Server) refuse(pc *proto.Conn, why int, cred *unix.Ucred) {
 	defer s.untrack(pc)
-	p, _ := peerOf(pc)
+	p, _ := peerOf(pc, cred)
 	msg := fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)
 	fields := []zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns),
 		zap.Uint32("peer_uid", p.UID), zap.Uint32("peer_gid", p.GID), zap.Int32("peer_pid", p.PID)}
@@ -363,13 +364,13 @@ type conn struct {
 // RequestTimeout and 9/8 of it.
 const deadlineSlack = 8
 
-func (s *Server) serveConn(pc *proto.Conn) {
+func (s *Server) serveConn(pc *proto.Conn, cred *unix.Ucred) {
 	defer s.untrack(pc)
 	// Every request but a load fits in proto.MaxRequestSize; a load (up to
 	// proto.MaxLoadRequestSize) is received into a buffer borrowed only
 	// while it is served (proto.Conn.RecvLarge).
 	c := &conn{s: s, c: pc, in: make([]byte, proto.MaxRequestSize), out: make([]byte, 0, 512), now: time.Now()}
-	p, err := peerOf(pc)
+	p, err := peerOf(pc, cred)
 	if err != nil {
 		s.log.Warn("cannot identify peer; closing", zap.Error(err))
 		return
@@ -532,11 +533,7 @@ func (c *conn) get(req *proto.Request) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	ok := false
-	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
-		c.out = out
-		_, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
-	}
+	_, ok := c.passEntry(req, h)
 	h.Release()
 	return ok
 }
@@ -547,11 +544,7 @@ func (c *conn) take(req *proto.Request) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	delivered, ok := false, false
-	if out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()}); encoded {
-		c.out = out
-		delivered, ok = c.pass(req.Op, req.Name, out, h.FD(), nil)
-	}
+	delivered, ok := c.passEntry(req, h)
 	if !delivered {
 		// The descriptor did not reach the peer: keep holding it.
 		restored := c.s.reg.Restore(h)
@@ -561,6 +554,17 @@ func (c *conn) take(req *proto.Request) bool {
 	}
 	h.Release()
 	return true
+}
+
+// passEntry encodes and passes the reply to a get or take of h (see pass);
+// a reply that cannot be encoded is neither delivered nor ok.
+func (c *conn) passEntry(req *proto.Request, h Handle) (delivered, ok bool) {
+	out, encoded := c.encode(c.out[:0], &proto.Reply{Op: req.Op, Entry: *h.Entry()})
+	if !encoded {
+		return false, false
+	}
+	c.out = out
+	return c.pass(req.Op, req.Name, out, h.FD(), nil)
 }
 
 func (c *conn) list(req *proto.Request) bool {
@@ -592,16 +596,7 @@ func (c *conn) list(req *proto.Request) bool {
 	if more {
 		r.Flags = proto.FlagMore
 	}
-	out, ok := c.encode(b.out[:0], &r)
-	if !ok {
-		return false
-	}
-	b.out = out
-	if err := c.send(out, nil, nil); err != nil {
-		c.sendFailed(req.Op, err)
-		return false
-	}
-	return true
+	return c.replyIn(&b.out, &r)
 }
 
 // check asks the Access whether the peer may do op on name (owner: see
@@ -687,12 +682,15 @@ func (c *conn) replyErr(op proto.Op, err error) bool {
 
 // reply encodes and sends r, which carries no descriptor, and reports
 // whether it was sent. Replies with descriptors go through pass.
-func (c *conn) reply(r *proto.Reply) bool {
-	out, ok := c.encode(c.out[:0], r)
+func (c *conn) reply(r *proto.Reply) bool { return c.replyIn(&c.out, r) }
+
+// replyIn is reply encoding into the buffer *buf, which it keeps.
+func (c *conn) replyIn(buf *[]byte, r *proto.Reply) bool {
+	out, ok := c.encode((*buf)[:0], r)
 	if !ok {
 		return false
 	}
-	c.out = out
+	*buf = out
 	if err := c.send(out, nil, nil); err != nil {
 		c.sendFailed(r.Op, err)
 		return false

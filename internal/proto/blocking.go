@@ -152,7 +152,7 @@ func (c *BlockingConn) SendConn(b []byte, sc syscall.Conn) error {
 		return fmt.Errorf("descriptor: %w", err)
 	}
 	var werr error
-	if err := rc.Control(func(fd uintptr) { werr = c.send(b, c.rightsOf(int(fd))) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { werr = c.send(b, rightsIn(c.sendb, int(fd))) }); err != nil {
 		return fmt.Errorf("descriptor: %w", err)
 	}
 	return werr
@@ -177,15 +177,6 @@ func (c *BlockingConn) SendFDs(b []byte, fds []*sockfd.FD) error {
 		oob = c.sendb[:unix.CmsgSpace(4*len(fds))]
 	}
 	return c.send(b, oob)
-}
-
-// rightsOf is the control message of the one descriptor fd, in sendb.
-func (c *BlockingConn) rightsOf(fd int) []byte {
-	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
-	h.SetLen(unix.CmsgLen(4))
-	copy(c.sendb, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
-	putFD(c.sendb[unix.CmsgLen(0):], fd)
-	return c.sendb[:rightsOneSize]
 }
 
 func putFD(b []byte, fd int) {

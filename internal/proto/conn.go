@@ -228,13 +228,16 @@ func (c *Conn) SendConn(b []byte, sc syscall.Conn) error {
 }
 
 // rights fills the send control buffer with one SCM_RIGHTS descriptor.
-func (c *Conn) rights(fd int) []byte {
-	b := c.sendb
+func (c *Conn) rights(fd int) []byte { return rightsIn(c.sendb, fd) }
+
+// rightsIn writes the control message of the one descriptor fd at the
+// start of b (at least rightsOneSize long) and returns it.
+func rightsIn(b []byte, fd int) []byte {
 	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
 	h.SetLen(unix.CmsgLen(4))
 	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
 	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(int32(fd)))
-	return b
+	return b[:rightsOneSize]
 }
 
 func (c *Conn) write(b, oob []byte) error {
@@ -280,17 +283,27 @@ func (c *Conn) RecvFDs(b []byte, fds []*sockfd.FD) (n int, _ []*sockfd.FD, err e
 // one SCM_RIGHTS control message (at most MaxMessageFDs). fds stay owned
 // by the caller, who must keep them open until SendFDs returns.
 func (c *Conn) SendFDs(b []byte, fds []*sockfd.FD) error {
+	oob, err := rightsOfAll(fds)
+	if err != nil {
+		return err
+	}
+	return c.write(b, oob)
+}
+
+// rightsOfAll is the SCM_RIGHTS control message of fds (nil for none), or
+// an *Error of CodeTooLarge past MaxMessageFDs.
+func rightsOfAll(fds []*sockfd.FD) ([]byte, error) {
 	if len(fds) == 0 {
-		return c.write(b, nil)
+		return nil, nil
 	}
 	if len(fds) > MaxMessageFDs {
-		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+		return nil, Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
 	}
 	nums := make([]int, len(fds))
 	for i, f := range fds {
 		nums[i] = f.Sysfd()
 	}
-	return c.write(b, unix.UnixRights(nums...))
+	return unix.UnixRights(nums...), nil
 }
 
 // Unsent returns how many bytes this end has sent that the peer has not
@@ -319,18 +332,10 @@ func (c *Conn) unsent(fd uintptr) {
 // queue is full. A holder that is stopping replies this way, so that it
 // waits for no peer that does not read.
 func (c *Conn) SendNoWait(b []byte, fds []*sockfd.FD) error {
-	if len(fds) > MaxMessageFDs {
-		return Errorf(CodeTooLarge, "%d descriptors in one message, the kernel passes at most %d", len(fds), MaxMessageFDs)
+	oob, err := rightsOfAll(fds)
+	if err != nil {
+		return err
 	}
-	var oob []byte
-	if len(fds) > 0 {
-		nums := make([]int, len(fds))
-		for i, f := range fds {
-			nums[i] = f.Sysfd()
-		}
-		oob = unix.UnixRights(nums...)
-	}
-	var err error
 	if cerr := c.rc.Control(func(fd uintptr) {
 		err = unix.Sendmsg(int(fd), b, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 	}); cerr != nil {
