@@ -44,8 +44,10 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap
 	out := &logOut{w: bufio.NewWriterSize(w, 64<<10), interval: auditFlushInterval}
 	now := nowWriter{out}
 	log = zap.New(zapcore.NewCore(enc, now, level), zap.ErrorOutput(now))
-	// Refusals are logged at warn: those lines are written at once, as
-	// log's are; only info lines (requests served) wait in the buffer.
+	// Refusals an operator should see (denials, limits, malformed input)
+	// are logged at warn: those lines are written at once, as log's are;
+	// only info lines (requests served, not found, already held) wait in
+	// the buffer (holder's auditLevel).
 	buffered := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l < zapcore.WarnLevel })
 	atOnce := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l >= zapcore.WarnLevel })
 	audit = zap.New(zapcore.NewTee(zapcore.NewCore(enc, out, buffered), zapcore.NewCore(enc, now, atOnce)), zap.ErrorOutput(now))

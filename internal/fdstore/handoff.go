@@ -72,25 +72,16 @@ func (h *Handoff) SetSocketFile(f SocketFile) { h.file = &f }
 // NewHandoff returns an empty Handoff.
 func NewHandoff() *Handoff { return &Handoff{socks: make(map[uint64]bool)} }
 
-// AddControl adds a duplicate of the control listener ln's descriptor.
-// AddControl borrows ln until it returns; the caller may close ln after
-// that, the Handoff owns the duplicate. The duplicate is made with
-// F_DUPFD_CLOEXEC inside SyscallConn().Control, not through File(), which
-// would set the shared open file description blocking.
+// AddControl adds a duplicate of the control listener ln's descriptor
+// (sockfd.DupConn, which never sets the shared open file description
+// blocking as File() would). AddControl borrows ln until it returns; the
+// caller may close ln after that, the Handoff owns the duplicate.
 func (h *Handoff) AddControl(ln *net.UnixListener) error {
-	rc, err := ln.SyscallConn()
+	d, err := sockfd.DupConn(ln)
 	if err != nil {
 		return err
 	}
-	var d int
-	var derr error
-	if err := rc.Control(func(fd uintptr) { d, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return err
-	}
-	if derr != nil {
-		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
-	}
-	h.passed = append(h.passed, Passed{FD: d, Name: ControlName})
+	h.passed = append(h.passed, Passed{FD: d.Sysfd(), Name: ControlName})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,20 +93,11 @@ func (s *Socket) Send(state string, fds ...*sockfd.FD) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("notify %s: %w", firstLine(state), os.NewSyscallError("sendmsg", err))
+			first, _, _ := strings.Cut(state, "\n") // the first assignment names it
+			return fmt.Errorf("notify %s: %w", first, os.NewSyscallError("sendmsg", err))
 		}
 		return nil
 	}
-}
-
-// firstLine returns the first assignment of a state, to name it in errors.
-func firstLine(s string) string {
-	for i := range len(s) {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }
 
 // Store sends descriptor fd to the file descriptor store under name
