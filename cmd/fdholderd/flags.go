@@ -66,10 +66,11 @@ Options:
                         without binding: the flags, the policy file (the
                         FILE:LINE at fault), --socket-group, the socket path
                         and its directory (or the one it would be created
-                        in). Print "fdholderd: ok" and exit 0, or each
-                        problem on a line "fdholderd: check: ..." and exit
-                        1. An upgrade runs the new binary so, with the
-                        running holder's flags, before executing it
+                        in). Print how many rules the policy has, then
+                        "fdholderd: ok", and exit 0; or each problem on a
+                        line "fdholderd: check: ..." and exit 1. An upgrade
+                        runs the new binary so, with the running holder's
+                        flags, before executing it
   --metrics-address ADDRESS
                         serve Prometheus metrics at http://ADDRESS/metrics:
                         a TCP HOST:PORT (such as 127.0.0.1:9727) or
