@@ -189,7 +189,7 @@ func copyByFD(p *procfd.Process, sel SocketSelector, m *matcher) (_ *sockfd.FD, 
 		}
 		return nil, ProcessSocket{}, fmt.Errorf("%v: descriptor %d: %w", p, sel.FD, err)
 	}
-	s := processSocket(p, sel.FD, info)
+	s := processSocket(p.String(), p.PID, sel.FD, info)
 	if m != nil && !m.match(info) {
 		return nil, ProcessSocket{}, fmt.Errorf("%w: descriptor %d of %v is %s, not a %s socket of %s", ErrNoMatch, sel.FD, p, s.describe(), sel.Network, sel.Address)
 	}
@@ -218,6 +218,7 @@ func copyByAddress(p *procfd.Process, sel SocketSelector, m *matcher) (_ *sockfd
 		}
 	}()
 	seen := make(map[uint64]bool, len(socks))
+	process := p.String() // reads /proc/PID/comm: once, not per socket
 	for _, ps := range socks {
 		if seen[ps.Inode] {
 			continue
@@ -237,7 +238,7 @@ func copyByAddress(p *procfd.Process, sel SocketSelector, m *matcher) (_ *sockfd
 			fd.Close()
 			continue
 		}
-		s := processSocket(p, ps.FD, info)
+		s := processSocket(process, p.PID, ps.FD, info)
 		if serves(info) {
 			serving = append(serving, s)
 		}
@@ -262,8 +263,8 @@ func copyByAddress(p *procfd.Process, sel SocketSelector, m *matcher) (_ *sockfd
 		ErrAmbiguous, len(matches), p, want, strings.Join(fds, ", "))
 }
 
-func processSocket(p *procfd.Process, fd int, info sockfd.Info) ProcessSocket {
-	return ProcessSocket{Process: p.String(), PID: p.PID, FD: fd,
+func processSocket(process string, pid, fd int, info sockfd.Info) ProcessSocket {
+	return ProcessSocket{Process: process, PID: pid, FD: fd,
 		Network: info.Network, Address: info.Address, Listening: info.Listening}
 }
 

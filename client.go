@@ -330,17 +330,27 @@ func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bo
 		return nil, Entry{}, fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	req := proto.Request{Op: op, Name: name}
-	rep, fds, err := c.roundTrip(ctx, &req, attach{spare: spare}, op == proto.OpGet)
+	// fds is c.fds with spare: take its descriptor before the next
+	// request may reuse it, under the same lock.
+	c.mu.Lock()
+	rep, fds, err := c.roundTripLocked(ctx, &req, attach{spare: spare}, op == proto.OpGet)
+	var fd *sockfd.FD
+	n := len(fds)
+	if n == 1 {
+		fd = fds[0]
+	} else {
+		sockfd.CloseAll(fds)
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return nil, Entry{}, err
 	}
-	if len(fds) != 1 {
-		sockfd.CloseAll(fds)
-		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, len(fds))
+	if n != 1 {
+		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, n)
 	}
 	e := entryFrom(&rep.Entry)
 	e.Name = name // the same string, not the decoded copy
-	return fds[0], e, nil
+	return fd, e, nil
 }
 
 func init() {
@@ -399,6 +409,11 @@ type attach struct {
 func (c *Client) roundTrip(ctx context.Context, req *proto.Request, att attach, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.roundTripLocked(ctx, req, att, idempotent)
+}
+
+// roundTripLocked is roundTrip with c.mu held by the caller.
+func (c *Client) roundTripLocked(ctx context.Context, req *proto.Request, att attach, idempotent bool) (proto.Reply, []*sockfd.FD, error) {
 	out, err := proto.AppendRequest(c.out[:0], req)
 	if err != nil {
 		return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), err)

@@ -135,9 +135,11 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		}
 		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
 	}
-	// The sockets PROG gets stay FDs: a held one that is only passed on
-	// is never an *os.File, which would register it with the runtime's
-	// netpoller (and start the netpoller) for nothing.
+	// The sockets PROG gets stay FDs: a plain NAME's held socket, which
+	// is only passed on, is never an *os.File, which would register it
+	// with the runtime's netpoller (and start the netpoller) for nothing.
+	// A NAME=NETWORK:ADDRESS goes through ListenFile (or Bind), which
+	// returns an *os.File, and fdOf turns it into an FD.
 	fds := make([]*sockfd.FD, 0, len(c.specs))
 	var moved []*os.File // old sockets of --rebind, open until PROG starts
 	defer func() {
