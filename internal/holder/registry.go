@@ -26,7 +26,10 @@ type RegistryOptions struct {
 	Logger *zap.Logger
 
 	// OnChange, if set, is called with the number of held entries after
-	// every change, outside the registry's lock. It must not block.
+	// every change, outside the registry's lock. It must not block. The
+	// calls of changes made at once (a store and an expiry) may come in
+	// either order, so the count of the last call may be stale: read Len
+	// for the current one.
 	OnChange func(entries int)
 
 	// Observer, if set, sees every entry that starts or stops being held
