@@ -70,7 +70,7 @@ func recoverFromFDStore(log *zap.Logger, reg *holder.Registry, mirror *fdstore.M
 	}
 	loaded := 0
 	for _, e := range rec.Entries {
-		if _, err := reg.Load(e.Entry, e.FD, false); err != nil {
+		if _, err := reg.Load(e.Entry, e.FD, holder.StoreOptions{}); err != nil {
 			log.Warn("recovery: entry not held again", zap.String("name", e.Entry.Name), zap.Error(err))
 			continue
 		}
