@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -14,12 +12,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/cmd/fdholderd/internal/sigs"
 	"github.com/fdholder/fdholder/internal/ctlsock"
+	"github.com/fdholder/fdholder/internal/fdstore"
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/sdnotify"
-	"github.com/fdholder/fdholder/internal/version"
 )
 
 // shutdownGrace bounds the wait for requests in flight after SIGTERM. A
@@ -31,235 +28,216 @@ const shutdownGrace = 10 * time.Second
 // errForced: a second signal cut the graceful shutdown short.
 var errForced = errors.New("shutdown cut short by a second signal")
 
-// run is the whole program: it parses args, serves until SIGTERM or SIGINT,
-// and returns the exit status (0 clean, 1 failure, 2 usage error).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		io.WriteString(stdout, usage)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "fdholderd: %v\nRun 'fdholderd --help' for usage.\n", err)
-		return 2
-	}
-	if cfg.version {
-		io.WriteString(stdout, version.Line("fdholderd"))
-		return 0
-	}
-	if cfg.check {
-		return check(cfg, stdout, stderr)
-	}
-	log, audit := newLogger(cfg.logFormat, cfg.logLevel, stderr)
-	err = serve(ctx, cfg, log, audit)
-	log.Sync() // and audit's buffered lines: they share the buffer
-	if err != nil {
-		fmt.Fprintf(stderr, "fdholderd: %v\n", err)
-		return 1
-	}
-	return 0
+// holderd is a running fdholderd: the registry, the server on the control
+// sockets, and everything wired around them. Its life is run: start, then
+// loop until a stop signal or a failed listener, then shutdown. loop hands
+// SIGUSR2 to upgrade (upgrade.go); SIGHUP is reload's (policy.go), on a
+// goroutine of its own.
+//
+// Only run's goroutine touches the fields, except srv and access, which
+// reload reads and sets under mu.
+type holderd struct {
+	cfg   config
+	log   *zap.Logger // fdholderd's own lines
+	audit *zap.Logger // the server's audit line per request (newLogger)
+	sig   *sigs.Set
+
+	reg      *holder.Registry
+	mirror   *fdstore.Mirror // the file descriptor store's copy; nil without NOTIFY_SOCKET
+	nextSeq  uint64          // metadata names for an upgrade without a mirror
+	notifier *sdnotify.Notifier
+	requests holder.RequestObserver // the metrics' observer; nil without --metrics-address
+
+	lns       []*net.UnixListener // the control sockets' listeners, served by srv
+	sock      *ctlsock.Socket     // the socket this process (or the one it upgraded) bound; nil when activated
+	activated bool                // lns are systemd's (socket activation)
+	serveCtx  context.Context     // Serve's: never cancelled, see start
+
+	mu     sync.Mutex // guards srv and access for reload
+	srv    *holder.Server
+	access holder.Access
+
+	errc    chan error // each Serve's return
+	running int        // Serve calls not yet returned on errc
+
+	cleanup []func() // undone by close, last first
 }
 
-// serve runs the holder until a signal or a failure of a listener, then
-// shuts it down. The error it returns is the reason for a non-zero exit.
-// SIGUSR2 upgrades it in place (see upgrade.go); serve returns from an
-// upgrade only if it failed, and then keeps serving.
-//
-// audit is the server's logger, for its audit line per request (see
-// newLogger); log is for everything else.
-func serve(ctx context.Context, cfg config, log, audit *zap.Logger) error {
+func newHolderd(cfg config, log, audit *zap.Logger) *holderd {
+	return &holderd{cfg: cfg, log: log, audit: audit}
+}
+
+// run starts the holder, serves until a signal or a failure of a
+// listener, then shuts it down. The error it returns is the reason for a
+// non-zero exit. An upgrade returns from run only if it failed for good.
+func (d *holderd) run(ctx context.Context) error {
+	defer d.close()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	return d.shutdown(d.loop(ctx))
+}
+
+// onClose adds f to what close undoes.
+func (d *holderd) onClose(f func()) { d.cleanup = append(d.cleanup, f) }
+
+// close undoes what start set up, in reverse order: the reload goroutine,
+// the watchdog, the metrics, the registry, and last the signals, so that
+// a second stop signal never finds its default action before the holder
+// has cleaned up.
+func (d *holderd) close() {
+	for i := len(d.cleanup) - 1; i >= 0; i-- {
+		d.cleanup[i]()
+	}
+	d.cleanup = nil
+}
+
+// start brings the holder up: the policy, the descriptor limit, the
+// descriptors passed at start (an upgrade's or systemd's), the registry
+// with its file descriptor store mirror and readiness notifier, the
+// metrics, the recovered entries, the control sockets, the watchdog and
+// the reload goroutine; then it serves and sends READY=1. On an error what
+// it set up is left for close.
+func (d *holderd) start(ctx context.Context) error {
 	// Caught from the start, even SIGHUP without --policy, whose default
 	// action would end the holder; in an upgraded image, from its first
 	// moment (package sigs).
-	sig := sigs.Take()
-	defer sig.Release()
+	d.sig = sigs.Take()
+	d.onClose(d.sig.Release)
 
 	// A policy that does not load stops the start, before any socket exists.
-	access, err := loadAccess(cfg, log)
+	access, err := loadAccess(d.cfg, d.log)
 	if err != nil {
 		return err
 	}
-	limits := cfg.limits
-	raiseNoFile(log, limits.WithDefaults())
-	sockOpts, err := socketOptions(cfg)
+	d.access = access
+	raiseNoFile(d.log, d.cfg.limits.WithDefaults())
+	sockOpts, err := socketOptions(d.cfg)
 	if err != nil {
 		return err
 	}
 
-	rec, file, source, err := passedDescriptors(log)
+	rec, file, source, err := passedDescriptors(d.log)
 	if err != nil {
 		return err
 	}
-	mirror := newMirror(log, rec.NextSeq)
-	nextSeq := rec.NextSeq // metadata names for an upgrade without a mirror
+	d.mirror = newMirror(d.log, rec.NextSeq)
+	d.nextSeq = rec.NextSeq
 
 	// The registry reports changes to the notifier, which reads the count
 	// back from the registry on its own goroutine: OnChange never blocks.
-	var reg *holder.Registry
-	notifier := sdnotify.New(log, func() int { return reg.Len() })
-	opts := holder.RegistryOptions{Logger: log, OnChange: func(int) { notifier.Changed() }}
-	if mirror != nil {
-		opts.Observer = mirror
+	d.notifier = sdnotify.New(d.log, func() int { return d.reg.Len() })
+	opts := holder.RegistryOptions{Logger: d.log, OnChange: func(int) { d.notifier.Changed() }}
+	if d.mirror != nil {
+		opts.Observer = d.mirror
 	}
-	reg = holder.NewRegistry(opts)
-	defer reg.Close()
+	d.reg = holder.NewRegistry(opts)
+	d.onClose(d.reg.Close)
 
 	metricsCtx, stopMetrics := context.WithCancel(ctx)
-	defer stopMetrics()
-	metricsObs, err := serveMetrics(metricsCtx, cfg, log, reg, mirror)
-	if err != nil {
+	d.onClose(stopMetrics)
+	if d.requests, err = serveMetrics(metricsCtx, d.cfg, d.log, d.reg, d.mirror); err != nil {
 		return err
 	}
 
-	lns, err := recoverFromFDStore(log, reg, mirror, rec, source)
+	lns, err := d.recoverEntries(rec, source)
 	if err != nil {
 		return err
 	}
-	activated := len(lns) > 0
-	var sock *ctlsock.Socket // the socket this process (or the one it upgraded) bound, nil when activated
-	if file != nil && len(lns) == 1 {
-		// An upgrade of a holder that had bound its own socket: it is
-		// still ours to remove on exit.
-		sock = ctlsock.Adopt(file.Path, file.Dev, file.Ino, lns[0])
-		activated = false
-	} else if activated {
-		if cfg.socket != "" {
-			log.Warn("socket activation: serving the sockets passed by systemd, not --socket", zap.String("ignored_path", cfg.socket))
-		}
-		if cfg.socketMode != 0 || cfg.socketGroup != "" {
-			log.Warn("socket activation: --socket-mode and --socket-group are ignored; set SocketMode= and SocketGroup= in the .socket unit")
-		}
-	} else {
-		path := cfg.socket
-		if path == "" {
-			path = fdholder.SocketPath()
-		}
-		sock, err = ctlsock.ListenWith(ctx, path, sockOpts)
-		if err != nil {
-			return err
-		}
-		if sock.Replaced {
-			log.Info("replaced a stale socket file", zap.String("path", path))
-		}
-		lns = []*net.UnixListener{sock.Listener}
+	if err := d.listen(ctx, lns, file, sockOpts); err != nil {
+		return err
 	}
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	defer stopWatchdog()
-	sdnotify.Watchdog(wdCtx, log, func() { reg.Len() })
+	d.onClose(stopWatchdog)
+	sdnotify.Watchdog(wdCtx, d.log, func() { d.reg.Len() })
 
-	// The server is replaced after a failed upgrade; a policy reload goes
-	// to the one serving, and a new one starts with the policy in force.
-	var srv *holder.Server
-	var srvMu sync.Mutex // guards srv and access for the reload goroutine
-	stopReload := reloadOnHUP(cfg, log, func(a holder.Access) {
-		srvMu.Lock()
-		defer srvMu.Unlock()
-		access = a
-		srv.SetAccess(a)
-	}, sig.Reload)
-	defer stopReload()
+	d.onClose(d.reloadOnHUP())
 	// Serve must not see the signal: its ctx closes connections at once,
 	// where a signal means a graceful Shutdown.
-	serveCtx := context.WithoutCancel(ctx)
-	var errc chan error
-	running := 0
-	startServing := func() {
-		srvMu.Lock()
-		srv = holder.NewServer(reg, holder.ServerOptions{Logger: audit, Access: access, Limits: limits, Requests: metricsObs})
-		srvMu.Unlock()
-		errc = make(chan error, len(lns))
-		running = len(lns)
-		for _, ln := range lns {
-			path := ln.Addr().String()
-			if sock != nil {
-				path = sock.Path // the listener knows only the name it was bound to before the rename
-			}
-			log.Info("serving", zap.String("path", path), zap.Int("pid", os.Getpid()), zap.Bool("activated", activated))
-			go func() { errc <- srv.Serve(serveCtx, ln) }()
-		}
-	}
-	startServing()
-	notifier.Ready()
+	d.serveCtx = context.WithoutCancel(ctx)
+	d.serve()
+	d.notifier.Ready()
+	return nil
+}
 
-	var failure error
-wait:
+// serve starts a new server on every control listener, with the policy in
+// force. It runs at start and again after a failed upgrade, whose server
+// was stopped.
+func (d *holderd) serve() {
+	d.mu.Lock()
+	srv := holder.NewServer(d.reg, holder.ServerOptions{Logger: d.audit, Access: d.access, Limits: d.cfg.limits, Requests: d.requests})
+	d.srv = srv
+	d.mu.Unlock()
+	errc := make(chan error, len(d.lns))
+	d.errc, d.running = errc, len(d.lns)
+	for _, ln := range d.lns {
+		path := ln.Addr().String()
+		if d.sock != nil {
+			path = d.sock.Path // the listener knows only the name it was bound to before the rename
+		}
+		d.log.Info("serving", zap.String("path", path), zap.Int("pid", os.Getpid()), zap.Bool("activated", d.activated))
+		go func() { errc <- srv.Serve(d.serveCtx, ln) }()
+	}
+}
+
+// loop waits for what ends the serving: a stop signal (nil) or a
+// listener's failure (its error). SIGUSR2 upgrades in place meanwhile; an
+// upgrade that failed for good ends the loop with its error.
+func (d *holderd) loop(ctx context.Context) error {
 	for {
 		select {
-		case s := <-sig.Stop:
-			log.Info("shutting down", zap.String("reason", s.String()+" signal received"))
-			break wait
-		case err := <-errc:
-			running--
-			failure = fmt.Errorf("serve: %w", err)
-			log.Info("shutting down", zap.String("reason", "a listener failed"))
-			break wait
-		case <-sig.Upgrade:
-			stopped, next, err := upgrade(ctx, log, sig, srv, lns, sock, errc, running, reg, mirror, &nextSeq)
-			if !stopped {
-				// Nothing was stopped: the check failed.
-				log.Error("upgrade refused; still serving with every entry", zap.Error(err))
-				continue
+		case s := <-d.sig.Stop:
+			d.log.Info("shutting down", zap.String("reason", s.String()+" signal received"))
+			return nil
+		case err := <-d.errc:
+			d.running--
+			d.log.Info("shutting down", zap.String("reason", "a listener failed"))
+			return fmt.Errorf("serve: %w", err)
+		case <-d.sig.Upgrade:
+			if err := d.upgrade(ctx); err != nil {
+				return err
 			}
-			if next == nil {
-				running = 0
-				failure = fmt.Errorf("upgrade: %w", err)
-				log.Error("upgrade failed and the control sockets are lost; exiting", zap.Error(err))
-				break wait
-			}
-			// The server was stopped and execve failed, or was not
-			// tried because a stop signal came: serve again on the same
-			// control sockets, which never stopped queueing (and stop
-			// gracefully at once if that is what was asked).
-			if errors.Is(err, errStopSignal) {
-				log.Info("upgrade abandoned: a stop signal came first", zap.Error(err))
-			} else {
-				log.Error("upgrade failed; serving again with every entry", zap.Error(err))
-			}
-			lns = next
-			startServing()
 		}
 	}
+}
 
+// shutdown stops the holder gracefully: STOPPING=1, then the server's
+// Shutdown (the requests in flight finish, at most shutdownGrace; a second
+// stop signal cuts that short), then every held entry is closed and the
+// control socket's file removed if it is still ours. It returns failure,
+// the reason loop ended, or else the first error of a Serve, or errForced.
+func (d *holderd) shutdown(failure error) error {
 	// From here a second stop signal cuts the grace period short; sig
-	// catches it until serve returns, so that it never finds the default
+	// catches it until run returns, so that it never finds the default
 	// action, which would end the process before it cleans up.
-	notifier.Stopping()
+	d.notifier.Stopping()
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var forced atomic.Bool
 	shutdownDone := make(chan struct{})
 	go func() {
 		select {
-		case s := <-sig.Stop:
-			log.Warn("second signal: closing the remaining connections now", zap.String("signal", s.String()))
+		case s := <-d.sig.Stop:
+			d.log.Warn("second signal: closing the remaining connections now", zap.String("signal", s.String()))
 			forced.Store(true)
 			cancel()
 		case <-shutdownDone:
 		}
 	}()
-	if err := srv.Shutdown(grace); err != nil {
-		log.Warn("requests still in flight were cut off", zap.Error(err))
+	if err := d.srv.Shutdown(grace); err != nil {
+		d.log.Warn("requests still in flight were cut off", zap.Error(err))
 	}
 	close(shutdownDone)
-	for ; running > 0; running-- {
-		if err := <-errc; !errors.Is(err, holder.ErrServerClosed) && failure == nil {
+	for ; d.running > 0; d.running-- {
+		if err := <-d.errc; !errors.Is(err, holder.ErrServerClosed) && failure == nil {
 			failure = fmt.Errorf("serve: %w", err)
 		}
 	}
-	held := reg.Len()
-	reg.Close()
-
-	if sock != nil {
-		removed, err := sock.RemoveFile()
-		switch {
-		case err != nil:
-			log.Warn("cannot remove the socket file", zap.String("path", sock.Path), zap.Error(err))
-		case !removed:
-			log.Info("the socket file is no longer ours; left in place", zap.String("path", sock.Path))
-		}
-	}
-	log.Info("stopped", zap.Int("entries_closed", held), zap.Bool("forced", forced.Load()))
+	held := d.reg.Len()
+	d.reg.Close()
+	d.removeSocketFile()
+	d.log.Info("stopped", zap.Int("entries_closed", held), zap.Bool("forced", forced.Load()))
 	if failure == nil && forced.Load() {
 		failure = errForced
 	}
