@@ -53,11 +53,10 @@ func (d *holderd) upgrade(ctx context.Context) error {
 }
 
 // replace is the upgrade itself. It checks the new binary first; if the
-// check fails it returns
-// (stopped false) with the server untouched. Otherwise it stops the server
-// gracefully (the requests in flight finish; open connections are closed,
-// and clients reconnect), collects the descriptors and executes the
-// binary. It returns only if that failed: then the server is stopped and
+// check fails it returns (stopped false) with the server untouched.
+// Otherwise it stops the server gracefully (the requests in flight finish;
+// open connections are closed, and clients reconnect), collects the
+// descriptors and executes the binary. It returns only if that failed: then the server is stopped and
 // next are fresh listeners on the same control sockets, to serve again
 // (nil if even that failed). Connections made meanwhile wait in the
 // control sockets' accept queue, which stays open throughout.
