@@ -9,6 +9,7 @@ import (
 
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/fdstore"
+	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/sdnotify"
 )
 
@@ -69,7 +70,7 @@ func (d *holderd) recoverEntries(rec fdstore.Recovered, source string) ([]*net.U
 	}
 	loaded := 0
 	for _, e := range rec.Entries {
-		if _, err := d.reg.Load(e.Entry, e.FD, false); err != nil {
+		if _, err := d.reg.Load(e.Entry, e.FD, holder.StoreOptions{}); err != nil {
 			d.log.Warn("recovery: entry not held again", zap.String("name", e.Entry.Name), zap.Error(err))
 			continue
 		}

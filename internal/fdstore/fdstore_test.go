@@ -285,13 +285,13 @@ func TestMirrorRoundTrip(t *testing.T) {
 	}{
 		{"store", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("web", fd, info, owner, 0, false); err != nil {
+			if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info, Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"store with a ttl", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("api/v1@x+y", fd, info, owner, time.Hour, false); err != nil {
+			if _, err := reg.Store("api/v1@x+y", fd, holder.StoreOptions{Info: info, Owner: owner, TTL: time.Hour}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -306,23 +306,23 @@ func TestMirrorRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			info, _ := sockfd.Inspect(dup)
-			if _, err := reg.Store("web-alias", dup, info, owner, 0, false); err != nil {
+			if _, err := reg.Store("web-alias", dup, holder.StoreOptions{Info: info, Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"replace", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("web", fd, info, holder.Owner{UID: 1, GID: 2, PID: 3}, 0, true); err != nil {
+			if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info, Owner: holder.Owner{UID: 1, GID: 2, PID: 3}, Replace: true}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete the alias, whose socket is no longer shared", func(t *testing.T) {
-			if err := reg.Delete("web-alias"); err != nil {
+			if err := reg.Delete("web-alias", nil); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"take", func(t *testing.T) {
-			h, err := reg.Take("api/v1@x+y")
+			h, err := reg.Take("api/v1@x+y", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +330,7 @@ func TestMirrorRoundTrip(t *testing.T) {
 		}},
 		{"expire", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("short", fd, info, owner, 20*time.Millisecond, false); err != nil {
+			if _, err := reg.Store("short", fd, holder.StoreOptions{Info: info, Owner: owner, TTL: 20 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(10 * time.Second)
@@ -392,9 +392,9 @@ func TestMirrorStoreRacesDelete(t *testing.T) {
 				switch (g + i) % 3 {
 				case 0, 1:
 					fd, info := tcpListener(t)
-					reg.Store(name, fd, info, holder.Owner{PID: int32(g)}, 0, (g+i)%2 == 0)
+					reg.Store(name, fd, holder.StoreOptions{Info: info, Owner: holder.Owner{PID: int32(g)}, Replace: (g+i)%2 == 0})
 				default:
-					reg.Delete(name)
+					reg.Delete(name, nil)
 				}
 			}
 		}()
@@ -668,7 +668,7 @@ func TestRecoveryAdopts(t *testing.T) {
 		if name == "c" {
 			ttl = time.Hour // long enough that the registry never expires it itself
 		}
-		if _, err := reg.Store(name, fd, info, holder.Owner{PID: 7}, ttl, false); err != nil {
+		if _, err := reg.Store(name, fd, holder.StoreOptions{Info: info, Owner: holder.Owner{PID: 7}, TTL: ttl}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -694,7 +694,7 @@ func TestRecoveryAdopts(t *testing.T) {
 	msgs := stores()
 	mirror.Expect(rec.Entries)
 	for _, e := range rec.Entries {
-		if _, err := reg2.Load(e.Entry, e.FD, false); err != nil {
+		if _, err := reg2.Load(e.Entry, e.FD, holder.StoreOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -711,7 +711,7 @@ func TestRecoveryAdopts(t *testing.T) {
 	}
 
 	// Later changes of the new registry reach the store as usual.
-	if err := reg2.Delete("a"); err != nil {
+	if err := reg2.Delete("a", nil); err != nil {
 		t.Fatal(err)
 	}
 	st.sync(n)
@@ -732,7 +732,7 @@ func TestMirrorFailureRefusesTheStore(t *testing.T) {
 	testutil.CheckLeaks(t)
 	reg, st, _ := mirrored(t)
 	fd, info := tcpListener(t)
-	if _, err := reg.Store("web", fd, info, holder.Owner{}, 0, false); err != nil {
+	if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info}); err != nil {
 		t.Fatal(err)
 	}
 	before := want(t, reg)
@@ -754,7 +754,7 @@ func TestMirrorFailureRefusesTheStore(t *testing.T) {
 				name = "web"
 			}
 			fd, info := tcpListener(t)
-			_, err := reg.Store(name, fd, info, holder.Owner{}, 0, tt.replace)
+			_, err := reg.Store(name, fd, holder.StoreOptions{Info: info, Replace: tt.replace})
 			if err == nil || !strings.Contains(err.Error(), "file descriptor store: store socket") {
 				t.Errorf("store %q with the store gone: %v, want an error naming the store", name, err)
 			}
