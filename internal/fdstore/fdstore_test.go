@@ -149,7 +149,7 @@ func (s *store) passed() []Passed {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		out[i] = Passed{FD: d, Name: st.name}
+		out[i] = Passed{FD: sockfd.New(d), Name: st.name}
 	}
 	return out
 }
@@ -261,7 +261,7 @@ func want(t testing.TB, reg *holder.Registry) map[string]Meta {
 	t.Helper()
 	out := map[string]Meta{}
 	for _, h := range reg.Snapshot(nil) {
-		ino, err := Inode(h.Handle.FD().Sysfd())
+		ino, err := Inode(h.Handle.FD())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,29 +419,22 @@ func TestMirrorStoreRacesDelete(t *testing.T) {
 func TestSort(t *testing.T) {
 	now := time.Now()
 	// socket returns a TCP listener's descriptor and inode.
-	socket := func(t *testing.T) (int, uint64) {
+	socket := func(t *testing.T) (*sockfd.FD, uint64) {
 		fd, _ := tcpListener(t)
-		n := fd.Sysfd()
-		ino, err := Inode(n)
+		ino, err := Inode(fd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n, ino
+		return fd, ino
 	}
-	meta := func(t *testing.T, name string, ino uint64, expires time.Time) int {
+	meta := func(t *testing.T, name string, ino uint64, expires time.Time) *sockfd.FD {
 		m := Meta{Inode: ino, Entry: proto.Entry{Name: name, Network: "tcp", StoredAt: now.Add(-time.Minute), ExpiresAt: expires}}
 		var buf []byte
 		f, err := metaFile(&m, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		// A Passed owns a raw number, as Listened returns them.
-		fd, err := unix.FcntlInt(uintptr(f.Sysfd()), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fd
+		return f
 	}
 	tests := []struct {
 		name  string
@@ -487,11 +480,14 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Write(bad, []byte("FHMD\x09garbage"))
-			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: bad, Name: MetaName(1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: sockfd.New(bad), Name: MetaName(1)}}
 		}},
 		{name: "a socket under another socket's name", stale: 1, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
 			return []Passed{{FD: fd, Name: SocketName(ino + 1)}}
+		}},
+		{name: "inline data under names that are not metadata's", stale: 2, items: func(t *testing.T) []Passed {
+			return []Passed{{Name: SocketName(5), Data: []byte("x")}, {Name: ControlName, Data: []byte("y")}}
 		}},
 		{name: "the control socket and something unknown", controls: 1, stale: 1, items: func(t *testing.T) []Passed {
 			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: filepath.Join(testutil.ShortDir(t), "c"), Net: "unixpacket"})
@@ -513,7 +509,7 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Close(p[1])
-			return []Passed{{FD: ctl, Name: ControlName}, {FD: p[0], Name: "mystery"}}
+			return []Passed{{FD: sockfd.New(ctl), Name: ControlName}, {FD: sockfd.New(p[0]), Name: "mystery"}}
 		}},
 	}
 	for _, tt := range tests {
@@ -523,7 +519,7 @@ func TestSort(t *testing.T) {
 			var names []string
 			for _, e := range rec.Entries {
 				names = append(names, e.Entry.Name)
-				if ino, err := Inode(e.FD.Sysfd()); err != nil || ino != e.Inode {
+				if ino, err := Inode(e.FD); err != nil || ino != e.Inode {
 					t.Errorf("entry %q: descriptor inode %d (%v), metadata says %d", e.Entry.Name, ino, err, e.Inode)
 				}
 				e.FD.Close()

@@ -97,7 +97,7 @@ func start(t testing.TB, o rigOptions) *rig {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	mln, err := metrics.Listen("127.0.0.1:0")
+	mln, err := metrics.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
