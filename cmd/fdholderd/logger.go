@@ -39,7 +39,7 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap
 	} else {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		ec.EncodeTime = zapcore.ISO8601TimeEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
+		enc = newConsoleEncoder(ec)
 	}
 	out := &logOut{w: bufio.NewWriterSize(w, 64<<10), interval: auditFlushInterval}
 	now := nowWriter{out}
