@@ -38,6 +38,12 @@ func TestConsoleEncoderAsZap(t *testing.T) {
 		{name: "no time", ent: zapcore.Entry{Level: zapcore.DebugLevel, Message: "m"}, fields: audit[:1]},
 		{name: "with", ent: zapcore.Entry{Level: zapcore.InfoLevel, Time: at, Message: "m"},
 			with: []zap.Field{zap.String("socket", "/run/x"), zap.Namespace("ns")}, fields: []zap.Field{zap.Duration("idle_timeout", time.Minute), zap.Bool("b", true)}},
+		{name: "with, plain fields", ent: zapcore.Entry{Level: zapcore.InfoLevel, Time: at, Message: "m"},
+			with: []zap.Field{zap.String("socket", "/run/x")}, fields: audit},
+		{name: "every plain type", ent: zapcore.Entry{Level: zapcore.WarnLevel, Time: at, Message: "m"},
+			fields: []zap.Field{zap.Bool("t", true), zap.Bool("f", false), zap.Int64("i64", -1<<63), zap.Int32("i32", -1<<31),
+				zap.Uint64("u64", 1<<64-1), zap.Uint32("u32", 1<<32-1), zap.Int("int", -5), zap.String("", ""),
+				zap.String("k\x00\x1f\x7f\"\\", "é€😀 \xff\xfe\xc3 \r\n\t\b\u2028")}},
 		{name: "with only", ent: zapcore.Entry{Level: zapcore.InfoLevel, Time: at, Message: "m"}, with: []zap.Field{zap.Strings("l", []string{"a", "b"})}},
 		{name: "empty message", ent: zapcore.Entry{Level: zapcore.InfoLevel, Time: at}, fields: audit},
 		{name: "name, caller, stack", ent: zapcore.Entry{Level: zapcore.ErrorLevel, Time: at, Message: "m", LoggerName: "holder",
@@ -68,4 +74,35 @@ func TestConsoleEncoderAsZap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzConsoleEncoder: for any key, string and integers, fdholderd's console
+// encoder writes zap's bytes.
+func FuzzConsoleEncoder(f *testing.F) {
+	f.Add("name", "web/a", "request", int64(-3), uint64(7), true, int64(1796000000123456789), int16(60))
+	f.Add("k\"\\", "\xff\x00\u2028\t", "", int64(0), uint64(1<<63), false, int64(-1), int16(-330))
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeLevel = zapcore.CapitalLevelEncoder
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	zapEnc, ours := zapcore.NewConsoleEncoder(ec), newConsoleEncoder(ec)
+	f.Fuzz(func(t *testing.T, key, value, msg string, i int64, u uint64, b bool, nanos int64, zoneMin int16) {
+		at := time.Unix(0, nanos).In(time.FixedZone("z", int(zoneMin)*60))
+		ent := zapcore.Entry{Level: zapcore.InfoLevel, Time: at, Message: msg}
+		fields := []zap.Field{zap.String(key, value), zap.Int64(key, i), zap.Uint64("u", u), zap.Bool(value, b),
+			zap.Int32("i32", int32(i)), zap.Uint32("u32", uint32(u))}
+		want, err := zapEnc.EncodeEntry(ent, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ours.EncodeEntry(ent, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("got  %q\nwant %q", got.String(), want.String())
+		}
+		got.Free()
+		want.Free()
+	})
 }
