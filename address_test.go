@@ -29,7 +29,7 @@ func TestAddressMatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := fdholder.AddressMatches(tt.network, tt.address, tt.held); got != tt.want {
+			if got := fdholder.AddressMatches(t.Context(), tt.network, tt.address, tt.held); got != tt.want {
 				t.Errorf("AddressMatches(%q, %q, %q) = %v, want %v", tt.network, tt.address, tt.held, got, tt.want)
 			}
 		})

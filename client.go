@@ -119,7 +119,7 @@ type Client struct {
 
 	mu   sync.Mutex
 	conn *proto.BlockingConn // nil until dialled, and after a failure
-	in   []byte              // reply buffer
+	in   *replyBuf           // lent by replyBufs from the first request to Close
 	out  []byte              // request buffer
 
 	// A get's descriptor arrives in spare, and fds holds it: an FD and a
@@ -128,6 +128,15 @@ type Client struct {
 	spare *sockfd.FD
 	fds   []*sockfd.FD
 }
+
+// replyBuf is a reply buffer: room for the largest reply, a list page.
+type replyBuf [proto.MaxReplySize]byte
+
+// replyBufs lends Clients their reply buffers, from the first request to
+// Close. A program that dials for each request (a Dial, a Get, a Close)
+// would otherwise allocate 64 KiB a Dial, and run the garbage collector
+// every few dozen of them.
+var replyBufs = sync.Pool{New: func() any { return new(replyBuf) }}
 
 // SystemSocketPath is the socket of the system's holder, the default for
 // root and where fdholderd.socket puts it.
@@ -148,7 +157,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 			fallback = SystemSocketPath
 		}
 	}
-	c := &Client{path: path, in: make([]byte, proto.MaxReplySize), spare: sockfd.New(-1), fds: make([]*sockfd.FD, 0, 1)}
+	c := &Client{path: path, spare: sockfd.New(-1), fds: make([]*sockfd.FD, 0, 1)}
 	conn, err := c.dial(ctx)
 	if err != nil && fallback != "" && errors.Is(err, ErrUnreachable) && noHolderAt(err) {
 		c.path = fallback
@@ -177,9 +186,12 @@ func noHolderAt(err error) bool {
 // directory to) can change, and then that the holder's listening socket
 // was made by one of them: SO_PEERCRED on a client's end gives the
 // credentials of the process that called listen(2) (unix(7)). A descriptor
-// handed to another user's holder would serve that user's purposes.
+// handed to another user's holder would serve that user's purposes. The
+// directory's verdict is reused for up to a second
+// (ctlsock.TrustedHoldersCached, docs/security.md); SO_PEERCRED is checked
+// on every connection.
 func (c *Client) dial(ctx context.Context) (_ *proto.BlockingConn, err error) {
-	trusted, err := ctlsock.TrustedHolders(c.path, os.Geteuid())
+	trusted, err := ctlsock.TrustedHoldersCached(c.path, os.Geteuid())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", c.path, err)
 	}
@@ -237,10 +249,14 @@ func describeFile(path string) string {
 // Path returns the socket path of the holder.
 func (c *Client) Path() string { return c.path }
 
-// Close closes the connection.
+// Close closes the connection. A request made after Close dials again.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.in != nil {
+		replyBufs.Put(c.in)
+		c.in = nil
+	}
 	if c.conn == nil {
 		return nil
 	}
@@ -348,9 +364,7 @@ func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bo
 	if n != 1 {
 		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, n)
 	}
-	e := entryFrom(&rep.Entry)
-	e.Name = name // the same string, not the decoded copy
-	return fd, e, nil
+	return fd, entryFrom(&rep.Entry), nil
 }
 
 func init() {
@@ -426,7 +440,7 @@ func (c *Client) roundTripLocked(ctx context.Context, req *proto.Request, att at
 				return proto.Reply{}, nil, fmt.Errorf("%s: %w", what(req), err)
 			}
 		}
-		rep, fds, sent, err := c.exchange(ctx, out, att)
+		rep, fds, sent, err := c.exchange(ctx, out, att, req.Name)
 		if err == nil {
 			if err := rep.Err(); err != nil {
 				sockfd.CloseAll(fds)
@@ -474,8 +488,9 @@ func what(req *proto.Request) string {
 }
 
 // exchange writes one request and reads its reply; sent reports whether the
-// request reached the holder's socket.
-func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep proto.Reply, fds []*sockfd.FD, sent bool, err error) {
+// request reached the holder's socket. An entry named name in the reply
+// gets that string (proto.DecodeReplyName).
+func (c *Client) exchange(ctx context.Context, out []byte, att attach, name string) (rep proto.Reply, fds []*sockfd.FD, sent bool, err error) {
 	pc := c.conn
 	stop := c.watch(ctx)
 	defer func() {
@@ -498,11 +513,14 @@ func (c *Client) exchange(ctx context.Context, out []byte, att attach) (rep prot
 	if att.spare {
 		fds, spare = c.fds[:0], c.spare
 	}
-	n, fds, err := pc.RecvFDs(c.in, fds, spare)
+	if c.in == nil {
+		c.in = replyBufs.Get().(*replyBuf)
+	}
+	n, fds, err := pc.RecvFDs(c.in[:], fds, spare)
 	if err != nil {
 		return rep, nil, true, err
 	}
-	rep, err = proto.DecodeReply(c.in[:n])
+	rep, err = proto.DecodeReplyName(c.in[:n], name)
 	if err != nil {
 		sockfd.CloseAll(fds)
 		return rep, nil, true, err

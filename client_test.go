@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/holdertest"
@@ -391,4 +394,79 @@ func TestListenAndStore(t *testing.T) {
 	}
 	accepts(t, f, e.Address)
 	f.Close()
+}
+
+// TestConcurrentGets runs many gets at once on one Client, each for one of
+// several held listeners, and checks that every descriptor returned is the
+// socket held under the name asked for (its inode, and the entry's name
+// and address): a get must take its descriptor before the next request
+// reuses the Client's receive slot. Run it with -race.
+func TestConcurrentGets(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+
+	type held struct {
+		name, addr string
+		ino        uint64
+	}
+	var want []held
+	for _, name := range []string{"a", "b", "c", "d"} {
+		ln := testutil.ListenTCP(t)
+		if _, err := c.Store(ctx, name, ln, fdholder.StoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ino, err := inode(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, held{name: name, addr: ln.Addr().String(), ino: ino})
+	}
+
+	const goroutines, gets = 16, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range gets {
+				w := want[(g+i)%len(want)]
+				f, e, err := c.Get(ctx, w.name)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ino, err := inode(f)
+				f.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ino != w.ino || e.Name != w.name || e.Address != w.addr {
+					errs <- fmt.Errorf("get %q: inode %d, entry %q at %s; want inode %d at %s", w.name, ino, e.Name, e.Address, w.ino, w.addr)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// inode is the inode number of sc's socket, read inside Control (Fd would
+// switch the shared file description to blocking mode).
+func inode(sc syscall.Conn) (uint64, error) {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+		return 0, err
+	}
+	return st.Ino, os.NewSyscallError("fstat", serr)
 }

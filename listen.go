@@ -70,7 +70,7 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 	for attempt := 0; ; attempt++ {
 		f, e, err := c.Get(ctx, name)
 		if err == nil {
-			if !NetworkMatches(network, e.Network) || !AddressMatches(network, address, e.Address) {
+			if !NetworkMatches(network, e.Network) || !AddressMatches(ctx, network, address, e.Address) {
 				f.Close()
 				return nil, false, &MismatchError{Name: name, Held: e, Network: network, Address: address}
 			}
@@ -123,8 +123,9 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 // takes it): the same path for the unix networks; for tcp and udp the same
 // port unless the request's is 0, and the same IP, or both unspecified,
 // or one the request's host name resolves to (a name that does not
-// resolve is not held against the socket).
-func AddressMatches(network, address, held string) bool {
+// resolve is not held against the socket). ctx bounds the service and host
+// name look-ups (a look-up it cuts short counts as one that failed).
+func AddressMatches(ctx context.Context, network, address, held string) bool {
 	switch network {
 	case "unix", "unixpacket", "unixgram":
 		return address == held
@@ -138,7 +139,7 @@ func AddressMatches(network, address, held string) bool {
 		return false
 	}
 	if wantPort != "0" {
-		want, err := net.LookupPort(network, wantPort)
+		want, err := net.DefaultResolver.LookupPort(ctx, network, wantPort)
 		if err != nil || strconv.Itoa(want) != heldPort {
 			return false
 		}
@@ -155,7 +156,7 @@ func AddressMatches(network, address, held string) bool {
 		wantIP = wantIP.Unmap()
 		return wantIP == heldIP || wantIP.IsUnspecified() && heldIP.IsUnspecified()
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", wantHost)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", wantHost)
 	if err != nil {
 		return true
 	}

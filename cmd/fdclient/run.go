@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,19 @@ func usagef(cmd, format string, args ...any) error {
 // command is one parsed command, ready to run against the holder.
 type command interface {
 	run(ctx context.Context, a *app) error
+}
+
+// interruptible is a command that runs until it is told to stop (list
+// --watch): SIGINT and SIGTERM cancel its ctx, and it ends cleanly, with
+// exit 0. Every other command is a request or two, or an exec, which the
+// signals' default disposition ends just as well; a handler would cost
+// each of them its start-up share (os/signal's goroutine waits for signals
+// on a thread of its own, and NotifyContext adds another goroutine: two
+// more threads started, about 20 more context switches and half a
+// millisecond of CPU for fdclient exec, measured in docs/benchmarks.md).
+type interruptible interface {
+	command
+	interruptible()
 }
 
 // app is what the commands share: where the holder is, how long a request
@@ -126,6 +140,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	a.stdout, a.stderr = stdout, stderr
+	if _, ok := cmd.(interruptible); ok {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+	}
 	defer a.close()
 	if err := cmd.run(ctx, a); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

@@ -54,6 +54,8 @@ func parseWatch(cmd string, l *listCmd, w *watchCmd) (command, error) {
 	return w, nil
 }
 
+func (c *watchCmd) interruptible() {}
+
 // minWatchInterval keeps a watch from becoming a load on the holder.
 const minWatchInterval = 100 * time.Millisecond
 

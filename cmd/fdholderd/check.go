@@ -55,9 +55,3 @@ func check(cfg config, stdout, stderr io.Writer) int {
 	io.WriteString(stdout, "fdholderd: ok\n")
 	return 0
 }
-
-// emptyPolicy is the warning for a policy file without rules, which
-// grants nothing beyond the default.
-func emptyPolicy(file string, uid int) string {
-	return fmt.Sprintf("policy %s has no rules: only root and uid %d (fdholderd's) may use the holder", file, uid)
-}

@@ -23,8 +23,31 @@
 // or SIGINT. With --metrics-address it serves Prometheus metrics
 // (internal/metrics). "fdholderd --help" (flags.go) tells the rest.
 //
-// This package is wiring: the registry and the server are internal/holder,
-// the policy internal/policy, the control socket internal/ctlsock, the
-// notifications internal/sdnotify, the file descriptor store and the
-// upgrade's hand-off internal/fdstore.
+// The running holder is a holderd (holderd.go), tableflip's Upgrader
+// shape: its fields are the daemon's state, its methods its life. Where
+// each part is handled:
+//
+//	main.go     run: flags, --help, --version, --check, the loggers, then a holderd
+//	holderd.go  start (start-up, in order), loop (the signal loop),
+//	            serve (a server on every control listener), shutdown
+//	            (graceful; a second SIGTERM or SIGINT forces it), and sd_notify:
+//	            READY=1 at the end of start, STATUS= from the registry's
+//	            OnChange, the watchdog, STOPPING=1 in shutdown
+//	policy.go   --policy: loaded at start, reloaded on SIGHUP (reload)
+//	upgrade.go  SIGUSR2 (upgrade): --check of the new binary, the hand-off,
+//	            execve(2), serving again if it failed
+//	fdstore.go  the descriptors passed at start (an upgrade's or systemd's),
+//	            recovery of the entries, the file descriptor store mirror
+//	socket.go   the control socket: bound, adopted or activated; removed at exit
+//	metrics.go  --metrics-address
+//	rlimit.go   RLIMIT_NOFILE
+//	check.go    --check
+//	flags.go    the flags and the --help text
+//	logger.go   the log and audit loggers and their shared buffer
+//
+// The rest lives in internal packages: the registry and the server in
+// internal/holder, the policy in internal/policy, the control socket in
+// internal/ctlsock, the notifications in internal/sdnotify, the file
+// descriptor store and the upgrade's hand-off in internal/fdstore, the
+// signal channels in cmd/fdholderd/internal/sigs.
 package main

@@ -20,7 +20,7 @@ func serveMetrics(ctx context.Context, cfg config, log *zap.Logger, reg *holder.
 	if cfg.metricsAddress == "" {
 		return nil, nil
 	}
-	ln, err := metrics.Listen(cfg.metricsAddress)
+	ln, err := metrics.Listen(ctx, cfg.metricsAddress)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

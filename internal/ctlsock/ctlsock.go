@@ -180,8 +180,39 @@ func ListenWith(ctx context.Context, path string, opts Options) (_ *Socket, err 
 }
 
 // check decides what to do about whatever is at path: nothing there, or a
-// stale socket to replace (stale), or an error to refuse with.
+// stale socket to replace (stale), or an error to refuse with: a
+// *HeldError when a holder answers.
 func check(ctx context.Context, path string) (stale bool, err error) {
+	stale, err = Stale(ctx, "unixpacket", path)
+	var inUse *InUseError
+	if errors.As(err, &inUse) {
+		return false, &HeldError{Path: inUse.Path, PID: inUse.PID}
+	}
+	return stale, err
+}
+
+// InUseError is Stale's error when a process answers on the socket file.
+type InUseError struct {
+	Path string
+	PID  int32 // the serving process (SO_PEERCRED); 0 if in another pid namespace
+}
+
+func (e *InUseError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("another process serves on %s (its pid is not visible from here)", e.Path)
+	}
+	return fmt.Sprintf("another process serves on %s (pid %d)", e.Path, e.PID)
+}
+
+// Stale tells what a new listener of network ("unixpacket" or "unix") finds
+// at path: nothing (false, nil); a socket file nobody listens on, which it
+// may replace (true, nil: connect(2) fails with ECONNREFUSED, so whoever
+// bound it is gone, unix(7)); or a reason to leave path alone: an
+// *InUseError when a process answers, or an error saying that the path is
+// not a socket, is a socket of another type in use, or cannot be probed.
+// It is the one owner of that decision, for the control socket (Listen)
+// and the metrics' Unix socket alike.
+func Stale(ctx context.Context, network, path string) (bool, error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -192,19 +223,19 @@ func check(ctx context.Context, path string) (stale bool, err error) {
 	if fi.Mode().Type() != fs.ModeSocket {
 		return false, fmt.Errorf("listen %s: the path exists and is %w (%s); refusing to replace it", path, sockfd.ErrNotSocket, sockfd.DescribeType(fi.Mode()))
 	}
-	pid, err := Probe(ctx, path)
+	pid, err := probe(ctx, network, path)
 	switch {
 	case err == nil:
-		return false, &HeldError{Path: path, PID: pid}
+		return false, &InUseError{Path: path, PID: pid}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		// Nobody is bound to the file's inode: its holder is gone.
+		// Nobody is bound to the file's inode: its owner is gone.
 		return true, nil
 	case errors.Is(err, syscall.ENOENT):
 		return false, nil // removed in the meantime
 	case errors.Is(err, syscall.EPROTOTYPE):
 		return false, fmt.Errorf("listen %s: a socket of another type is in use at the path; refusing to replace it", path)
 	default:
-		return false, fmt.Errorf("listen %s: cannot tell whether a holder serves the path; refusing to replace it: %w", path, err)
+		return false, fmt.Errorf("listen %s: cannot tell whether a process serves the path; refusing to replace it: %w", path, err)
 	}
 }
 
@@ -212,8 +243,13 @@ func check(ctx context.Context, path string) (stale bool, err error) {
 // the process that serves it (SO_PEERCRED, unix(7)), then hangs up. The
 // error wraps the errno of connect(2): ECONNREFUSED when nobody listens.
 func Probe(ctx context.Context, path string) (int32, error) {
+	return probe(ctx, "unixpacket", path)
+}
+
+// probe is Probe on network: "unixpacket" or "unix" (SOCK_STREAM).
+func probe(ctx context.Context, network, path string) (int32, error) {
 	d := net.Dialer{Timeout: probeTimeout}
-	c, err := d.DialContext(ctx, "unixpacket", path)
+	c, err := d.DialContext(ctx, network, path)
 	if err != nil {
 		return 0, err
 	}

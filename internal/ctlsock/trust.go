@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -96,24 +98,31 @@ func CheckPath(path string, uid int) error {
 // path in a directory that does not exist is not refused here: the dial
 // fails on its own. An abstract socket (@name) has no directory to check.
 func TrustedHolders(path string, uid int) ([]int, error) {
-	trusted := []int{0}
+	trusted, _, err := trustedHolders(path, uid)
+	return trusted, err
+}
+
+// trustedHolders is TrustedHolders, and the owner of the socket directory
+// it checked: -1 when there was none to check.
+func trustedHolders(path string, uid int) (trusted []int, owner int, err error) {
+	trusted = []int{0}
 	if uid != 0 {
 		trusted = append(trusted, uid)
 	}
 	if strings.HasPrefix(path, "@") {
-		return trusted, nil
+		return trusted, -1, nil
 	}
-	owner, err := checkChain(filepath.Dir(path), uid, true, true, 0)
+	owner, err = checkChain(filepath.Dir(path), uid, true, true, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return trusted, nil
+		return trusted, -1, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	if !slices.Contains(trusted, owner) {
 		trusted = append(trusted, owner)
 	}
-	return trusted, nil
+	return trusted, owner, nil
 }
 
 // CheckPeer returns nil if peerUID, the uid of the holder that answered a
@@ -244,4 +253,70 @@ func who(uid int) string {
 		s += " (" + u.Username + ")"
 	}
 	return s
+}
+
+// trustTTL is how long TrustedHoldersCached reuses a verdict, and
+// trustCacheMax how many paths it remembers. See docs/security.md for why
+// reusing one is safe, and why only for this long.
+const (
+	trustTTL      = time.Second
+	trustCacheMax = 16
+)
+
+type trustKey struct {
+	path string
+	uid  int
+}
+
+type trustVerdict struct {
+	trusted []int
+	until   time.Time
+}
+
+// trustNow is the clock of TrustedHoldersCached; tests replace it.
+var trustNow = time.Now
+
+// trustCache holds TrustedHoldersCached's verdicts, process-wide: Clients
+// come and go with each Dial, the directories they check do not.
+var trustCache struct {
+	sync.Mutex
+	m map[trustKey]trustVerdict
+}
+
+// TrustedHoldersCached is TrustedHolders, reusing for up to trustTTL the
+// verdict on an absolute path whose directory existed and passed. A
+// failure, a relative path (whose directory depends on the working
+// directory) and a path whose directory did not exist are never reused:
+// they are checked again at every call. The returned slice is shared: the
+// caller must not modify it.
+//
+// A verdict can be reused because only a user it trusts could have made
+// it wrong since: every directory it checked is owned by root or a trusted
+// uid and writable by no one else (sticky directories' entries are renamed
+// only by their owners), so nobody else can loosen, rename or replace
+// them. The holder's SO_PEERCRED is still checked on every connection
+// (CheckPeer).
+func TrustedHoldersCached(path string, uid int) ([]int, error) {
+	if !filepath.IsAbs(path) {
+		return TrustedHolders(path, uid)
+	}
+	key := trustKey{path, uid}
+	now := trustNow()
+	trustCache.Lock()
+	v, ok := trustCache.m[key]
+	trustCache.Unlock()
+	if ok && now.Before(v.until) {
+		return v.trusted, nil
+	}
+	trusted, owner, err := trustedHolders(path, uid)
+	if err != nil || owner < 0 {
+		return trusted, err
+	}
+	trustCache.Lock()
+	if trustCache.m == nil || len(trustCache.m) >= trustCacheMax {
+		trustCache.m = make(map[trustKey]trustVerdict) // a program dials one or two paths: start over
+	}
+	trustCache.m[key] = trustVerdict{trusted: trusted, until: now.Add(trustTTL)}
+	trustCache.Unlock()
+	return trusted, nil
 }

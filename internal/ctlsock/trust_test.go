@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -107,5 +108,57 @@ func TestCheckPeer(t *testing.T) {
 	err := CheckPeer("/run/h.sock", 4001, []int{0, 4000})
 	if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "the holder at /run/h.sock runs as uid 4001, not as root or uid 4000") {
 		t.Errorf("another uid: %v", err)
+	}
+}
+
+// TestTrustedHoldersCached checks which verdicts are reused, and for how
+// long, on an injected clock: a directory loosened after a check passes
+// until trustTTL has gone by; a failure, and a directory that did not
+// exist yet, are checked again at once.
+func TestTrustedHoldersCached(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	trustNow = func() time.Time { return now }
+	t.Cleanup(func() { trustNow = time.Now })
+	me := os.Geteuid()
+	dir := testutil.ShortDir(t)
+	later := filepath.Join(dir, "later") // made during the test
+	chmod := func(dir string, mode os.FileMode) func() {
+		return func() {
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	steps := []struct {
+		name    string
+		before  func()
+		advance time.Duration
+		path    string
+		wantErr string
+	}{
+		{name: "first check passes", before: chmod(dir, 0o700), path: filepath.Join(dir, "h.sock")},
+		{name: "loosened, within the ttl: reused", before: chmod(dir, 0o777), advance: trustTTL - time.Nanosecond, path: filepath.Join(dir, "h.sock")},
+		{name: "loosened, ttl over: checked again", advance: time.Nanosecond, path: filepath.Join(dir, "h.sock"), wantErr: "is writable by others (mode 0777)"},
+		{name: "a failure is not reused", before: chmod(dir, 0o700), path: filepath.Join(dir, "h.sock")},
+		{name: "no directory yet", path: filepath.Join(later, "h.sock")},
+		{name: "a missing directory is not reused", before: func() {
+			if err := os.Mkdir(later, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			chmod(later, 0o777)()
+		}, path: filepath.Join(later, "h.sock"), wantErr: "is writable by others (mode 0777)"},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.before != nil {
+				s.before()
+			}
+			now = now.Add(s.advance)
+			trusted, err := TrustedHoldersCached(s.path, me)
+			wantUntrusted(t, "TrustedHoldersCached", err, s.wantErr)
+			if err == nil && !slices.Contains(trusted, me) {
+				t.Errorf("TrustedHoldersCached: %v, want %d among them", trusted, me)
+			}
+		})
 	}
 }

@@ -149,7 +149,7 @@ func (s *store) passed() []Passed {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		out[i] = Passed{FD: d, Name: st.name}
+		out[i] = Passed{FD: sockfd.New(d), Name: st.name}
 	}
 	return out
 }
@@ -261,7 +261,7 @@ func want(t testing.TB, reg *holder.Registry) map[string]Meta {
 	t.Helper()
 	out := map[string]Meta{}
 	for _, h := range reg.Snapshot(nil) {
-		ino, err := Inode(h.Handle.FD().Sysfd())
+		ino, err := Inode(h.Handle.FD())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,13 +285,13 @@ func TestMirrorRoundTrip(t *testing.T) {
 	}{
 		{"store", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("web", fd, info, owner, 0, false); err != nil {
+			if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info, Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"store with a ttl", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("api/v1@x+y", fd, info, owner, time.Hour, false); err != nil {
+			if _, err := reg.Store("api/v1@x+y", fd, holder.StoreOptions{Info: info, Owner: owner, TTL: time.Hour}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -306,23 +306,23 @@ func TestMirrorRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			info, _ := sockfd.Inspect(dup)
-			if _, err := reg.Store("web-alias", dup, info, owner, 0, false); err != nil {
+			if _, err := reg.Store("web-alias", dup, holder.StoreOptions{Info: info, Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"replace", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("web", fd, info, holder.Owner{UID: 1, GID: 2, PID: 3}, 0, true); err != nil {
+			if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info, Owner: holder.Owner{UID: 1, GID: 2, PID: 3}, Replace: true}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete the alias, whose socket is no longer shared", func(t *testing.T) {
-			if err := reg.Delete("web-alias"); err != nil {
+			if err := reg.Delete("web-alias", nil); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"take", func(t *testing.T) {
-			h, err := reg.Take("api/v1@x+y")
+			h, err := reg.Take("api/v1@x+y", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +330,7 @@ func TestMirrorRoundTrip(t *testing.T) {
 		}},
 		{"expire", func(t *testing.T) {
 			fd, info := tcpListener(t)
-			if _, err := reg.Store("short", fd, info, owner, 20*time.Millisecond, false); err != nil {
+			if _, err := reg.Store("short", fd, holder.StoreOptions{Info: info, Owner: owner, TTL: 20 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(10 * time.Second)
@@ -392,9 +392,9 @@ func TestMirrorStoreRacesDelete(t *testing.T) {
 				switch (g + i) % 3 {
 				case 0, 1:
 					fd, info := tcpListener(t)
-					reg.Store(name, fd, info, holder.Owner{PID: int32(g)}, 0, (g+i)%2 == 0)
+					reg.Store(name, fd, holder.StoreOptions{Info: info, Owner: holder.Owner{PID: int32(g)}, Replace: (g+i)%2 == 0})
 				default:
-					reg.Delete(name)
+					reg.Delete(name, nil)
 				}
 			}
 		}()
@@ -419,29 +419,22 @@ func TestMirrorStoreRacesDelete(t *testing.T) {
 func TestSort(t *testing.T) {
 	now := time.Now()
 	// socket returns a TCP listener's descriptor and inode.
-	socket := func(t *testing.T) (int, uint64) {
+	socket := func(t *testing.T) (*sockfd.FD, uint64) {
 		fd, _ := tcpListener(t)
-		n := fd.Sysfd()
-		ino, err := Inode(n)
+		ino, err := Inode(fd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n, ino
+		return fd, ino
 	}
-	meta := func(t *testing.T, name string, ino uint64, expires time.Time) int {
+	meta := func(t *testing.T, name string, ino uint64, expires time.Time) *sockfd.FD {
 		m := Meta{Inode: ino, Entry: proto.Entry{Name: name, Network: "tcp", StoredAt: now.Add(-time.Minute), ExpiresAt: expires}}
 		var buf []byte
 		f, err := metaFile(&m, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		// A Passed owns a raw number, as Listened returns them.
-		fd, err := unix.FcntlInt(uintptr(f.Sysfd()), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fd
+		return f
 	}
 	tests := []struct {
 		name  string
@@ -487,11 +480,14 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Write(bad, []byte("FHMD\x09garbage"))
-			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: bad, Name: MetaName(1)}}
+			return []Passed{{FD: fd, Name: SocketName(ino)}, {FD: sockfd.New(bad), Name: MetaName(1)}}
 		}},
 		{name: "a socket under another socket's name", stale: 1, items: func(t *testing.T) []Passed {
 			fd, ino := socket(t)
 			return []Passed{{FD: fd, Name: SocketName(ino + 1)}}
+		}},
+		{name: "inline data under names that are not metadata's", stale: 2, items: func(t *testing.T) []Passed {
+			return []Passed{{Name: SocketName(5), Data: []byte("x")}, {Name: ControlName, Data: []byte("y")}}
 		}},
 		{name: "the control socket and something unknown", controls: 1, stale: 1, items: func(t *testing.T) []Passed {
 			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: filepath.Join(testutil.ShortDir(t), "c"), Net: "unixpacket"})
@@ -513,7 +509,7 @@ func TestSort(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.Close(p[1])
-			return []Passed{{FD: ctl, Name: ControlName}, {FD: p[0], Name: "mystery"}}
+			return []Passed{{FD: sockfd.New(ctl), Name: ControlName}, {FD: sockfd.New(p[0]), Name: "mystery"}}
 		}},
 	}
 	for _, tt := range tests {
@@ -523,7 +519,7 @@ func TestSort(t *testing.T) {
 			var names []string
 			for _, e := range rec.Entries {
 				names = append(names, e.Entry.Name)
-				if ino, err := Inode(e.FD.Sysfd()); err != nil || ino != e.Inode {
+				if ino, err := Inode(e.FD); err != nil || ino != e.Inode {
 					t.Errorf("entry %q: descriptor inode %d (%v), metadata says %d", e.Entry.Name, ino, err, e.Inode)
 				}
 				e.FD.Close()
@@ -672,7 +668,7 @@ func TestRecoveryAdopts(t *testing.T) {
 		if name == "c" {
 			ttl = time.Hour // long enough that the registry never expires it itself
 		}
-		if _, err := reg.Store(name, fd, info, holder.Owner{PID: 7}, ttl, false); err != nil {
+		if _, err := reg.Store(name, fd, holder.StoreOptions{Info: info, Owner: holder.Owner{PID: 7}, TTL: ttl}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -698,7 +694,7 @@ func TestRecoveryAdopts(t *testing.T) {
 	msgs := stores()
 	mirror.Expect(rec.Entries)
 	for _, e := range rec.Entries {
-		if _, err := reg2.Load(e.Entry, e.FD, false); err != nil {
+		if _, err := reg2.Load(e.Entry, e.FD, holder.StoreOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -715,7 +711,7 @@ func TestRecoveryAdopts(t *testing.T) {
 	}
 
 	// Later changes of the new registry reach the store as usual.
-	if err := reg2.Delete("a"); err != nil {
+	if err := reg2.Delete("a", nil); err != nil {
 		t.Fatal(err)
 	}
 	st.sync(n)
@@ -736,7 +732,7 @@ func TestMirrorFailureRefusesTheStore(t *testing.T) {
 	testutil.CheckLeaks(t)
 	reg, st, _ := mirrored(t)
 	fd, info := tcpListener(t)
-	if _, err := reg.Store("web", fd, info, holder.Owner{}, 0, false); err != nil {
+	if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info}); err != nil {
 		t.Fatal(err)
 	}
 	before := want(t, reg)
@@ -758,7 +754,7 @@ func TestMirrorFailureRefusesTheStore(t *testing.T) {
 				name = "web"
 			}
 			fd, info := tcpListener(t)
-			_, err := reg.Store(name, fd, info, holder.Owner{}, 0, tt.replace)
+			_, err := reg.Store(name, fd, holder.StoreOptions{Info: info, Replace: tt.replace})
 			if err == nil || !strings.Contains(err.Error(), "file descriptor store: store socket") {
 				t.Errorf("store %q with the store gone: %v, want an error naming the store", name, err)
 			}

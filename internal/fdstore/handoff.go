@@ -81,7 +81,7 @@ func (h *Handoff) AddControl(ln *net.UnixListener) error {
 	if err != nil {
 		return err
 	}
-	h.passed = append(h.passed, Passed{FD: d.Sysfd(), Name: ControlName})
+	h.passed = append(h.passed, Passed{FD: d, Name: ControlName})
 	return nil
 }
 
@@ -90,7 +90,7 @@ func (h *Handoff) AddControl(ln *net.UnixListener) error {
 // duplicating it: fd stays owned by the caller, who must keep it open
 // until then (Env clears its close-on-exec flag, Close sets it again).
 func (h *Handoff) AddEntry(m Meta, fd *sockfd.FD, metaName string) error {
-	ino, err := Inode(fd.Sysfd())
+	ino, err := Inode(fd)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (h *Handoff) AddEntry(m Meta, fd *sockfd.FD, metaName string) error {
 		h.lent = append(h.lent, lentFD{fd: fd, name: SocketName(ino)})
 		h.socks[ino] = true
 	}
-	h.metas = append(h.metas, Passed{FD: -1, Name: metaName, Data: AppendMeta(nil, &m)})
+	h.metas = append(h.metas, Passed{Name: metaName, Data: AppendMeta(nil, &m)})
 	return nil
 }
 
@@ -117,7 +117,7 @@ func (h *Handoff) Env() (string, error) {
 		fmt.Fprintf(&b, "socket-file %d %d %s\n", h.file.Dev, h.file.Ino, h.file.Path)
 	}
 	for _, p := range h.passed {
-		fmt.Fprintf(&b, "%d %s\n", p.FD, p.Name)
+		fmt.Fprintf(&b, "%d %s\n", p.FD.Sysfd(), p.Name)
 	}
 	for _, l := range h.lent {
 		fmt.Fprintf(&b, "%d %s\n", l.fd.Sysfd(), l.name)
@@ -125,16 +125,17 @@ func (h *Handoff) Env() (string, error) {
 	for _, m := range h.metas {
 		fmt.Fprintf(&b, "meta %s %s\n", m.Name, hex.EncodeToString(m.Data))
 	}
-	fd, err := unix.MemfdCreate("fdholder-handoff", unix.MFD_CLOEXEC)
+	n, err := unix.MemfdCreate("fdholder-handoff", unix.MFD_CLOEXEC)
 	if err != nil {
 		return "", os.NewSyscallError("memfd_create", err)
 	}
-	h.passed = append(h.passed, Passed{FD: fd, Name: "handoff"})
-	if _, err := unix.Write(fd, b.Bytes()); err != nil {
+	list := sockfd.New(n)
+	h.passed = append(h.passed, Passed{FD: list, Name: "handoff"})
+	if _, err := unix.Write(list.Sysfd(), b.Bytes()); err != nil {
 		return "", os.NewSyscallError("write hand-off list", err)
 	}
 	for _, p := range h.passed {
-		if _, err := unix.FcntlInt(uintptr(p.FD), unix.F_SETFD, 0); err != nil {
+		if _, err := unix.FcntlInt(uintptr(p.FD.Sysfd()), unix.F_SETFD, 0); err != nil {
 			return "", os.NewSyscallError("fcntl F_SETFD", err)
 		}
 	}
@@ -143,14 +144,14 @@ func (h *Handoff) Env() (string, error) {
 			return "", os.NewSyscallError("fcntl F_SETFD", err)
 		}
 	}
-	return HandoffEnv + "=" + strconv.Itoa(fd), nil
+	return HandoffEnv + "=" + strconv.Itoa(list.Sysfd()), nil
 }
 
 // Close closes every descriptor the Handoff owns and sets close-on-exec
 // again on those it was lent. Closing again does nothing.
 func (h *Handoff) Close() {
 	for _, p := range h.passed {
-		closeFD(p.FD)
+		p.FD.Close()
 	}
 	for _, l := range h.lent {
 		unix.CloseOnExec(l.fd.Sysfd())
@@ -201,7 +202,7 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 				bad = fmt.Errorf("bad line %q", line)
 				continue
 			}
-			out = append(out, Passed{FD: -1, Name: name, Data: b})
+			out = append(out, Passed{Name: name, Data: b})
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "socket-file "); ok {
@@ -229,7 +230,7 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 			continue
 		}
 		unix.CloseOnExec(fd)
-		out = append(out, Passed{FD: fd, Name: name})
+		out = append(out, Passed{FD: sockfd.New(fd), Name: name})
 	}
 	if err := cmp.Or(sc.Err(), bad); err != nil {
 		closeAll(out)
@@ -240,7 +241,7 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 
 func closeAll(ps []Passed) {
 	for _, p := range ps {
-		closeFD(p.FD)
+		p.FD.Close()
 	}
 }
 
@@ -253,13 +254,10 @@ func (h *Handoff) Listeners() ([]*net.UnixListener, error) {
 		if p.Name != ControlName {
 			continue
 		}
-		d, err := unix.FcntlInt(uintptr(p.FD), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			err = os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
-		}
+		d, err := p.FD.Dup()
 		var ln *net.UnixListener
 		if err == nil {
-			f := os.NewFile(uintptr(d), ControlName)
+			f := d.File(ControlName)
 			ln, err = ctlsock.FileListener(f)
 			f.Close()
 		}

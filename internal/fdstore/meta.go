@@ -180,10 +180,11 @@ func metaFile(m *Meta, buf *[]byte) (f *sockfd.FD, err error) {
 	return f, nil
 }
 
-// readMeta reads and decodes the metadata file fd, from its start.
-func readMeta(fd int) (Meta, error) {
+// readMeta reads and decodes the metadata file f, from its start. f stays
+// the caller's.
+func readMeta(f *sockfd.FD) (Meta, error) {
 	buf := make([]byte, MaxMetaSize+1)
-	n, err := unix.Pread(fd, buf, 0)
+	n, err := unix.Pread(f.Sysfd(), buf, 0)
 	if err != nil {
 		return Meta{}, os.NewSyscallError("pread", err)
 	}
@@ -193,11 +194,12 @@ func readMeta(fd int) (Meta, error) {
 	return DecodeMeta(buf[:n])
 }
 
-// Inode returns the inode number of descriptor fd (fstat(2) st_ino). For a
-// socket it identifies the socket: the kernel gives each socket one file.
-func Inode(fd int) (uint64, error) {
+// Inode returns the inode number of f's descriptor (fstat(2) st_ino). For
+// a socket it identifies the socket: the kernel gives each socket one file.
+// f stays the caller's, who keeps it open during the call.
+func Inode(f *sockfd.FD) (uint64, error) {
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := unix.Fstat(f.Sysfd(), &st); err != nil {
 		return 0, os.NewSyscallError("fstat", err)
 	}
 	return st.Ino, nil

@@ -83,7 +83,7 @@ func (m *Mirror) Observe(c holder.Change) error {
 }
 
 func (m *Mirror) add(c holder.Change) error {
-	ino, err := Inode(c.FD.Sysfd())
+	ino, err := Inode(c.FD)
 	if err != nil {
 		return m.failed(c, "inspect", err)
 	}

@@ -19,13 +19,13 @@ import (
 // sd_listen_fds(3)).
 const listenFDsStart = 3
 
-// Passed is one descriptor passed at start, with its name. The raw number
-// lives only between Listened (or FromHandoff) and Sort, which takes
-// ownership of it.
+// Passed is one descriptor passed at start, with its name. Whoever holds
+// the Passed owns FD: Listened and FromHandoff give it to their caller,
+// Sort takes it over.
 type Passed struct {
-	FD   int
+	FD   *sockfd.FD
 	Name string
-	// Data is the content of a metadata descriptor passed inline (FD -1),
+	// Data is the content of a metadata descriptor passed inline (FD nil),
 	// as an upgrade's hand-off list carries it.
 	Data []byte
 }
@@ -61,7 +61,7 @@ func Listened() ([]Passed, error) {
 		if i < len(names) {
 			name = names[i]
 		}
-		out[i] = Passed{FD: fd, Name: name}
+		out[i] = Passed{FD: sockfd.New(fd), Name: name}
 	}
 	return out, nil
 }
@@ -109,7 +109,7 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 	}
 	var r Recovered
 	r.NextSeq = 1
-	sockets := make(map[uint64]int) // inode -> descriptor
+	sockets := make(map[uint64]*sockfd.FD) // by inode
 	socketNames := make(map[uint64]string)
 	type metaFD struct {
 		name string
@@ -119,18 +119,25 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 	var metas []metaFD
 	for _, p := range passed {
 		kind, n := parseName(p.Name)
+		if p.FD == nil && kind != 'm' {
+			// Inline data (a hand-off's meta line) under a name that is
+			// not metadata's: there is no descriptor to keep or close.
+			log.Warn("recovery: dropping inline data that is not metadata", zap.String("fd_name", p.Name))
+			r.Stale = append(r.Stale, p.Name)
+			continue
+		}
 		switch kind {
 		case 's':
 			ino, err := Inode(p.FD)
 			if err != nil || ino != n {
 				log.Warn("recovery: dropping a stored socket whose inode does not match its name",
 					zap.String("fd_name", p.Name), zap.Error(err))
-				closeFD(p.FD)
+				p.FD.Close()
 				r.Stale = append(r.Stale, p.Name)
 				continue
 			}
 			if _, dup := sockets[ino]; dup {
-				closeFD(p.FD) // the same socket passed twice: one copy is enough
+				p.FD.Close() // the same socket passed twice: one copy is enough
 				continue
 			}
 			sockets[ino], socketNames[ino] = p.FD, p.Name
@@ -138,11 +145,11 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			r.NextSeq = max(r.NextSeq, n+1)
 			var m Meta
 			var err error
-			if p.FD < 0 {
+			if p.FD == nil {
 				m, err = DecodeMeta(p.Data)
 			} else {
 				m, err = readMeta(p.FD)
-				closeFD(p.FD)
+				p.FD.Close()
 			}
 			if err != nil {
 				log.Warn("recovery: dropping unreadable metadata", zap.String("fd_name", p.Name), zap.Error(err))
@@ -152,7 +159,7 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			}
 			metas = append(metas, metaFD{name: p.Name, seq: n, meta: m})
 		default:
-			f := os.NewFile(uintptr(p.FD), p.Name)
+			f := p.FD.File(p.Name)
 			ok, err := ctlsock.IsControlListener(f)
 			if ok {
 				r.Controls = append(r.Controls, f)
@@ -213,22 +220,21 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 		if users[m.meta.Inode]--; users[m.meta.Inode] == 0 {
 			used[m.meta.Inode] = true
 			delete(sockets, m.meta.Inode) // handed over, not closed below
-			r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: sockfd.New(fd), MetaName: m.name})
+			r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: fd, MetaName: m.name})
 			continue
 		}
-		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		dup, err := fd.Dup()
 		if err != nil {
-			log.Warn("recovery: entry lost: cannot duplicate its socket", zap.String("name", e.Name),
-				zap.Error(os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)))
+			log.Warn("recovery: entry lost: cannot duplicate its socket", zap.String("name", e.Name), zap.Error(err))
 			r.Stale = append(r.Stale, m.name)
 			r.Lost++
 			continue
 		}
 		used[m.meta.Inode] = true
-		r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: sockfd.New(dup), MetaName: m.name})
+		r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: dup, MetaName: m.name})
 	}
 	for ino, fd := range sockets {
-		closeFD(fd)
+		fd.Close()
 		if !used[ino] {
 			log.Info("recovery: dropping a stored socket that no entry holds", zap.String("fd_name", socketNames[ino]))
 			r.Stale = append(r.Stale, socketNames[ino])
@@ -236,10 +242,4 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 	}
 	slices.Sort(r.Stale)
 	return r
-}
-
-func closeFD(fd int) {
-	if fd >= 0 {
-		unix.Close(fd)
-	}
 }

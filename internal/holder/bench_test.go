@@ -156,7 +156,7 @@ func serveBench(b *testing.B, opts holder.ServerOptions) string {
 		fd.Close()
 		b.Fatal(err)
 	}
-	if _, err := reg.Store("web", fd, info, holder.Owner{}, 0, false); err != nil {
+	if _, err := reg.Store("web", fd, holder.StoreOptions{Info: info}); err != nil {
 		b.Fatal(err)
 	}
 	path := filepath.Join(testutil.ShortDir(b), "h.sock")

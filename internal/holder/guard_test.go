@@ -8,21 +8,8 @@ import (
 	"testing"
 
 	"github.com/fdholder/fdholder/internal/proto"
-	"github.com/fdholder/fdholder/internal/sockfd"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
-
-// storeAs stores a new socket under name for owner uid, through guard.
-func storeAs(t testing.TB, r *Registry, name string, uid uint32, replace bool, guard StoreGuard) (*sockfd.FD, error) {
-	t.Helper()
-	fd, _ := socketFD(t)
-	info, err := sockfd.Inspect(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = r.StoreGuarded(name, fd, info, Owner{UID: uid}, 0, replace, guard)
-	return fd, err
-}
 
 var errGuard = errors.New("refused by the guard")
 
@@ -40,14 +27,14 @@ func TestGuardsSeeOwnerAndCounts(t *testing.T) {
 	}
 	refuse := func(*proto.Entry, Counts) error { return errGuard }
 
-	if _, err := storeAs(t, r, "a", 1, false, record); err != nil {
+	if _, err := storeNew(t, r, "a", StoreOptions{Owner: Owner{UID: 1}, Guard: record}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := storeAs(t, r, "b", 2, false, record); err != nil {
+	if _, err := storeNew(t, r, "b", StoreOptions{Owner: Owner{UID: 2}, Guard: record}); err != nil {
 		t.Fatal(err)
 	}
 	// Replacing uid 1's entry as uid 2: the total stays, uid 2 gains one.
-	if _, err := storeAs(t, r, "a", 2, true, record); err != nil {
+	if _, err := storeNew(t, r, "a", StoreOptions{Owner: Owner{UID: 2}, Replace: true, Guard: record}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"none", "1", "1", "none", "2", "1", "a@1", "2", "2"}
@@ -58,27 +45,27 @@ func TestGuardsSeeOwnerAndCounts(t *testing.T) {
 		t.Errorf("held by uid 1: %d, uid 2: %d; want 0 and 2", r.HeldBy(1), r.HeldBy(2))
 	}
 	// A refused store closes its descriptor and changes nothing.
-	fd, err := storeAs(t, r, "c", 3, false, refuse)
+	fd, err := storeNew(t, r, "c", StoreOptions{Owner: Owner{UID: 3}, Guard: refuse})
 	if !errors.Is(err, errGuard) || !isClosed(fd) || r.Len() != 2 || r.HeldBy(3) != 0 {
 		t.Errorf("refused store: %v, closed %v, %d held, %d by uid 3", err, isClosed(fd), r.Len(), r.HeldBy(3))
 	}
 	// A refused replace keeps the entry in place.
-	if _, err := storeAs(t, r, "a", 3, true, refuse); !errors.Is(err, errGuard) {
+	if _, err := storeNew(t, r, "a", StoreOptions{Owner: Owner{UID: 3}, Replace: true, Guard: refuse}); !errors.Is(err, errGuard) {
 		t.Errorf("refused replace: %v", err)
 	}
 	// Take and delete guards see the entry and can refuse.
 	var owner uint32
 	entryGuard := func(e *proto.Entry) error { owner = e.UID; return errGuard }
-	if err := r.DeleteGuarded("a", entryGuard); !errors.Is(err, errGuard) || owner != 2 || r.Len() != 2 {
+	if err := r.Delete("a", entryGuard); !errors.Is(err, errGuard) || owner != 2 || r.Len() != 2 {
 		t.Errorf("refused delete: %v, owner seen %d, %d held", err, owner, r.Len())
 	}
-	if _, err := r.TakeGuarded("b", entryGuard); !errors.Is(err, errGuard) || r.Len() != 2 {
+	if _, err := r.Take("b", entryGuard); !errors.Is(err, errGuard) || r.Len() != 2 {
 		t.Errorf("refused take: %v, %d held", err, r.Len())
 	}
-	if err := r.DeleteGuarded("none", entryGuard); !errors.Is(err, proto.ErrNotFound) {
+	if err := r.Delete("none", entryGuard); !errors.Is(err, proto.ErrNotFound) {
 		t.Errorf("delete of a name not held: %v, want ErrNotFound before the guard", err)
 	}
-	h, err := r.TakeGuarded("b", nil)
+	h, err := r.Take("b", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +75,12 @@ func TestGuardsSeeOwnerAndCounts(t *testing.T) {
 	if !r.Restore(h) || r.HeldBy(2) != 2 {
 		t.Errorf("after a restore uid 2 holds %d, want 2", r.HeldBy(2))
 	}
-	if err := r.DeleteGuarded("a", nil); err != nil || r.HeldBy(2) != 1 {
+	if err := r.Delete("a", nil); err != nil || r.HeldBy(2) != 1 {
 		t.Errorf("delete: %v, uid 2 holds %d", err, r.HeldBy(2))
 	}
 }
 
-func TestListFilteredPagesPastHiddenEntries(t *testing.T) {
+func TestListPagesPastHiddenEntries(t *testing.T) {
 	testutil.CheckLeaks(t)
 	r := newRegistry(t)
 	// Enough entries with long names for several pages; only every third
@@ -102,7 +89,7 @@ func TestListFilteredPagesPastHiddenEntries(t *testing.T) {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("%c-%s-%d", 'a'+i%26, strings.Repeat("x", 190), i)
-		if _, err := storeAs(t, r, names[i], 1, false, nil); err != nil {
+		if _, err := storeNew(t, r, names[i], StoreOptions{Owner: Owner{UID: 1}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +98,7 @@ func TestListFilteredPagesPastHiddenEntries(t *testing.T) {
 	after := ""
 	pages := 0
 	for {
-		page, more := r.ListFiltered(nil, after, visible)
+		page, more := r.List(nil, ListOptions{After: after, Visible: visible})
 		pages++
 		for _, e := range page {
 			if !visible(&e) {

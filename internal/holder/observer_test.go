@@ -91,10 +91,10 @@ func TestObserverSeesEveryChange(t *testing.T) {
 		{"store", func(t *testing.T) { store(t, reg, "a", 0, false) }, []string{"+store a"}},
 		{"refused store", func(t *testing.T) { store(t, reg, "a", 0, false) }, nil},
 		{"replace: the new one first", func(t *testing.T) { store(t, reg, "a", 0, true) }, []string{"+replace a", "-replace a"}},
-		{"delete", func(t *testing.T) { reg.Delete("a") }, []string{"-delete a"}},
+		{"delete", func(t *testing.T) { reg.Delete("a", nil) }, []string{"-delete a"}},
 		{"take and restore", func(t *testing.T) {
 			store(t, reg, "b", 0, false)
-			h, err := reg.Take("b")
+			h, err := reg.Take("b", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,13 +102,13 @@ func TestObserverSeesEveryChange(t *testing.T) {
 		}, []string{"+store b", "-take b", "+restore b"}},
 		{"load", func(t *testing.T) {
 			fd, _ := socketFD(t)
-			if _, err := reg.Load(proto.Entry{Name: "c", StoredAt: time.Unix(5, 0)}, fd, false); err != nil {
+			if _, err := reg.Load(proto.Entry{Name: "c", StoredAt: time.Unix(5, 0)}, fd, StoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"+load c"}},
 		{"load of an expired entry", func(t *testing.T) {
 			fd, _ := socketFD(t)
-			if _, err := reg.Load(proto.Entry{Name: "d", StoredAt: time.Unix(5, 0), ExpiresAt: time.Unix(6, 0)}, fd, false); err == nil {
+			if _, err := reg.Load(proto.Entry{Name: "d", StoredAt: time.Unix(5, 0), ExpiresAt: time.Unix(6, 0)}, fd, StoreOptions{}); err == nil {
 				t.Fatal("an expired entry was loaded")
 			}
 		}, nil},
@@ -156,9 +156,9 @@ func TestObserverOrderUnderRace(t *testing.T) {
 				case 0, 1:
 					store(t, reg, name, 0, (g+i)%2 == 0)
 				case 2:
-					reg.Delete(name)
+					reg.Delete(name, nil)
 				default:
-					if h, err := reg.Take(name); err == nil {
+					if h, err := reg.Take(name, nil); err == nil {
 						h.Release()
 					}
 				}
@@ -207,7 +207,7 @@ func TestObserverFailureRefusesTheStore(t *testing.T) {
 		{"replace", func() error { _, err := store(t, reg, "kept", 0, true); return err }, []string{"!replace kept"}},
 		{"load", func() error {
 			fd, _ := socketFD(t)
-			_, err := reg.Load(proto.Entry{Name: "new", StoredAt: time.Unix(5, 0)}, fd, false)
+			_, err := reg.Load(proto.Entry{Name: "new", StoredAt: time.Unix(5, 0)}, fd, StoreOptions{})
 			return err
 		}, []string{"!load new"}},
 	}

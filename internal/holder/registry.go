@@ -26,7 +26,10 @@ type RegistryOptions struct {
 	Logger *zap.Logger
 
 	// OnChange, if set, is called with the number of held entries after
-	// every change, outside the registry's lock. It must not block.
+	// every change, outside the registry's lock. It must not block. The
+	// calls of changes made at once (a store and an expiry) may come in
+	// either order, so the count of the last call may be stale: read Len
+	// for the current one.
 	OnChange func(entries int)
 
 	// Observer, if set, sees every entry that starts or stops being held
@@ -103,15 +106,6 @@ func (r *Registry) changed(n int) {
 	}
 }
 
-// Store holds fd under name, owned by owner; a positive ttl makes it expire.
-// It takes ownership of fd, even on error. If name is held, Store fails with
-// proto.ErrExists unless replace is set; a replace swaps the new descriptor
-// in atomically, then closes the old copy once no Get is sending it.
-// Store does not validate the name or inspect fd: the caller does.
-func (r *Registry) Store(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool) (proto.Entry, error) {
-	return r.StoreGuarded(name, fd, info, owner, ttl, replace, nil)
-}
-
 // Counts is what a store would leave held: entries in total, and entries
 // whose owner has the new entry's uid.
 type Counts struct{ Total, OwnerUID int }
@@ -125,44 +119,75 @@ type StoreGuard func(old *proto.Entry, after Counts) error
 // EntryGuard vets a take or delete of e under the registry's write lock.
 type EntryGuard func(e *proto.Entry) error
 
-// StoreGuarded is Store, vetted by guard (nil: no vetting) once the name's
-// current entry is known. It takes ownership of fd, even on error.
-func (r *Registry) StoreGuarded(name string, fd *sockfd.FD, info sockfd.Info, owner Owner, ttl time.Duration, replace bool, guard StoreGuard) (proto.Entry, error) {
+// StoreOptions says how Store or Load holds a descriptor. The zero value
+// holds it for good, under a free name only, vetting nothing.
+type StoreOptions struct {
+	// Info describes the socket (network, address, whether it listens),
+	// as sockfd.Inspect reports it. Store records it; Load takes it from
+	// the entry and needs it zero.
+	Info sockfd.Info
+
+	// Owner is the process that stores the entry (SO_PEERCRED). Zero:
+	// uid, gid and pid 0. Load takes it from the entry and needs it zero.
+	Owner Owner
+
+	// TTL, if positive, makes the entry expire that long after it is
+	// stored. Zero: it never expires. Load takes the expiry time from the
+	// entry and needs it zero.
+	TTL time.Duration
+
+	// Replace lets a name that is held be given the new descriptor: the
+	// swap is atomic, and the old copy is closed once no Get is sending
+	// it. False: a held name fails with proto.ErrExists.
+	Replace bool
+
+	// Guard vets the store under the registry's write lock, once the
+	// name's current entry is known (see StoreGuard). Nil: no vetting.
+	Guard StoreGuard
+}
+
+// Store holds fd under name, as opts says. It takes ownership of fd, even
+// on error: on every error (a TTL too far away, the name held without
+// opts.Replace, opts.Guard refusing, the observer failing, the registry
+// closed) fd is closed before Store returns. Store does not validate the
+// name or inspect fd: the caller does.
+func (r *Registry) Store(name string, fd *sockfd.FD, opts StoreOptions) (proto.Entry, error) {
 	now := time.Now()
 	e := proto.Entry{
 		Name:      name,
-		Network:   info.Network,
-		Address:   info.Address,
-		Listening: info.Listening,
-		UID:       owner.UID,
-		GID:       owner.GID,
-		PID:       owner.PID,
+		Network:   opts.Info.Network,
+		Address:   opts.Info.Address,
+		Listening: opts.Info.Listening,
+		UID:       opts.Owner.UID,
+		GID:       opts.Owner.GID,
+		PID:       opts.Owner.PID,
 		StoredAt:  now.Round(0), // wall clock for display; expiry runs on a monotonic timer
 	}
-	if ttl > 0 {
-		if err := proto.CheckExpiry(e.StoredAt, ttl); err != nil {
+	if opts.TTL > 0 {
+		if err := proto.CheckExpiry(e.StoredAt, opts.TTL); err != nil {
 			fd.Close()
 			return proto.Entry{}, err
 		}
-		e.ExpiresAt = e.StoredAt.Add(ttl)
+		e.ExpiresAt = e.StoredAt.Add(opts.TTL)
 	}
-	return r.hold(e, fd, ttl, replace, "store", guard)
+	return r.hold(e, fd, opts.TTL, opts, "store")
 }
 
 // Load holds fd under e.Name with the metadata of e as it is (owner, stored
 // and expiry times, network and address), for an entry that was held
 // before: recovered after a restart or an upgrade, or transferred from
-// another holder. The live queue figures of e are ignored. It takes
-// ownership of fd, even on error. An entry whose expiry time has passed is
-// not held: Load closes fd and fails with proto.ErrNotFound. replace is as
-// for Store. Load does not validate the name or inspect fd: the caller does.
-func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, replace bool) (proto.Entry, error) {
-	return r.LoadGuarded(e, fd, replace, nil)
-}
-
-// LoadGuarded is Load, vetted by guard (nil: no vetting) as StoreGuarded
-// is, the owner being e's.
-func (r *Registry) LoadGuarded(e proto.Entry, fd *sockfd.FD, replace bool, guard StoreGuard) (proto.Entry, error) {
+// another holder. The live queue figures of e are ignored. opts.Replace
+// and opts.Guard are as for Store (the guard sees e's owner); the other
+// fields of opts are e's to say and must be zero. Load takes ownership of
+// fd, even on error: it closes fd on every path Store does, when opts sets
+// what e says, and when e's expiry time has passed (then it fails with
+// proto.ErrNotFound). Load does not validate the name or inspect fd: the
+// caller does.
+func (r *Registry) Load(e proto.Entry, fd *sockfd.FD, opts StoreOptions) (proto.Entry, error) {
+	if opts.Info != (sockfd.Info{}) || opts.Owner != (Owner{}) || opts.TTL != 0 {
+		fd.Close()
+		return proto.Entry{}, errLoadOptions
+	}
 	e.HasQueue, e.Queued, e.Backlog = false, 0, 0
 	e.StoredAt = e.StoredAt.Round(0)
 	var ttl time.Duration
@@ -173,14 +198,20 @@ func (r *Registry) LoadGuarded(e proto.Entry, fd *sockfd.FD, replace bool, guard
 			return proto.Entry{}, errExpired
 		}
 	}
-	return r.hold(e, fd, ttl, replace, "load", guard)
+	return r.hold(e, fd, ttl, opts, "load")
 }
+
+// errLoadOptions is Load's error for options that would contradict the
+// entry: a caller's mistake, never a peer's.
+var errLoadOptions = proto.Errorf(proto.CodeInternal, "load: info, owner and ttl come from the entry, not the options")
 
 // errExpired is Load's error for an entry whose time has passed.
 var errExpired = &proto.Error{Code: proto.CodeNotFound, Message: "expired"}
 
-// hold puts a new entry for fd in the map; see StoreGuarded.
-func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, replace bool, why string, guard StoreGuard) (proto.Entry, error) {
+// hold puts a new entry for fd in the map, to expire after ttl if it is
+// positive; opts.Replace and opts.Guard are as for Store. It takes ownership
+// of fd: every error path closes it.
+func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, opts StoreOptions, why string) (proto.Entry, error) {
 	e := &entry{fd: fd, info: info}
 	e.refs.Store(1)
 	name, uid := info.Name, info.UID
@@ -194,13 +225,13 @@ func (r *Registry) hold(info proto.Entry, fd *sockfd.FD, ttl time.Duration, repl
 		return proto.Entry{}, errShuttingDown
 	}
 	old := r.entries[name]
-	if old != nil && !replace {
+	if old != nil && !opts.Replace {
 		r.mu.Unlock()
 		r.flush()
 		fd.Close()
 		return proto.Entry{}, proto.Errorf(proto.CodeExists, "name already held")
 	}
-	if guard != nil {
+	if guard := opts.Guard; guard != nil {
 		after := Counts{Total: len(r.entries), OwnerUID: r.byUID[uid]}
 		if old == nil {
 			after.Total++
@@ -354,15 +385,12 @@ func (r *Registry) HeldBy(uid uint32) int {
 	return r.byUID[uid]
 }
 
-// Take removes the entry held under name and returns the registry's
-// reference to it: releasing the handle closes the holder's copy. If the
-// descriptor cannot be handed on, Restore puts it back.
-func (r *Registry) Take(name string) (Handle, error) {
-	return r.TakeGuarded(name, nil)
-}
-
-// TakeGuarded is Take, vetted by guard (nil: no vetting) under the lock.
-func (r *Registry) TakeGuarded(name string, guard EntryGuard) (Handle, error) {
+// Take removes the entry held under name, if guard (nil: no vetting)
+// allows it under the registry's write lock, and returns the registry's
+// reference to it: the caller owns the descriptor from then on, and
+// releasing the handle closes it. If it cannot be handed on, Restore puts
+// it back. On error nothing is removed and nothing is closed.
+func (r *Registry) Take(name string, guard EntryGuard) (Handle, error) {
 	e, n, err := r.remove(name, guard, "take")
 	if err != nil {
 		return Handle{}, err
@@ -407,14 +435,11 @@ func (r *Registry) Restore(h Handle) bool {
 	return true
 }
 
-// Delete removes the entry held under name and closes the holder's copy
-// once no Get is sending it.
-func (r *Registry) Delete(name string) error {
-	return r.DeleteGuarded(name, nil)
-}
-
-// DeleteGuarded is Delete, vetted by guard (nil: no vetting) under the lock.
-func (r *Registry) DeleteGuarded(name string, guard EntryGuard) error {
+// Delete removes the entry held under name, if guard (nil: no vetting)
+// allows it under the registry's write lock, and closes the holder's copy
+// once no Get is sending it. On error nothing is removed and nothing is
+// closed.
+func (r *Registry) Delete(name string, guard EntryGuard) error {
 	e, n, err := r.remove(name, guard, "delete")
 	if err != nil {
 		return err
@@ -454,11 +479,25 @@ func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, in
 	return e, n, nil
 }
 
-// List appends to dst the entries whose names sort after the name after, in
-// order, as many as fit in one list reply, and reports whether more follow.
-// TCP listeners come with their live accept queue.
-func (r *Registry) List(dst []proto.Entry, after string) ([]proto.Entry, bool) {
-	return r.ListFiltered(dst, after, nil)
+// ListOptions says which entries List shows. The zero value shows every
+// entry from the first name on.
+type ListOptions struct {
+	// After is the cursor: the page starts with the first name that sorts
+	// after it (the last name of the page before). Empty: the first name.
+	After string
+
+	// Prefixes, if not nil, limits the page to the names that start with
+	// one of them, and a page visits only those: a peer that may see a few
+	// names among many does not make the holder scan the others. Nil:
+	// every name; empty but not nil: none.
+	Prefixes []string
+
+	// Visible, if set, is asked about each entry the page reaches, and
+	// the entries it reports false for are hidden. It is called under the
+	// registry's read lock and must not call the registry. Hidden entries
+	// are skipped inside the page, so a page still fills up and the cursor
+	// (the last name sent) still advances past them. Nil: all are shown.
+	Visible func(*proto.Entry) bool
 }
 
 // namesDegree is the B-tree's degree: nodes of up to 63 names, a few cache
@@ -507,24 +546,16 @@ func (r *Registry) ascendIn(after string, prefixes []string, fn func(name string
 	}
 }
 
-// ListFiltered is List showing only the entries visible reports true for
-// (nil: all). It is called under the registry's read lock and must not call
-// the registry. Hidden entries are skipped inside the page, so a page still
-// fills up and the cursor (the last name sent) still advances past them.
-func (r *Registry) ListFiltered(dst []proto.Entry, after string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
-	return r.ListIn(dst, after, nil, visible)
-}
-
-// ListIn is ListFiltered over the names that start with one of prefixes
-// only (nil: every name): a page visits only those, so a peer that may see
-// a few names among many does not make the holder scan the others.
-func (r *Registry) ListIn(dst []proto.Entry, after string, prefixes []string, visible func(*proto.Entry) bool) ([]proto.Entry, bool) {
+// List appends to dst the entries opts shows, in name order, as many as
+// fit in one list reply, and reports whether more follow. TCP listeners
+// come with their live accept queue.
+func (r *Registry) List(dst []proto.Entry, opts ListOptions) ([]proto.Entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	size, more := 0, false
-	r.ascendIn(after, prefixes, func(name string) bool {
+	r.ascendIn(opts.After, opts.Prefixes, func(name string) bool {
 		e := r.entries[name]
-		if visible != nil && !visible(&e.info) {
+		if opts.Visible != nil && !opts.Visible(&e.info) {
 			return true
 		}
 		info := e.info

@@ -502,7 +502,7 @@ func (c *conn) handle(msg []byte, fds []*sockfd.FD) bool {
 	case proto.OpTake:
 		return c.take(&req)
 	case proto.OpDelete:
-		err := c.s.reg.DeleteGuarded(req.Name, c.ownerGuard(req.Op))
+		err := c.s.reg.Delete(req.Name, c.ownerGuard(req.Op))
 		c.audit(req.Op, req.Name, err)
 		if err != nil {
 			return c.replyErr(req.Op, err)
@@ -529,8 +529,8 @@ func (c *conn) store(req *proto.Request, fd *sockfd.FD) bool {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
 	}
-	e, err := c.s.reg.StoreGuarded(req.Name, fd, info, c.peer.Owner(), req.TTL,
-		req.Flags&proto.FlagReplace != 0, c.storeGuard(req.Op, c.peer.UID))
+	e, err := c.s.reg.Store(req.Name, fd, StoreOptions{Info: info, Owner: c.peer.Owner(), TTL: req.TTL,
+		Replace: req.Flags&proto.FlagReplace != 0, Guard: c.storeGuard(req.Op, c.peer.UID)})
 	c.audit(req.Op, req.Name, err)
 	if err != nil {
 		return c.replyErr(req.Op, err)
@@ -550,7 +550,7 @@ func (c *conn) get(req *proto.Request) bool {
 }
 
 func (c *conn) take(req *proto.Request) bool {
-	h, err := c.s.reg.TakeGuarded(req.Name, c.ownerGuard(req.Op))
+	h, err := c.s.reg.Take(req.Name, c.ownerGuard(req.Op))
 	if err != nil {
 		c.audit(req.Op, req.Name, err)
 		return c.replyErr(req.Op, err)
@@ -600,7 +600,7 @@ func (c *conn) list(req *proto.Request) bool {
 	}
 	b := getPage()
 	defer putPage(b)
-	page, more := c.s.reg.ListIn(b.entries[:0], req.Name, prefixes, visible)
+	page, more := c.s.reg.List(b.entries[:0], ListOptions{After: req.Name, Prefixes: prefixes, Visible: visible})
 	b.entries = page
 	c.audit(req.Op, "", nil)
 	r := proto.Reply{Op: req.Op, Entries: page}

@@ -119,6 +119,6 @@ func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
 	if err := c.room(fd); err != nil {
 		return err
 	}
-	_, err = c.s.reg.LoadGuarded(e, fd, replace, c.storeGuard(proto.OpLoad, e.UID))
+	_, err = c.s.reg.Load(e, fd, StoreOptions{Replace: replace, Guard: c.storeGuard(proto.OpLoad, e.UID)})
 	return err
 }

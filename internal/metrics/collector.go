@@ -95,7 +95,7 @@ func isTCPListener(e *proto.Entry) bool {
 }
 
 // collectEntries walks the registry once, in name order, page by page
-// (holder.Registry.ListFiltered, which reads each TCP listener's queue
+// (holder.Registry.List, which reads each TCP listener's queue
 // with sockfd.TCPQueue): every entry is counted by network, and the first
 // maxListeners TCP listeners are listed with their queues. The filter sees
 // each entry under the registry's read lock; the entries it lets through
@@ -134,7 +134,7 @@ func (c *collector) collectEntries(ch chan<- prometheus.Metric) {
 		return true
 	}
 	for after := ""; more; {
-		page, more = c.reg.ListFiltered(page[:0], after, filter)
+		page, more = c.reg.List(page[:0], holder.ListOptions{After: after, Visible: filter})
 		for i := range page {
 			e := &page[i]
 			after = e.Name

@@ -97,7 +97,7 @@ func start(t testing.TB, o rigOptions) *rig {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	mln, err := metrics.Listen("127.0.0.1:0")
+	mln, err := metrics.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func hold(t testing.TB, reg *holder.Registry, name string, fd *sockfd.FD) {
 		fd.Close()
 		t.Fatal(err)
 	}
-	if _, err := reg.Store(name, fd, info, holder.Owner{}, 0, false); err != nil {
+	if _, err := reg.Store(name, fd, holder.StoreOptions{Info: info}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -548,7 +548,7 @@ func TestFDStoreMirror(t *testing.T) {
 	}
 	fd, _ := listenTCP(t, 4)
 	hold(t, r.reg, "web", fd)
-	if err := r.reg.Delete("web"); err != nil {
+	if err := r.reg.Delete("web", nil); err != nil {
 		t.Fatal(err)
 	}
 	drain()
@@ -567,7 +567,7 @@ func TestFDStoreMirror(t *testing.T) {
 		fd.Close()
 		t.Fatal(err)
 	}
-	if _, err := r.reg.Store("web", fd, info, holder.Owner{}, 0, false); err == nil {
+	if _, err := r.reg.Store("web", fd, holder.StoreOptions{Info: info}); err == nil {
 		t.Fatal("a store whose copy failed was held")
 	}
 	f = r.families(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -13,43 +14,41 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/fdholder/fdholder/internal/ctlsock"
 )
 
 // Listen listens on addr for Serve: a TCP address (host:port, such as
 // 127.0.0.1:9727; port 0 picks one), or "unix:PATH" for a Unix stream
-// socket. A socket file left at PATH by a process that is gone (nobody
-// accepts on it, connect(2) fails with ECONNREFUSED) is replaced; any
-// other file there is an error.
-func Listen(addr string) (net.Listener, error) {
+// socket. A socket file left at PATH by a process that is gone is
+// replaced, and anything else there refused, as ctlsock.Stale decides for
+// the control socket.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
 	path, isUnix := strings.CutPrefix(addr, "unix:")
 	if !isUnix {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("metrics address %q: want HOST:PORT or unix:PATH", addr)
 		}
-		return net.Listen("tcp", addr)
+		return lc.Listen(ctx, "tcp", addr)
 	}
 	if path == "" {
 		return nil, fmt.Errorf("metrics address %q: empty path", addr)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := lc.Listen(ctx, "unix", path)
 	if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 		return ln, err
 	}
-	if fi, serr := os.Lstat(path); serr != nil || fi.Mode()&os.ModeSocket == 0 {
-		return nil, err
+	stale, serr := ctlsock.Stale(ctx, "unix", path)
+	if serr != nil {
+		return nil, fmt.Errorf("metrics address %q: %w", addr, serr)
 	}
-	c, derr := net.Dial("unix", path)
-	if derr == nil {
-		c.Close()
-		return nil, fmt.Errorf("metrics address %q: another process serves there", addr)
+	if stale {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
-	if !errors.Is(derr, syscall.ECONNREFUSED) {
-		return nil, err
-	}
-	if rerr := os.Remove(path); rerr != nil {
-		return nil, rerr
-	}
-	return net.Listen("unix", path)
+	return lc.Listen(ctx, "unix", path)
 }
 
 // Handler serves the metrics at /metrics, and a pointer to them at /.

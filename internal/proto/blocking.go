@@ -32,7 +32,7 @@ import (
 type BlockingConn struct {
 	fd    *sockfd.FD
 	oob   []byte // the receive control buffer
-	sendb []byte // the send control buffer: room for MaxMessageFDs
+	sendb []byte // the send control buffer, made on the first send with descriptors
 
 	deadline time.Time
 	// The socket's current SO_SNDTIMEO and SO_RCVTIMEO; 0: none.
@@ -71,7 +71,11 @@ func DialBlocking(ctx context.Context, path string) (*BlockingConn, error) {
 		}
 	}
 	if err == nil {
-		err = os.NewSyscallError("fcntl", unix.SetNonblock(fd.Sysfd(), false))
+		// One F_SETFL, without the F_GETFL of unix.SetNonblock: the
+		// socket is this function's, and O_NONBLOCK is the only flag
+		// F_SETFL can set on it (fcntl(2)), so 0 clears exactly that.
+		_, err = unix.FcntlInt(uintptr(fd.Sysfd()), unix.F_SETFL, 0)
+		err = os.NewSyscallError("fcntl", err)
 	} else {
 		err = os.NewSyscallError("connect", err)
 	}
@@ -79,7 +83,7 @@ func DialBlocking(ctx context.Context, path string) (*BlockingConn, error) {
 		fd.Close()
 		return nil, dialError(path, err)
 	}
-	return &BlockingConn{fd: fd, oob: make([]byte, oobSize), sendb: make([]byte, oobSize)}, nil
+	return &BlockingConn{fd: fd, oob: make([]byte, oobSize)}, nil
 }
 
 // dialError says what net.Dial would: "dial unixpacket PATH: connect: ...".
@@ -152,6 +156,9 @@ func (c *BlockingConn) SendConn(b []byte, sc syscall.Conn) error {
 		return fmt.Errorf("descriptor: %w", err)
 	}
 	var werr error
+	if len(c.sendb) < rightsOneSize {
+		c.sendb = make([]byte, rightsOneSize)
+	}
 	if err := rc.Control(func(fd uintptr) { werr = c.send(b, rightsIn(c.sendb, int(fd))) }); err != nil {
 		return fmt.Errorf("descriptor: %w", err)
 	}
@@ -167,6 +174,9 @@ func (c *BlockingConn) SendFDs(b []byte, fds []*sockfd.FD) error {
 	}
 	var oob []byte
 	if len(fds) > 0 {
+		if len(c.sendb) < oobSize {
+			c.sendb = make([]byte, oobSize)
+		}
 		h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
 		h.SetLen(unix.CmsgLen(4 * len(fds)))
 		copy(c.sendb, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))

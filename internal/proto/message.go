@@ -348,7 +348,12 @@ func AppendReply(dst []byte, r *Reply) ([]byte, error) {
 
 // DecodeReply decodes one reply. A reply from a holder of another protocol
 // version fails with ErrUnsupportedVersion.
-func DecodeReply(b []byte) (Reply, error) {
+func DecodeReply(b []byte) (Reply, error) { return DecodeReplyName(b, "") }
+
+// DecodeReplyName is DecodeReply for the reply to a request for name: an
+// entry named name gets name itself, not a copy, so that a get's reply
+// allocates only the strings the caller did not have.
+func DecodeReplyName(b []byte, name string) (Reply, error) {
 	var r Reply
 	op, flags, code, body, err := decodeHeader(b)
 	if err != nil {
@@ -362,7 +367,7 @@ func DecodeReply(b []byte) (Reply, error) {
 		return r, Errorf(CodeBadRequest, "reply has unknown operation %d", uint8(op))
 	}
 	r.Op, r.Flags, r.Code = op&^ReplyBit, flags, code
-	d := decoder{b: body}
+	d := decoder{b: body, name: name}
 	switch {
 	case code != CodeOK:
 		if flags != 0 {
@@ -494,8 +499,9 @@ func fromUnixNano(ns int64) time.Time {
 // decoder reads fields from a message body. The first failure sticks; later
 // reads return zero values, and finish reports it.
 type decoder struct {
-	b   []byte
-	err *Error
+	b    []byte
+	err  *Error
+	name string // an entry name the caller holds already (DecodeReplyName)
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -558,9 +564,23 @@ func (d *decoder) str8Reuse(prev string) string {
 }
 func (d *decoder) str16() string { return string(d.take(int(d.u16()))) }
 
+// network is str8 for an entry's network, which is nearly always one of a
+// few words (sockfd's names): those come back as constants, not copies.
+func (d *decoder) network() string {
+	p := d.take(int(d.u8()))
+	for _, n := range commonNetworks {
+		if string(p) == n {
+			return n
+		}
+	}
+	return string(p)
+}
+
+var commonNetworks = [...]string{"tcp", "tcp6", "udp", "udp6", "unix", "unixgram", "unixpacket"}
+
 func (d *decoder) entry(e *Entry) {
-	e.Name = d.str8()
-	e.Network = d.str8()
+	e.Name = d.str8Reuse(d.name)
+	e.Network = d.network()
 	e.Address = d.str16()
 	flags := d.u8()
 	e.UID = d.u32()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestRequestRoundTrip(t *testing.T) {
@@ -297,5 +298,44 @@ func TestCodes(t *testing.T) {
 	}
 	if !errors.Is((&Reply{Code: 999}).Err(), ErrInternal) {
 		t.Error("an unknown code does not map to ErrInternal")
+	}
+}
+
+// TestDecodeReplyNameShares checks that a get's reply reuses the name the
+// caller asked for and a constant for a common network, so that decoding
+// it allocates only the address; a name or network of another spelling is
+// still decoded as sent.
+func TestDecodeReplyNameShares(t *testing.T) {
+	tests := []struct {
+		name                 string
+		held, asked, network string
+		allocs               float64
+	}{
+		{name: "asked name, common network", held: "web", asked: "web", network: "tcp", allocs: 1},
+		{name: "another name", held: "web", asked: "api", network: "tcp", allocs: 2},
+		{name: "another network", held: "web", asked: "web", network: "netlink/raw", allocs: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Entry{Name: tt.held, Network: tt.network, Address: "127.0.0.1:8080", StoredAt: time.Unix(1_700_000_000, 0)}
+			msg, err := AppendReply(nil, &Reply{Op: OpGet, Entry: e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := DecodeReplyName(msg, tt.asked)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Entry.Name != tt.held || rep.Entry.Network != tt.network || rep.Entry.Address != e.Address {
+				t.Errorf("decoded %+v, want %+v", rep.Entry, e)
+			}
+			if same := unsafe.StringData(rep.Entry.Name) == unsafe.StringData(tt.asked); same != (tt.held == tt.asked) {
+				t.Errorf("name shares the asked string: %v, want %v", same, tt.held == tt.asked)
+			}
+			allocs := testing.AllocsPerRun(100, func() { DecodeReplyName(msg, tt.asked) })
+			if allocs != tt.allocs {
+				t.Errorf("%v allocations a decode, want %v", allocs, tt.allocs)
+			}
+		})
 	}
 }

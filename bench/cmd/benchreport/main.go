@@ -314,7 +314,7 @@ func report(s *suite, quick bool) []byte {
 	}
 	p("Every figure below comes from one run of `bench/run`, %s, and every ratio compares two figures of that same run. ", when)
 	p("The raw results are in [bench/results.jsonl](bench/results.jsonl).\n\n")
-	p("## Rerun it\n\n```sh\napt-get install s6 libs6-dev skalibs-dev hyperfine wrk python3-gunicorn gcc\nbench/run            # builds everything, runs the suite (~6 min), rewrites this page and its charts\nBENCH_QUICK=1 bench/run   # every row, short runs: a check that the suite works\n```\n\n")
+	p("## Rerun it\n\n```sh\napt-get install s6 libs6-dev skalibs-dev hyperfine wrk python3-gunicorn gcc make\nbench/run            # builds everything, runs the suite (~6 min), rewrites this page and its charts\nBENCH_QUICK=1 bench/run   # every row, short runs: a check that the suite works\n```\n\n")
 	p("Go micro-benchmarks (encode/decode, the holder's get path in-process): `go test -run '^$' -bench . -benchmem ./internal/proto ./internal/holder`.\n\n")
 	p("## The machine\n\n")
 	for _, l := range machine(s.load) {

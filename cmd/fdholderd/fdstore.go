@@ -56,7 +56,7 @@ func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
 	return fdstore.NewMirror(n, log, nextSeq)
 }
 
-// recoverFromFDStore holds again every entry recovered from systemd's file
+// recoverEntries holds again every entry recovered from systemd's file
 // descriptor store or an upgrade's hand-off, with its metadata, then drops
 // from the store what recovery found stale (metadata of entries not
 // recovered, sockets no entry holds, unknown descriptors). The recovered
@@ -64,24 +64,24 @@ func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
 // store holds exactly the registry's entries afterwards. It takes
 // ownership of rec's entries; the control listeners are returned as
 // *net.UnixListener, which the caller owns.
-func recoverFromFDStore(log *zap.Logger, reg *holder.Registry, mirror *fdstore.Mirror, rec fdstore.Recovered, source string) ([]*net.UnixListener, error) {
-	if mirror != nil {
-		mirror.Expect(rec.Entries)
+func (d *holderd) recoverEntries(rec fdstore.Recovered, source string) ([]*net.UnixListener, error) {
+	if d.mirror != nil {
+		d.mirror.Expect(rec.Entries)
 	}
 	loaded := 0
 	for _, e := range rec.Entries {
-		if _, err := reg.Load(e.Entry, e.FD, false); err != nil {
-			log.Warn("recovery: entry not held again", zap.String("name", e.Entry.Name), zap.Error(err))
+		if _, err := d.reg.Load(e.Entry, e.FD, holder.StoreOptions{}); err != nil {
+			d.log.Warn("recovery: entry not held again", zap.String("name", e.Entry.Name), zap.Error(err))
 			continue
 		}
 		loaded++
 	}
-	if mirror != nil {
-		mirror.EndRecovery()
-		mirror.Remove(rec.Stale)
+	if d.mirror != nil {
+		d.mirror.EndRecovery()
+		d.mirror.Remove(rec.Stale)
 	}
 	if source != "" {
-		log.Info("recovered", zap.String("source", source), zap.Int("entries", loaded),
+		d.log.Info("recovered", zap.String("source", source), zap.Int("entries", loaded),
 			zap.Int("expired", rec.Expired), zap.Int("lost", rec.Lost), zap.Int("dropped", rec.Dropped),
 			zap.Int("control_sockets", len(rec.Controls)))
 	}
