@@ -32,10 +32,7 @@ func BenchmarkAuditLine(b *testing.B) {
 // BenchmarkConsoleEncoder encodes the audit line of a get with zap's
 // console encoder and with fdholderd's (console.go), side by side.
 func BenchmarkConsoleEncoder(b *testing.B) {
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeLevel = zapcore.CapitalLevelEncoder
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := encoderConfig("console")
 	ent := zapcore.Entry{Level: zapcore.InfoLevel, Time: time.Now(), Message: "request"}
 	fields := []zap.Field{zap.String("op", "get"), zap.String("name", "bench"), zap.String("result", "ok"),
 		zap.Uint32("peer_uid", 0), zap.Uint32("peer_gid", 0), zap.Int32("peer_pid", 12345)}

@@ -14,11 +14,7 @@ import (
 // what zap's console encoder writes with the same settings, for every kind
 // of entry and field, and for fields added by With.
 func TestConsoleEncoderAsZap(t *testing.T) {
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeDuration = zapcore.StringDurationEncoder
-	ec.EncodeLevel = zapcore.CapitalLevelEncoder
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := encoderConfig("console")
 	at := time.Date(2026, 11, 29, 18, 4, 5, 123456789, time.FixedZone("x", 3600))
 	_, file, line, _ := runtime.Caller(0)
 	caller := zapcore.NewEntryCaller(0, file, line, true)
@@ -58,19 +54,7 @@ func TestConsoleEncoderAsZap(t *testing.T) {
 			}
 			// Twice each, and through clones, as a core uses them.
 			for range 2 {
-				want, err := zapEnc.Clone().EncodeEntry(tt.ent, tt.fields)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := ours.Clone().EncodeEntry(tt.ent, tt.fields)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got.String() != want.String() {
-					t.Errorf("got  %q\nwant %q", got.String(), want.String())
-				}
-				got.Free()
-				want.Free()
+				sameLine(t, zapEnc.Clone(), ours.Clone(), tt.ent, tt.fields)
 			}
 		})
 	}
@@ -81,28 +65,31 @@ func TestConsoleEncoderAsZap(t *testing.T) {
 func FuzzConsoleEncoder(f *testing.F) {
 	f.Add("name", "web/a", "request", int64(-3), uint64(7), true, int64(1796000000123456789), int16(60))
 	f.Add("k\"\\", "\xff\x00\u2028\t", "", int64(0), uint64(1<<63), false, int64(-1), int16(-330))
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeLevel = zapcore.CapitalLevelEncoder
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := encoderConfig("console")
 	zapEnc, ours := zapcore.NewConsoleEncoder(ec), newConsoleEncoder(ec)
 	f.Fuzz(func(t *testing.T, key, value, msg string, i int64, u uint64, b bool, nanos int64, zoneMin int16) {
 		at := time.Unix(0, nanos).In(time.FixedZone("z", int(zoneMin)*60))
 		ent := zapcore.Entry{Level: zapcore.InfoLevel, Time: at, Message: msg}
 		fields := []zap.Field{zap.String(key, value), zap.Int64(key, i), zap.Uint64("u", u), zap.Bool(value, b),
 			zap.Int32("i32", int32(i)), zap.Uint32("u32", uint32(u))}
-		want, err := zapEnc.EncodeEntry(ent, fields)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := ours.EncodeEntry(ent, fields)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.String() != want.String() {
-			t.Errorf("got  %q\nwant %q", got.String(), want.String())
-		}
-		got.Free()
-		want.Free()
+		sameLine(t, zapEnc, ours, ent, fields)
 	})
+}
+
+// sameLine checks that ours encodes ent and fields as zapEnc does.
+func sameLine(t testing.TB, zapEnc, ours zapcore.Encoder, ent zapcore.Entry, fields []zap.Field) {
+	t.Helper()
+	want, err := zapEnc.EncodeEntry(ent, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Free()
+	got, err := ours.EncodeEntry(ent, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Free()
+	if got.String() != want.String() {
+		t.Errorf("got  %q\nwant %q", got.String(), want.String())
+	}
 }

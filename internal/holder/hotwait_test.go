@@ -42,10 +42,10 @@ func threads(t testing.TB) int {
 	return 0
 }
 
-// serveHot serves a new registry with hot waits of h, and returns the
-// socket's path and the server; the server is closed at the end of the
-// test.
-func serveHot(t testing.TB, h *proto.HotWait) (string, *holder.Server) {
+// serve serves a new registry with opts (and hot waits of h, unless nil),
+// and returns the socket's path and the server; the server is closed at
+// the end of the test, before the registry.
+func serve(t testing.TB, opts holder.ServerOptions, h *proto.HotWait) (string, *holder.Server) {
 	t.Helper()
 	reg := holder.NewRegistry(holder.RegistryOptions{Logger: zaptest.NewLogger(t)})
 	t.Cleanup(reg.Close)
@@ -54,8 +54,11 @@ func serveHot(t testing.TB, h *proto.HotWait) (string, *holder.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: zaptest.NewLogger(t)})
-	holder.SetHotWait(srv, h)
+	opts.Logger = zaptest.NewLogger(t)
+	srv := holder.NewServer(reg, opts)
+	if h != nil {
+		holder.SetHotWait(srv, h)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
@@ -75,7 +78,7 @@ func TestHotWaitBound(t *testing.T) {
 	testutil.CheckLeaks(t)
 	const limit, conns = 2, 64
 	h := proto.NewHotWait(time.Hour, limit)
-	path, srv := serveHot(t, h)
+	path, srv := serve(t, holder.ServerOptions{}, h)
 	list := holdertest.Encode(t, proto.Request{Op: proto.OpList})
 	before := threads(t)
 	var cs []*holdertest.RawConn
