@@ -368,11 +368,11 @@ var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize
 // holds no large buffer between messages: it waits until the socket is
 // readable (through the runtime's poller, honouring the read deadline, or
 // hot, see SetHotWait) and only then borrows a buffer from a pool for
-// recvmsg(2). A message that
-// fits in small is copied there and the buffer goes back at once; a larger
-// one (a load) is returned in the borrowed buffer. Either way the caller
-// must call release, never nil, once done with msg. So a thousand idle
-// connections cost a thousand small buffers, not a thousand large ones.
+// recvmsg(2). A message that fits in small is copied there and the buffer
+// goes back at once; a larger one (a load) is returned in the borrowed
+// buffer. Either way the caller must call release, never nil, once done
+// with msg. So a thousand idle connections cost a thousand small buffers,
+// not a thousand large ones.
 // Descriptors, errors and their closing are as for RecvFDs.
 func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockfd.FD, release func(), err error) {
 	c.large = largeRecv{}
