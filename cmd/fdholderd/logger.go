@@ -29,17 +29,11 @@ const auditFlushInterval = 50 * time.Millisecond
 // synced, which run does before it returns and the upgrade before its
 // execve(2).
 func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap.Logger) {
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	ec.EncodeDuration = zapcore.StringDurationEncoder
 	var enc zapcore.Encoder
 	if format == "json" {
-		enc = zapcore.NewJSONEncoder(ec)
+		enc = zapcore.NewJSONEncoder(encoderConfig(format))
 	} else {
-		ec.EncodeLevel = zapcore.CapitalLevelEncoder
-		ec.EncodeTime = zapcore.ISO8601TimeEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
+		enc = newConsoleEncoder(encoderConfig(format))
 	}
 	out := &logOut{w: bufio.NewWriterSize(w, 64<<10), interval: auditFlushInterval}
 	now := nowWriter{out}
@@ -52,6 +46,19 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap
 	atOnce := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l >= zapcore.WarnLevel })
 	audit = zap.New(zapcore.NewTee(zapcore.NewCore(enc, out, buffered), zapcore.NewCore(enc, now, atOnce)), zap.ErrorOutput(now))
 	return log, audit
+}
+
+// encoderConfig is the settings of the log's format, "console" or "json".
+func encoderConfig(format string) zapcore.EncoderConfig {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	if format != "json" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	return ec
 }
 
 // logOut is the buffer both loggers share. Its Write buffers a line and

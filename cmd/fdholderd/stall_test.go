@@ -124,14 +124,21 @@ func plainBinary(t testing.TB) string {
 }
 
 // rssKiB returns the resident set of process pid (proc(5), VmRSS).
-func rssKiB(t testing.TB, pid int) int {
+func rssKiB(t testing.TB, pid int) int { return procStatus(t, pid, "VmRSS") }
+
+// procThreads returns the number of threads of process pid (proc(5)).
+func procThreads(t testing.TB, pid int) int { return procStatus(t, pid, "Threads") }
+
+// procStatus returns the number in field of /proc/PID/status (proc(5)),
+// without its unit.
+func procStatus(t testing.TB, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			if err != nil {
 				t.Fatal(err)
@@ -139,14 +146,16 @@ func rssKiB(t testing.TB, pid int) int {
 			return n
 		}
 	}
-	t.Fatal("no VmRSS in /proc/PID/status")
+	t.Fatalf("no %s in /proc/PID/status", field)
 	return 0
 }
 
 // TestIdleConnectionsKeepNoPages (issue 8, defect 8): connections that
 // each read one full list page and then stay open keep no page buffer
 // (it used to be kept per connection: 1,000 idle connections after one
-// list each of 18,500 entries held 330 MB).
+// list each of 18,500 entries held 330 MB), and no thread: they wait in
+// the netpoller, all but a bound few after their hot wait (proto.HotWait;
+// a thread per connection once grew RSS by 27 MB here).
 func TestIdleConnectionsKeepNoPages(t *testing.T) {
 	testutil.CheckLeaks(t)
 	const entries, conns = 300, 500
@@ -169,7 +178,7 @@ func TestIdleConnectionsKeepNoPages(t *testing.T) {
 	warm := holdertest.DialRaw(t, path, waitTimeout)
 	warm.RoundTrip(list)
 	warm.Close()
-	before := rssKiB(t, d.pid())
+	before, threadsBefore := rssKiB(t, d.pid()), procThreads(t, d.pid())
 	var pages int
 	for range conns {
 		rc := holdertest.DialRaw(t, path, waitTimeout)
@@ -180,7 +189,15 @@ func TestIdleConnectionsKeepNoPages(t *testing.T) {
 		t.Fatalf("%d entries in %d first pages: the pages are not large", pages, conns)
 	}
 	grown := rssKiB(t, d.pid()) - before
-	t.Logf("RSS grew by %d KiB for %d idle connections after a first page of %d entries each", grown, conns, pages/conns)
+	threads := procThreads(t, d.pid())
+	t.Logf("RSS grew by %d KiB and threads from %d to %d for %d idle connections after a first page of %d entries each",
+		grown, threadsBefore, threads, conns, pages/conns)
+	// A thread per connection would be 500 more; the hot waits (at most
+	// GOMAXPROCS-1) and the runtime's own (GC workers, a thread per
+	// blocking write of the log) are a few.
+	if limit := threadsBefore + 16; threads > limit {
+		t.Errorf("%d threads for %d idle connections, want at most %d: idle connections keep threads", threads, conns, limit)
+	}
 	// Each connection's own state (goroutine stack, request buffer) is a
 	// few KiB; a kept page and its encoding were over 100 KiB.
 	if limit := conns * 40; grown > limit {

@@ -15,8 +15,11 @@ import (
 )
 
 // The holder's rules for sending replies. They are stated for a
-// connection, whatever serves it (a goroutine on the runtime's poller
-// today), and tested through the socket:
+// connection, whatever serves it, and tested through the socket. Today a
+// connection is served by its goroutine, which waits for a request in the
+// runtime's netpoller, or for a short while in ppoll(2) on its socket
+// while it is busy (proto.HotWait); a reply is sent through the netpoller
+// under a write deadline:
 //
 //  1. Every reply, a dump's included, is sent under the request deadline:
 //     it may wait RequestTimeout (to 9/8 of it) from when its request

@@ -1,16 +1,10 @@
 package holder_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/zap/zaptest"
 
 	"github.com/fdholder/fdholder/internal/holder"
 	"github.com/fdholder/fdholder/internal/holdertest"
@@ -54,22 +48,7 @@ func (r *requestRecorder) next(t testing.TB) string {
 func TestRequestObserver(t *testing.T) {
 	testutil.CheckLeaks(t)
 	rec := &requestRecorder{requests: make(chan string, 100)}
-	reg := holder.NewRegistry(holder.RegistryOptions{Logger: zaptest.NewLogger(t)})
-	t.Cleanup(reg.Close)
-	path := filepath.Join(testutil.ShortDir(t), "h.sock")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := holder.NewServer(reg, holder.ServerOptions{Logger: zaptest.NewLogger(t), Limits: holder.Limits{MaxConns: 1}, Requests: rec})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), ln) }()
-	defer func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, holder.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	path, _ := serve(t, holder.ServerOptions{Limits: holder.Limits{MaxConns: 1}, Requests: rec}, nil)
 
 	c := holdertest.DialRaw(t, path, 5*time.Second)
 	ln1 := tcpListener(t)

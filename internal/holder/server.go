@@ -47,7 +47,9 @@ type ServerOptions struct {
 type accessBox struct{ Access }
 
 // Server serves a Registry over AF_UNIX SOCK_SEQPACKET connections. Each
-// connection is served by its own goroutine, one request at a time.
+// connection is served by its own goroutine, one request at a time, which
+// waits for the next in the runtime's netpoller or, while the connection
+// is busy, hot in ppoll(2) (proto.HotWait).
 type Server struct {
 	reg       *Registry
 	log       *zap.Logger
@@ -58,6 +60,7 @@ type Server struct {
 	handoff   atomic.Bool  // stopping for an upgrade: wait for no peer (Handoff)
 	refusals  *auditLimiter
 	reqs      RequestObserver
+	hot       *proto.HotWait // how connections wait for a request (serveConn)
 
 	mu        sync.Mutex
 	listeners map[*net.UnixListener]struct{}
@@ -85,6 +88,7 @@ func NewServer(reg *Registry, opts ServerOptions) *Server {
 		conns:     make(map[*proto.Conn]tracked),
 		servedBy:  make(map[uint32]int),
 		refusals:  newAuditLimiter(time.Now),
+		hot:       proto.NewHotWait(proto.HotWindow, 0),
 	}
 	s.SetAccess(opts.Access)
 	return s
@@ -140,6 +144,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		}
 		backoff = 0
 		c := proto.NewConn(uc)
+		c.SetHotWait(s.hot)
 		cred, err := c.PeerCred()
 		if err != nil {
 			s.log.Warn("cannot identify peer; closing", zap.Error(err))
@@ -411,20 +416,26 @@ func (s *Server) serveConn(pc *proto.Conn, cred *unix.Ucred) {
 			}
 			// A message arrived that cannot be served; Recv closed its
 			// descriptors. Answer it and carry on with the next one.
+			s.hot.Begin()
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
 			ok := c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
 			c.observe()
+			s.hot.End()
 			if !ok {
 				return
 			}
 			continue
 		}
+		// While a request is served, no other connection waits hot
+		// (proto.HotWait): the netpoller serves concurrent connections.
+		s.hot.Begin()
 		ok := c.handle(msg, c.fds)
 		release()
 		clear(c.fds) // handle owns them now
 		c.observe()
+		s.hot.End()
 		if !ok {
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -43,6 +44,14 @@ type Conn struct {
 	recvFn    func(uintptr) bool
 	releaseFn func()
 	large     largeRecv
+
+	// The hot wait (hotwait.go): nil for none; ppoll's arguments are kept
+	// here so that a wait allocates nothing.
+	hot         *HotWait
+	pollFD      [1]unix.PollFd
+	pollTimeout unix.Timespec
+	pollLeft    unix.Timespec
+	hotNow      atomic.Bool // in ppoll now
 
 	// Unsent's callback and result, kept so that it allocates nothing.
 	unsentFn  func(uintptr)
@@ -78,7 +87,12 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 }
 
 // Close closes the connection.
-func (c *Conn) Close() error { return c.uc.Close() }
+func (c *Conn) Close() error {
+	if c.hot != nil {
+		c.wakeHot()
+	}
+	return c.uc.Close()
+}
 
 // SetDeadline sets the read and write deadline, as net.Conn does.
 func (c *Conn) SetDeadline(t time.Time) error { return c.uc.SetDeadline(t) }
@@ -352,12 +366,13 @@ var largeBufs = sync.Pool{New: func() any { b := make([]byte, MaxLoadRequestSize
 
 // RecvLarge is RecvFDs for a message of up to MaxLoadRequestSize bytes that
 // holds no large buffer between messages: it waits until the socket is
-// readable (through the runtime's poller, honouring the read deadline) and
-// only then borrows a buffer from a pool for recvmsg(2). A message that
-// fits in small is copied there and the buffer goes back at once; a larger
-// one (a load) is returned in the borrowed buffer. Either way the caller
-// must call release, never nil, once done with msg. So a thousand idle
-// connections cost a thousand small buffers, not a thousand large ones.
+// readable (through the runtime's poller, honouring the read deadline, or
+// hot, see SetHotWait) and only then borrows a buffer from a pool for
+// recvmsg(2). A message that fits in small is copied there and the buffer
+// goes back at once; a larger one (a load) is returned in the borrowed
+// buffer. Either way the caller must call release, never nil, once done
+// with msg. So a thousand idle connections cost a thousand small buffers,
+// not a thousand large ones.
 // Descriptors, errors and their closing are as for RecvFDs.
 func (c *Conn) RecvLarge(small []byte, fds []*sockfd.FD) (msg []byte, _ []*sockfd.FD, release func(), err error) {
 	c.large = largeRecv{}
@@ -416,17 +431,23 @@ func noRelease() {}
 
 // recvLarge is RecvLarge's callback for RawConn.Read: it borrows a buffer
 // only now that the socket is readable, and gives it back if recvmsg finds
-// nothing after all (the runtime then waits again).
+// nothing after all, not even after a hot wait (the runtime then waits in
+// its netpoller).
 func (c *Conn) recvLarge(fd uintptr) bool {
 	r := &c.large
 	r.bp = largeBufs.Get().(*[]byte)
-	r.n, r.oobn, r.flags, r.err = recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
-	if r.err == unix.EAGAIN || r.err == unix.EINTR {
-		largeBufs.Put(r.bp)
-		r.bp = nil
-		return false
+	for {
+		r.n, r.oobn, r.flags, r.err = recvmsg(int(fd), *r.bp, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		if r.err != unix.EAGAIN && r.err != unix.EINTR {
+			return true
+		}
+		if c.hot == nil || !c.waitHot(int(fd)) {
+			break
+		}
 	}
-	return true
+	largeBufs.Put(r.bp)
+	r.bp = nil
+	return false
 }
 
 // recvmsg is recvmsg(2) into one buffer, without a source address: the

@@ -2,7 +2,8 @@
 // encoding (Append*/Decode*, no I/O, fuzzed), the protocol's named limits and
 // error codes, and the two files that send and receive its messages with
 // SCM_RIGHTS ancillary data (sendmsg/recvmsg, unix(7)): conn.go through the
-// runtime's netpoller, blocking.go with blocking system calls.
+// runtime's netpoller (a busy connection may first wait hot in ppoll(2),
+// hotwait.go), blocking.go with blocking system calls.
 //
 // Messages travel over an AF_UNIX SOCK_SEQPACKET socket: the kernel keeps
 // message boundaries and delivers each message's descriptors with it, so a
