@@ -185,3 +185,49 @@ func putPage(b *pageBuf) {
 	b.entries, b.out = b.entries[:0], b.out[:0]
 	pageBufs.Put(b)
 }
+
+// protoError returns err as the *proto.Error to reply with: itself, or its
+// sentinel's code with its message.
+func protoError(err error) *proto.Error {
+	var pe *proto.Error
+	if !errors.As(err, &pe) {
+		pe = &proto.Error{Code: proto.CodeOf(err), Message: err.Error()}
+	}
+	return pe
+}
+
+// replyErr sends err, an *proto.Error or an error wrapping a sentinel, as an
+// error reply.
+func (c *conn) replyErr(op proto.Op, err error) bool {
+	pe := protoError(err)
+	return c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
+}
+
+// reply encodes and sends r, which carries no descriptor, and reports
+// whether it was sent. Replies with descriptors go through pass.
+func (c *conn) reply(r *proto.Reply) bool { return c.replyIn(&c.out, r) }
+
+// replyIn is reply encoding into the buffer *buf, which it keeps.
+func (c *conn) replyIn(buf *[]byte, r *proto.Reply) bool {
+	out, ok := c.encode((*buf)[:0], r)
+	if !ok {
+		return false
+	}
+	*buf = out
+	if err := c.send(out, nil, nil); err != nil {
+		c.sendFailed(r.Op, err)
+		return false
+	}
+	return true
+}
+
+// encode appends the encoding of r to dst; a failure is logged (the reply
+// cannot be sent, and the connection is closed).
+func (c *conn) encode(dst []byte, r *proto.Reply) ([]byte, bool) {
+	out, err := proto.AppendReply(dst, r)
+	if err != nil {
+		c.s.log.Error("cannot encode reply", c.peerFields(zap.String("op", r.Op.String()), zap.Error(err))...)
+		return dst, false
+	}
+	return out, true
+}

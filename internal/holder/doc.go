@@ -19,7 +19,14 @@
 // An Observer (RegistryOptions.Observer) sees every entry that starts or
 // stops being held, in order, so that a copy can be kept elsewhere; dump and
 // load move entries in bulk between holders, behind one authorization point
-// (authorizeTransfer in transfer.go, which asks the Access).
+// (authorizeTransfer in ops.go, which asks the Access).
+//
+// Files by concern: registry.go holds the entries; server.go is the
+// server's life (accept, admission limits, Shutdown, Handoff, Close);
+// conn.go a connection's loop and the dispatch of each request; ops.go
+// every op, dump and load included; deliver.go how replies are sent;
+// audit.go the audit line; access.go, limits.go, peer.go, observer.go
+// and requests.go what they are named for.
 //
 // cmd/fdholderd wires systemd, the command-line flags and the control
 // socket to it, and internal/fdstore implements the Observer that copies
