@@ -164,16 +164,59 @@ func TestAcceptBackoffOnEMFILE(t *testing.T) {
 	waiting.Send(holdertest.Encode(t, proto.Request{Op: proto.OpList}))
 	d.waitFor("a backoff line", func(r record) bool { return isBackoff(r) && strings.Contains(r.str("error"), "too many open files") })
 
-	// Meanwhile the open connection is served, a held listener included.
-	start := time.Now()
-	for time.Since(start) < 2*time.Second {
+	// Meanwhile the open connection is served, a held listener included,
+	// until the backoff has reached its cap and kept it: two lines with a
+	// backoff of 1s, the 9th and 10th, 2.3 s after the first; or until
+	// there are more lines than the backoff allows, for the checks below
+	// to report.
+	capped := func(r record) bool { return isBackoff(r) && r.str("backoff") == "1s" }
+	tooMany := func() bool { return d.count(isBackoff) > 10+int(time.Since(limited)/time.Second) }
+	timeout := time.After(waitTimeout)
+	for {
+		_, changed := d.log.snapshot()
 		checkAccepts(t, h.c, "keep/a", h.held["keep/a"])
-		time.Sleep(100 * time.Millisecond)
+		if d.count(capped) >= 2 || tooMany() {
+			break
+		}
+		select {
+		case <-changed:
+		case <-d.exited:
+			t.Fatalf("exited (%v) while backing off", d.err)
+		case <-timeout:
+			t.Fatalf("%d backoff lines, none at 1s twice, within %v", d.count(isBackoff), waitTimeout)
+		}
 	}
 	// It backs off instead of spinning: 5ms, doubling, up to 1s between
-	// attempts, so the first 1.3s see 8 attempts and every second after
-	// that one more, where a spinning loop would log thousands. The bound
-	// follows the time that really passed, however slow the machine.
+	// attempts. The holder's own lines show it: each backoff is twice the
+	// one before (capped), and each line comes at least the backoff before
+	// it after that line (both ts are the holder's clock, and a wait lasts
+	// at least its duration, however slow the machine). A spinning loop
+	// would log thousands of lines microseconds apart.
+	lines, _ := d.log.snapshot()
+	var prevTS time.Time
+	var prev time.Duration
+	for _, r := range records(lines) {
+		if !isBackoff(r) {
+			continue
+		}
+		backoff, err := time.ParseDuration(r.str("backoff"))
+		if err != nil {
+			t.Fatalf("backoff line %v: %v", r, err)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, r.str("ts"))
+		if err != nil {
+			t.Fatalf("backoff line %v: %v", r, err)
+		}
+		if want := min(max(2*prev, 5*time.Millisecond), time.Second); backoff != want {
+			t.Fatalf("backoff %v after %v, want %v", backoff, prev, want)
+		}
+		if gap := ts.Sub(prevTS); prev > 0 && gap < prev {
+			t.Fatalf("an accept failure %v after the one before, which backed off %v: the accept loop spins", gap, prev)
+		}
+		prev, prevTS = backoff, ts
+	}
+	// And the count follows the time that really passed: 8 attempts in
+	// the first 1.3s, then one a second.
 	elapsed := time.Since(limited)
 	if n, most := d.count(isBackoff), 10+int(elapsed/time.Second); n > most {
 		t.Errorf("%d accept failures logged in %v (at most %d with the backoff): the accept loop spins", n, elapsed.Round(time.Millisecond), most)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,7 +32,10 @@ func (l *lockedBuffer) String() string {
 
 // TestAuditBuffer: an audit line waits in the buffer; it is written, in
 // order, by the next line of the main logger, by a Sync (run's exit, an
-// upgrade's execve), or by the flush timer.
+// upgrade's execve), or by the flush timer once auditFlushInterval has
+// passed, and not before. The clock is synctest's: the lines are looked at
+// the moment each way has written them, never after a wait, so a way that
+// did not write them cannot pass on another's (the timer's) behalf.
 func TestAuditBuffer(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -40,7 +44,11 @@ func TestAuditBuffer(t *testing.T) {
 	}{
 		{"main line", func(log *zap.Logger) { log.Info("shutting down") }, []string{"request 1", "request 2", "shutting down"}},
 		{"sync", func(log *zap.Logger) { log.Sync() }, []string{"request 1", "request 2"}},
-		{"timer", func(*zap.Logger) {}, []string{"request 1", "request 2"}},
+		{"timer", func(*zap.Logger) {
+			// Just before the interval nothing is written; at it, all.
+			time.Sleep(auditFlushInterval - time.Nanosecond)
+			synctest.Wait()
+		}, []string{"request 1", "request 2"}},
 	}
 	// A refusal at warn is written at once, with the lines before it.
 	t.Run("warn", func(t *testing.T) {
@@ -54,27 +62,33 @@ func TestAuditBuffer(t *testing.T) {
 	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var w lockedBuffer
-			log, audit := newLogger("console", zapcore.InfoLevel, &w)
-			audit.Info("request 1")
-			audit.Info("request 2")
-			tt.flush(log)
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.Contains(w.String(), tt.want[len(tt.want)-1]) {
-				if time.Now().After(deadline) {
-					t.Fatalf("after %s, the log holds %q, want %q", tt.name, w.String(), tt.want)
+			synctest.Test(t, func(t *testing.T) {
+				var w lockedBuffer
+				log, audit := newLogger("console", zapcore.InfoLevel, &w)
+				audit.Info("request 1")
+				audit.Info("request 2")
+				synctest.Wait()
+				if out := w.String(); out != "" {
+					t.Fatalf("before %s, the log holds %q, want nothing yet", tt.name, out)
 				}
-				time.Sleep(auditFlushInterval / 5)
-			}
-			out := w.String()
-			last := -1
-			for _, s := range tt.want {
-				i := strings.Index(out, s)
-				if i <= last {
-					t.Fatalf("log %q: %q missing or out of order (want %q)", out, s, tt.want)
+				tt.flush(log)
+				if tt.name == "timer" {
+					if out := w.String(); out != "" {
+						t.Fatalf("%v after the lines, the log holds %q, want nothing yet", auditFlushInterval-time.Nanosecond, out)
+					}
+					time.Sleep(time.Nanosecond)
+					synctest.Wait() // the timer's flush has run
 				}
-				last = i
-			}
+				out := w.String()
+				last := -1
+				for _, s := range tt.want {
+					i := strings.Index(out, s)
+					if i <= last {
+						t.Fatalf("after %s, log %q: %q missing or out of order (want %q)", tt.name, out, s, tt.want)
+					}
+					last = i
+				}
+			})
 		})
 	}
 }

@@ -157,8 +157,7 @@ func isList(r record) bool { return r.str("msg") == "request" && r.str("op") == 
 // pipelined requests the holder has begun.
 func startStalled(t *testing.T) (d *daemon, path string, pc *proto.Conn, page, before, begun int) {
 	t.Helper()
-	_, err := exec.LookPath("ss")
-	testutil.NeedPeer(t, err == nil, "ss (iproute2) reads the sockets' queues: %v", err)
+	needSS(t)
 	path = socketPath(t)
 	d = startServing(t, daemonOpts{socket: path})
 	c := dial(t, path)
@@ -201,7 +200,7 @@ func (d *daemon) waitBlocked(pc *proto.Conn, replySize, before int) int {
 		if client.recvQ%replySize != 0 {
 			d.t.Fatalf("%d bytes queued at the client: not whole replies of %d", client.recvQ, replySize)
 		}
-		if holder.wmem >= holder.sndbuf && begun > client.recvQ/replySize {
+		if holder.blocked() && begun > client.recvQ/replySize {
 			return begun
 		}
 		select {
@@ -219,25 +218,30 @@ func (d *daemon) waitBlocked(pc *proto.Conn, replySize, before int) int {
 // unixSock is what ss(8) reports about one AF_UNIX socket.
 type unixSock struct {
 	inode, peer  uint64
-	recvQ        int // bytes queued to be read (unix_inq_len)
-	wmem, sndbuf int // skmem t and tb: bytes allocated for sending, and the limit
+	local        string // the path the socket (or, accepted, its listener) is bound to; "*" for none
+	recvQ        int    // bytes queued to be read (unix_inq_len)
+	wmem, sndbuf int    // skmem t and tb: bytes allocated for sending, and the limit
 }
 
-// connSocks returns the socket with inode ino and its peer, from ss -xm.
-func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
+// blocked reports whether sendmsg(2) on s waits for its peer to read:
+// sock_alloc_send_pskb waits while sk_wmem_alloc >= sk_sndbuf.
+func (s unixSock) blocked() bool { return s.sndbuf > 0 && s.wmem >= s.sndbuf }
+
+// unixSocks returns every AF_UNIX socket ss -xam shows.
+func unixSocks(t testing.TB) []unixSock {
 	t.Helper()
 	out, err := exec.Command("ss", "-x", "-a", "-m", "-H").Output()
 	if err != nil {
 		t.Fatalf("ss -xamH: %v", err)
 	}
-	found := 0
+	var socks []unixSock
 	for _, line := range strings.Split(string(out), "\n") {
 		// Netid State Recv-Q Send-Q Local Port Peer Port skmem:(...)
 		f := strings.Fields(line)
 		if len(f) < 9 || !strings.HasPrefix(f[8], "skmem:(") {
 			continue
 		}
-		var s unixSock
+		s := unixSock{local: f[4]}
 		s.recvQ, _ = strconv.Atoi(f[2])
 		s.inode, _ = strconv.ParseUint(f[5], 10, 64)
 		s.peer, _ = strconv.ParseUint(f[7], 10, 64)
@@ -249,6 +253,17 @@ func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
 				s.wmem, _ = strconv.Atoi(kv[1:])
 			}
 		}
+		socks = append(socks, s)
+	}
+	return socks
+}
+
+// connSocks returns the socket with inode ino and its peer, from ss -xm.
+func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
+	t.Helper()
+	socks := unixSocks(t)
+	found := 0
+	for _, s := range socks {
 		switch {
 		case s.inode == ino:
 			self = s
@@ -259,9 +274,43 @@ func connSocks(t testing.TB, ino uint64) (self, peer unixSock) {
 		}
 	}
 	if found != 2 || self.peer != peer.inode || self.inode != peer.peer {
-		t.Fatalf("ss does not show socket %d and its peer: %+v %+v\n%s", ino, self, peer, out)
+		t.Fatalf("ss does not show socket %d and its peer: %+v %+v\n%+v", ino, self, peer, socks)
 	}
 	return self, peer
+}
+
+// waitSendBlocked waits until the holder is blocked sending on one of its
+// connections (ss shows one of the sockets open in the holder blocked), a
+// fact of the kernel rather than a guess at how long a flood takes.
+func (d *daemon) waitSendBlocked() {
+	d.t.Helper()
+	needSS(d.t)
+	timeout := time.After(waitTimeout)
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		mine := d.sockets()
+		for _, s := range unixSocks(d.t) {
+			if mine[fmt.Sprintf("socket:[%d]", s.inode)] && s.blocked() {
+				return
+			}
+		}
+		select {
+		case <-poll.C:
+		case <-d.exited:
+			d.t.Fatalf("exited (%v) while serving", d.err)
+		case <-timeout:
+			d.t.Fatalf("the holder was not blocked sending on any connection within %v", waitTimeout)
+		}
+	}
+}
+
+// needSS skips (or, with peers required, fails) a test that reads the
+// sockets' queues when ss(8) is missing.
+func needSS(t testing.TB) {
+	t.Helper()
+	_, err := exec.LookPath("ss")
+	testutil.NeedPeer(t, err == nil, "ss (iproute2) reads the sockets' queues: %v", err)
 }
 
 func TestSIGTERMFinishesRequestInFlight(t *testing.T) {

@@ -27,7 +27,8 @@ import (
 // used to stay open, keeping deleted sockets open in its unread replies).
 func TestHostileDumpDeadline(t *testing.T) {
 	testutil.CheckLeaks(t)
-	h := startHostile(t, "--request-timeout", "200ms")
+	const requestTimeout = time.Second
+	h := startHostile(t, "--request-timeout", requestTimeout.String())
 	dump := holdertest.Encode(t, proto.Request{Op: proto.OpDump, Pattern: "keep/*"})
 
 	t.Run("after a quiet spell", func(t *testing.T) {
@@ -36,8 +37,14 @@ func TestHostileDumpDeadline(t *testing.T) {
 			t.Fatalf("get: %v (%s), %d descriptors", rep.Code, rep.Message, fds)
 		}
 		// Not a wait for a fact: the quiet spell is the condition under
-		// test, longer than the request timeout and its slack.
-		time.Sleep(400 * time.Millisecond)
+		// test, longer than the request timeout and its slack (9/8 of
+		// it). It cannot pass by timing: it begins once the get's reply
+		// is here, after the holder armed that reply's deadline, so that
+		// deadline has passed when the dump arrives. It could fail by
+		// timing only if the holder took the whole timeout between the
+		// dump's arrival and its send of a small reply to a reader: 1s,
+		// not 200ms, keeps that far beyond a busy machine's stalls.
+		time.Sleep(requestTimeout + requestTimeout/4)
 		rep, fds := c.RoundTrip(dump)
 		if rep.Code != proto.CodeOK || fds != len(h.held) {
 			t.Errorf("dump after a quiet spell: %v (%s), %d descriptors; want ok with %d", rep.Code, rep.Message, fds, len(h.held))
@@ -83,10 +90,10 @@ func TestUpgradeWaitsForNoNonReader(t *testing.T) {
 	c := dial(t, path)
 	storeNew(t, c, "web")
 
-	// The flood fills the peer's queue within a millisecond; the upgrade
-	// first runs the new binary with --check, which takes far longer, so
-	// the holder is blocked sending to the peer when it stops serving.
+	// The flood fills the peer's queue: the upgrade comes once ss shows
+	// the holder blocked sending to the peer.
 	stop := startFlood(t, nobody, path, "get", "web", "1", "2000")
+	d.waitSendBlocked()
 	d.signal(syscall.SIGUSR2)
 	d.waitFor("the upgrade", isRecovered("upgrade"))
 	if n := d.count(func(r record) bool { return r.str("msg") == "upgrade: requests still in flight were cut off" }); n != 0 {

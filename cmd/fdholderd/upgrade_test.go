@@ -91,6 +91,7 @@ func storeEntries(t testing.TB, c *fdholder.Client, dir string, n int) []fdholde
 // and counts the gets that succeeded and those that failed.
 type getLoad struct {
 	ok, failed atomic.Int64
+	progress   chan struct{} // a get succeeded since waitGets last looked
 	mu         sync.Mutex
 	errs       []error
 	stop       chan struct{}
@@ -99,7 +100,7 @@ type getLoad struct {
 
 func startGets(t testing.TB, path string, workers int) *getLoad {
 	t.Helper()
-	l := &getLoad{stop: make(chan struct{})}
+	l := &getLoad{stop: make(chan struct{}), progress: make(chan struct{}, 1)}
 	for range workers {
 		c := dial(t, path)
 		l.done.Add(1)
@@ -123,6 +124,10 @@ func startGets(t testing.TB, path string, workers int) *getLoad {
 				}
 				f.Close()
 				l.ok.Add(1)
+				select {
+				case l.progress <- struct{}{}:
+				default: // waitGets has yet to look at the last one
+				}
 			}
 		}()
 	}
@@ -143,12 +148,13 @@ func (l *getLoad) finish() {
 func (l *getLoad) waitGets(t testing.TB, n int64) {
 	t.Helper()
 	target := l.ok.Load() + n
-	deadline := time.Now().Add(waitTimeout)
+	timeout := time.After(waitTimeout)
 	for l.ok.Load() < target {
-		if time.Now().After(deadline) {
+		select {
+		case <-l.progress:
+		case <-timeout:
 			t.Fatalf("gets stalled at %d (want %d); %d failed", l.ok.Load(), target, l.failed.Load())
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

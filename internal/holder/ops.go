@@ -232,7 +232,7 @@ func (c *conn) dump(req *proto.Request) bool {
 		}
 		prefixes = []string{req.Pattern[:i]}
 	}
-	held, more := c.s.reg.Page(req.Name, prefixes, match, proto.MaxBatchEntries)
+	held, more := c.s.reg.Page(ListOptions{After: req.Name, Prefixes: prefixes, Visible: match}, proto.MaxBatchEntries)
 	b := getPage()
 	defer putPage(b)
 	r := proto.Reply{Op: req.Op, Entries: b.entries[:0]}

@@ -479,8 +479,8 @@ func (r *Registry) remove(name string, guard EntryGuard, why string) (*entry, in
 	return e, n, nil
 }
 
-// ListOptions says which entries List shows. The zero value shows every
-// entry from the first name on.
+// ListOptions says which entries a page of List or Page shows. The zero
+// value shows every entry from the first name on.
 type ListOptions struct {
 	// After is the cursor: the page starts with the first name that sorts
 	// after it (the last name of the page before). Empty: the first name.
@@ -624,20 +624,18 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 	return out
 }
 
-// Page returns references to the entries whose names sort after the name
-// after, start with one of prefixes (nil: any) and satisfy match, in name
-// order: at most limit of them, as many as
-// fit in one reply (proto.ListPageFits), and reports whether more follow.
-// match is called under the registry's read lock and must not call the
-// registry. The caller must release every Handle.
-func (r *Registry) Page(after string, prefixes []string, match func(e *proto.Entry) bool, limit int) ([]Handle, bool) {
+// Page returns references to the entries opts shows, in name order: at
+// most limit of them, as many as fit in one reply (proto.ListPageFits),
+// and reports whether more follow. It pages as List does; a dump sends
+// the descriptors with the entries. The caller must release every Handle.
+func (r *Registry) Page(opts ListOptions, limit int) ([]Handle, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []Handle
 	size, more := 0, false
-	r.ascendIn(after, prefixes, func(name string) bool {
+	r.ascendIn(opts.After, opts.Prefixes, func(name string) bool {
 		e := r.entries[name]
-		if !match(&e.info) {
+		if opts.Visible != nil && !opts.Visible(&e.info) {
 			return true
 		}
 		size += proto.EntrySize(&e.info)

@@ -400,7 +400,8 @@ func TestListVisitsOnlyThePrefixes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			visited := 0
-			page, more := reg.List(nil, ListOptions{After: tt.after, Prefixes: tt.prefixes, Visible: func(*proto.Entry) bool { visited++; return true }})
+			opts := ListOptions{After: tt.after, Prefixes: tt.prefixes, Visible: func(*proto.Entry) bool { visited++; return true }}
+			page, more := reg.List(nil, opts)
 			var got []string
 			for _, e := range page {
 				got = append(got, e.Name)
@@ -413,7 +414,7 @@ func TestListVisitsOnlyThePrefixes(t *testing.T) {
 			}
 			// A dump page (Page) visits the same names.
 			visited = 0
-			held, more := reg.Page(tt.after, tt.prefixes, func(*proto.Entry) bool { visited++; return true }, proto.MaxBatchEntries)
+			held, more := reg.Page(opts, proto.MaxBatchEntries)
 			got = got[:0]
 			for _, h := range held {
 				got = append(got, h.Entry().Name)
