@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fdholder/fdholder/bench/internal/stat"
 )
 
 // metrics is a measurement line of fdbench or of the C clients.
@@ -103,14 +105,7 @@ func (sc *scaleResult) medianP50(f func(scaleRound) metrics) float64 {
 	for _, r := range sc.Rounds {
 		v = append(v, f(r).P50)
 	}
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return stat.Median(v)
 }
 
 type upgradeResult struct {

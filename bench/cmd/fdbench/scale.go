@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/bench/internal/stat"
 )
 
 // scaleResult is the 100,000-sockets row: the holder's memory, the time of
@@ -156,22 +156,9 @@ func runScale(args []string) error {
 		r.Rounds = append(r.Rounds, rd)
 		ratios, ratios10 = append(ratios, rd.Ratio), append(ratios10, rd.Ratio10)
 	}
-	r.RatioMedian, r.Ratio10Median = median(ratios), median(ratios10)
+	r.RatioMedian, r.Ratio10Median = stat.Median(ratios), stat.Median(ratios10)
 	fmt.Fprintf(os.Stderr, "fdbench scale: median of %d rounds' ratios: %.3f× (same names %.3f×)\n", *rounds, r.RatioMedian, r.Ratio10Median)
 	return emit(r)
-}
-
-// median returns the median of s (the mean of the middle two when len(s)
-// is even), sorting s.
-func median(s []float64) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // fill stores a fresh listening Unix socket (abstract namespace, so no file

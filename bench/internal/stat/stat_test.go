@@ -1,4 +1,4 @@
-package main
+package stat
 
 import "testing"
 
@@ -16,7 +16,7 @@ func TestMedian(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := median(tt.in); got < tt.want-1e-9 || got > tt.want+1e-9 {
+			if got := Median(tt.in); got < tt.want-1e-9 || got > tt.want+1e-9 {
 				t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
