@@ -3,7 +3,7 @@
 // and prints one line of JSON per measurement.
 //
 //	fdbench get     [-mode conn|newconn] [-c N] (-i ITERS | -d DUR) -socket PATH -name NAME
-//	fdbench scale   -socket PATH -pid PID -fdclient BIN -n N
+//	fdbench scale   -socket PATH -pid PID -base PATH [-rounds R] -fdclient BIN -n N
 //	fdbench upgrade -socket PATH -pid PID -name NAME
 //
 //	fdbench get -mode raw|rawfile ...  (blocking system calls, no client package)

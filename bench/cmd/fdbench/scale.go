@@ -17,10 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fdholder/fdholder"
+	"github.com/fdholder/fdholder/bench/internal/stat"
 )
 
 // scaleResult is the 100,000-sockets row: the holder's memory, the time of
-// a full "fdclient list", and the get latency with few and many entries.
+// a full "fdclient list", and the get latency with many entries held against
+// a second holder with few, measured by turns in the same rounds.
 type scaleResult struct {
 	Kind         string  `json:"kind"`
 	Asked        int     `json:"asked"` // entries the suite wanted
@@ -34,9 +36,25 @@ type scaleResult struct {
 	ListLines    int     `json:"list_lines"`
 	ListMedianNs int64   `json:"list_median_ns"`
 	ListMaxNs    int64   `json:"list_max_ns"`
-	GetSmall     result  `json:"get_small"`
-	GetLarge     result  `json:"get_large"`
-	GetLarge10   result  `json:"get_large_same10"` // the same 10 names as GetSmall, with all held
+	// GetSmall is the large holder itself with 10 held, before the fill:
+	// minutes before the rounds, so it is context, not the baseline.
+	GetSmall result `json:"get_small"`
+	// BaseHeld entries are held by the second holder (-base).
+	BaseHeld int          `json:"base_held"`
+	Rounds   []scaleRound `json:"rounds"`
+	// The medians of the rounds' ratios: the row's figures.
+	RatioMedian   float64 `json:"ratio_median"`
+	Ratio10Median float64 `json:"ratio_same10_median"`
+}
+
+// scaleRound is one round of the interleaved get measurements: the large
+// holder and the second one, a few seconds apart, on the same core.
+type scaleRound struct {
+	Large   result  `json:"large"`        // names at random among all held
+	Large10 result  `json:"large_same10"` // the same 10 names the second holder holds
+	Base    result  `json:"base"`         // the second holder, names at random among its 10
+	Ratio   float64 `json:"ratio"`        // Large.P50 / Base.P50
+	Ratio10 float64 `json:"ratio_same10"` // Large10.P50 / Base.P50
 }
 
 // small is the "few entries" reference point of the scale row.
@@ -46,6 +64,8 @@ func runScale(args []string) error {
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
 	socket := fs.String("socket", "", "the holder's socket")
 	pid := fs.Int("pid", 0, "the holder's pid, for its memory and descriptor limit")
+	base := fs.String("base", "", "the socket of a second holder, empty, to hold 10 entries: the baseline of the get latency")
+	rounds := fs.Int("rounds", 5, "interleaved rounds of get latency, large holder and second holder by turns")
 	fdclient := fs.String("fdclient", "fdclient", "the fdclient binary, for the list timing")
 	n := fs.Int("n", 100_000, "entries to hold")
 	iters := fs.Int("i", 50_000, "gets per latency measurement")
@@ -54,8 +74,11 @@ func runScale(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *base == "" || *rounds < 1 || *n <= small {
+		return fmt.Errorf("need -base, -rounds >= 1 and -n > %d", small)
+	}
 	ctx := context.Background()
-	r := scaleResult{Kind: "scale", Want: *n, Asked: max(*asked, *n)}
+	r := scaleResult{Kind: "scale", Want: *n, Asked: max(*asked, *n), BaseHeld: small}
 	var err error
 	if r.Limit, err = nofileLimit(*pid); err != nil {
 		return err
@@ -67,12 +90,23 @@ func runScale(args []string) error {
 	if err := fill(ctx, *socket, names[:small], 1); err != nil {
 		return err
 	}
+	if err := fill(ctx, *base, names[:small], 1); err != nil {
+		return err
+	}
 	if r.RSSSmallKiB, err = vmRSS(*pid); err != nil {
 		return err
 	}
-	if r.GetSmall, err = getLatency(ctx, *socket, names[:small], *iters); err != nil {
+	large, err := fdholder.Dial(ctx, *socket)
+	if err != nil {
 		return err
 	}
+	defer large.Close()
+	baseClient, err := fdholder.Dial(ctx, *base)
+	if err != nil {
+		return err
+	}
+	defer baseClient.Close()
+	r.GetSmall = getLatency(ctx, large, names[:small], *iters)
 	start := time.Now()
 	if err := fill(ctx, *socket, names[small:], 4); err != nil {
 		return err
@@ -96,12 +130,34 @@ func runScale(args []string) error {
 		r.ListLines = bytes.Count(out.Bytes(), []byte("\n"))
 	}
 	r.ListMedianNs, _, r.ListMaxNs = percentiles(runs)
-	if r.GetLarge, err = getLatency(ctx, *socket, names, *iters); err != nil {
-		return err
+	// The load of this shared machine moves every figure by up to 60% from
+	// one minute to the next: a baseline measured before the fill is not
+	// comparable. Each round measures both holders within seconds, and
+	// alternates which goes first so that neither always follows the other.
+	var ratios, ratios10 []float64
+	for i := range *rounds {
+		var rd scaleRound
+		measureBase := func() { rd.Base = getLatency(ctx, baseClient, names[:small], *iters) }
+		if i%2 == 0 {
+			measureBase()
+		}
+		rd.Large = getLatency(ctx, large, names, *iters)
+		rd.Large10 = getLatency(ctx, large, names[:small], *iters)
+		if i%2 == 1 {
+			measureBase()
+		}
+		if rd.Base.P50 == 0 {
+			return fmt.Errorf("round %d: no get from the second holder succeeded", i+1)
+		}
+		rd.Ratio = float64(rd.Large.P50) / float64(rd.Base.P50)
+		rd.Ratio10 = float64(rd.Large10.P50) / float64(rd.Base.P50)
+		fmt.Fprintf(os.Stderr, "fdbench scale: round %d: get p50 with %d held %.1f µs (same %d names %.1f µs), with %d held %.1f µs: %.3f× (same names %.3f×)\n",
+			i+1, r.Held, float64(rd.Large.P50)/1e3, small, float64(rd.Large10.P50)/1e3, small, float64(rd.Base.P50)/1e3, rd.Ratio, rd.Ratio10)
+		r.Rounds = append(r.Rounds, rd)
+		ratios, ratios10 = append(ratios, rd.Ratio), append(ratios10, rd.Ratio10)
 	}
-	if r.GetLarge10, err = getLatency(ctx, *socket, names[:small], *iters); err != nil {
-		return err
-	}
+	r.RatioMedian, r.Ratio10Median = stat.Median(ratios), stat.Median(ratios10)
+	fmt.Fprintf(os.Stderr, "fdbench scale: median of %d rounds' ratios: %.3f× (same names %.3f×)\n", *rounds, r.RatioMedian, r.Ratio10Median)
 	return emit(r)
 }
 
@@ -137,6 +193,9 @@ func fill(ctx context.Context, socket string, names []string, workers int) error
 	return <-errs
 }
 
+// listeners numbers the sockets storeListener binds.
+var listeners atomic.Int64
+
 func storeListener(ctx context.Context, c *fdholder.Client, name string) error {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -144,7 +203,8 @@ func storeListener(ctx context.Context, c *fdholder.Client, name string) error {
 	}
 	f := os.NewFile(uintptr(fd), name) // blocking: not registered with the netpoller
 	defer f.Close()
-	addr := &unix.SockaddrUnix{Name: fmt.Sprintf("@fdbench-%d-%s", os.Getpid(), name)}
+	// Both holders hold the first names: the address must differ.
+	addr := &unix.SockaddrUnix{Name: fmt.Sprintf("@fdbench-%d-%d-%s", os.Getpid(), listeners.Add(1), name)}
 	if err := unix.Bind(fd, addr); err != nil {
 		return os.NewSyscallError("bind", err)
 	}
@@ -155,13 +215,8 @@ func storeListener(ctx context.Context, c *fdholder.Client, name string) error {
 	return err
 }
 
-// getLatency gets names in a random order on one connection.
-func getLatency(ctx context.Context, socket string, names []string, iters int) (result, error) {
-	c, err := fdholder.Dial(ctx, socket)
-	if err != nil {
-		return result{}, err
-	}
-	defer c.Close()
+// getLatency gets names in a random order on c's connection.
+func getLatency(ctx context.Context, c *fdholder.Client, names []string, iters int) result {
 	order := make([]string, 4096)
 	for i := range order {
 		order[i] = names[rand.IntN(len(names))]
@@ -175,7 +230,7 @@ func getLatency(ctx context.Context, socket string, names []string, iters int) (
 		}
 		return f.Close()
 	}
-	return measure(fmt.Sprintf("go-conn-%d-held", len(names)), 1, iters, 0, []op{get}), nil
+	return measure(fmt.Sprintf("go-conn-%d-held", len(names)), 1, iters, 0, []op{get})
 }
 
 // vmRSS returns the resident set of process pid (VmRSS, proc(5)), in KiB.
