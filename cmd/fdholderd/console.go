@@ -175,6 +175,10 @@ func appendEscaped(b *buffer.Buffer, s string) {
 	last := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plainByte[c] {
+			i++
+			continue
+		}
 		if c >= utf8.RuneSelf {
 			if r, size := utf8.DecodeRuneInString(s[i:]); r != utf8.RuneError || size != 1 {
 				i += size
@@ -184,10 +188,6 @@ func appendEscaped(b *buffer.Buffer, s string) {
 			b.AppendString(`\ufffd`)
 			i++
 			last = i
-			continue
-		}
-		if c >= 0x20 && c != '\\' && c != '"' {
-			i++
 			continue
 		}
 		b.AppendString(s[last:i])
@@ -211,3 +211,12 @@ func appendEscaped(b *buffer.Buffer, s string) {
 	}
 	b.AppendString(s[last:])
 }
+
+// plainByte[c] is whether appendEscaped copies the byte c as it is: ASCII
+// from 0x20 but '\\' and '"'. One look-up a byte in the common case.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '\\' && c != '"'
+	}
+	return t
+}()

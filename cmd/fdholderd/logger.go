@@ -37,16 +37,61 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (log, audit *zap
 	}
 	out := &logOut{w: bufio.NewWriterSize(w, 64<<10), interval: auditFlushInterval}
 	now := nowWriter{out}
-	log = zap.New(zapcore.NewCore(enc, now, level), zap.ErrorOutput(now))
+	log = zap.New(&lineCore{enc: enc, out: out, level: level, bufferBelow: zapcore.DebugLevel}, zap.ErrorOutput(now))
 	// Refusals an operator should see (denials, limits, malformed input)
 	// are logged at warn: those lines are written at once, as log's are;
 	// only info lines (requests served, not found, already held) wait in
 	// the buffer (holder's auditLevel).
-	buffered := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l < zapcore.WarnLevel })
-	atOnce := zap.LevelEnablerFunc(func(l zapcore.Level) bool { return l >= level && l >= zapcore.WarnLevel })
-	audit = zap.New(zapcore.NewTee(zapcore.NewCore(enc, out, buffered), zapcore.NewCore(enc, now, atOnce)), zap.ErrorOutput(now))
+	audit = zap.New(&lineCore{enc: enc, out: out, level: level, bufferBelow: zapcore.WarnLevel}, zap.ErrorOutput(now))
 	return log, audit
 }
+
+// lineCore is zapcore.NewCore's core over logOut, choosing by level between
+// buffering a line and writing it at once: one core, where a zapcore.NewTee
+// of a buffered and an immediate core had every request's Check ask both
+// and add both to its entry (5% of the holder's time at 8 clients).
+type lineCore struct {
+	enc   zapcore.Encoder
+	out   *logOut
+	level zapcore.Level
+	// bufferBelow: lines below this level are buffered, the others
+	// written at once with every line buffered before them.
+	bufferBelow zapcore.Level
+}
+
+func (c *lineCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+
+func (c *lineCore) With(fields []zapcore.Field) zapcore.Core {
+	clone := *c
+	clone.enc = c.enc.Clone()
+	for i := range fields {
+		fields[i].AddTo(clone.enc)
+	}
+	return &clone
+}
+
+func (c *lineCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c *lineCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	buf, err := c.enc.EncodeEntry(ent, fields)
+	if err != nil {
+		return err
+	}
+	defer buf.Free()
+	if ent.Level < c.bufferBelow {
+		_, err = c.out.Write(buf.Bytes())
+	} else {
+		_, err = nowWriter{c.out}.Write(buf.Bytes())
+	}
+	return err
+}
+
+func (c *lineCore) Sync() error { return c.out.Sync() }
 
 // encoderConfig is the settings of the log's format, "console" or "json".
 func encoderConfig(format string) zapcore.EncoderConfig {
