@@ -95,8 +95,14 @@ func (p *panel) draw(b *bytes.Buffer) {
 	}
 }
 
+// yTicks returns the grid values of a y axis from lo to hi: none for a range
+// with no data in it (empty, or not positive on a log scale), which a chart
+// of a partial results file has.
 func yTicks(lo, hi float64, log bool) []float64 {
 	var t []float64
+	if !(lo < hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) || (log && lo <= 0) {
+		return nil
+	}
 	if log {
 		for d := math.Pow(10, math.Floor(math.Log10(lo))); d <= hi; d *= 10 {
 			for _, m := range []float64{1, 2, 5} {
