@@ -72,13 +72,12 @@ func (d *holderd) replace(ctx context.Context) (stopped bool, next []*net.UnixLi
 	// The hand-off's duplicates of the control sockets keep them listening
 	// while the server closes its listeners.
 	h := fdstore.NewHandoff()
+	defer h.Close() // on every return (a successful execve never returns); a second Close does nothing
 	for _, ln := range d.lns {
 		if err := h.AddControl(ln); err != nil {
-			h.Close()
 			return false, nil, fmt.Errorf("control socket: %w", err)
 		}
 	}
-	defer h.Close() // reached only if execve failed
 	if d.sock != nil {
 		dev, ino := d.sock.Identity()
 		h.SetSocketFile(fdstore.SocketFile{Path: d.sock.Path, Dev: dev, Ino: ino})

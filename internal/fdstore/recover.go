@@ -184,7 +184,6 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 	// The entries kept, then their sockets: the last entry of a socket
 	// gets the passed descriptor itself, the others duplicates, so that
 	// recovery needs no descriptor per entry beyond its socket's.
-	used := make(map[uint64]bool)
 	var kept []metaFD
 	for i, m := range metas {
 		e := m.meta.Entry
@@ -218,7 +217,6 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 		e := m.meta.Entry
 		fd := sockets[m.meta.Inode]
 		if users[m.meta.Inode]--; users[m.meta.Inode] == 0 {
-			used[m.meta.Inode] = true
 			delete(sockets, m.meta.Inode) // handed over, not closed below
 			r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: fd, MetaName: m.name})
 			continue
@@ -230,15 +228,14 @@ func Sort(log *zap.Logger, passed []Passed, now time.Time) Recovered {
 			r.Lost++
 			continue
 		}
-		used[m.meta.Inode] = true
 		r.Entries = append(r.Entries, Entry{Meta: m.meta, FD: dup, MetaName: m.name})
 	}
+	// What is left in sockets is what no kept entry holds: the last
+	// entry of each socket took it out above.
 	for ino, fd := range sockets {
 		fd.Close()
-		if !used[ino] {
-			log.Info("recovery: dropping a stored socket that no entry holds", zap.String("fd_name", socketNames[ino]))
-			r.Stale = append(r.Stale, socketNames[ino])
-		}
+		log.Info("recovery: dropping a stored socket that no entry holds", zap.String("fd_name", socketNames[ino]))
+		r.Stale = append(r.Stale, socketNames[ino])
 	}
 	slices.Sort(r.Stale)
 	return r
