@@ -19,8 +19,9 @@ import (
 // An upgrade runs the new binary so, with the running holder's flags.
 func check(cfg config, stdout, stderr io.Writer) int {
 	var problems []string
-	uid := os.Geteuid()
 	if cfg.policy != "" {
+		// The same uid as the running holder's (loadPolicy): its real one.
+		uid := os.Getuid()
 		p, err := policy.Load(cfg.policy, uint32(uid))
 		switch {
 		case err != nil:
@@ -42,7 +43,8 @@ func check(cfg config, stdout, stderr io.Writer) int {
 		if path == "" {
 			path = fdholder.SocketPath()
 		}
-		if err := ctlsock.CheckPath(path, uid); err != nil {
+		// The effective uid, as ctlsock.Listen checks the directory.
+		if err := ctlsock.CheckPath(path, os.Geteuid()); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
