@@ -52,13 +52,7 @@ func TestTransferLoadReplyWithDescriptors(t *testing.T) {
 			if err != nil || n == 0 {
 				return
 			}
-			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-			for _, m := range msgs {
-				fds, _ := unix.ParseUnixRights(&m)
-				for _, fd := range fds {
-					unix.Close(fd)
-				}
-			}
+			testutil.CloseRights(oob[:oobn])
 			req, err := proto.DecodeRequest(buf[:n])
 			if err != nil {
 				return

@@ -22,17 +22,7 @@ import (
 // held socket (possibly while no process but the holder had it open).
 func acceptsThroughHolder(t testing.TB, path, name string, conn net.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	f, _, err := dialHolder(t, path).Get(ctx, name)
-	if err != nil {
-		t.Fatalf("get %q: %v", name, err)
-	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := holdertest.Listener(t, path, name)
 	defer ln.Close()
 	ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Now().Add(5 * time.Second))
 	s, err := ln.Accept()

@@ -43,7 +43,10 @@
 //	rlimit.go   RLIMIT_NOFILE
 //	check.go    --check
 //	flags.go    the flags and the --help text
-//	logger.go   the log and audit loggers and their shared buffer
+//	logger.go   the log and audit loggers: one lineCore each, buffering a
+//	            line below warn and writing it at once from warn, into
+//	            their shared buffer
+//	console.go  the console encoder: zap's console format, cheaper
 //
 // The rest lives in internal packages: the registry and the server in
 // internal/holder, the policy in internal/policy, the control socket in

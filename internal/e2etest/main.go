@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,12 +85,17 @@ const (
 // ChildEnv is the environment for the processes the tests start: this
 // process's environment without the variables that would make them think
 // they are socket-activated or supervised (sd_listen_fds(3), sd_notify(3)),
-// nor a GUNICORN_CMD_ARGS that would change gunicorn's configuration.
-func ChildEnv() []string {
+// nor a GUNICORN_CMD_ARGS that would change gunicorn's configuration, nor
+// the variables named in drop.
+func ChildEnv(drop ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		switch name, _, _ := strings.Cut(kv, "="); name {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
 		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "GUNICORN_CMD_ARGS":
+			continue
+		}
+		if slices.Contains(drop, name) {
 			continue
 		}
 		env = append(env, kv)

@@ -537,13 +537,7 @@ func TestFDStoreMirror(t *testing.T) {
 			if err != nil {
 				return
 			}
-			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-			for _, m := range msgs {
-				fds, _ := unix.ParseUnixRights(&m)
-				for _, fd := range fds {
-					unix.Close(fd)
-				}
-			}
+			testutil.CloseRights(oob[:oobn])
 		}
 	}
 	fd, _ := listenTCP(t, 4)

@@ -232,3 +232,16 @@ func StartTied(cmd *exec.Cmd) (release func(), err error) {
 	}
 	return func() { close(done) }, nil
 }
+
+// CloseRights closes every descriptor that the ancillary data oob (as
+// recvmsg(2) filled it) carried in SCM_RIGHTS messages (unix(7)): a test
+// that reads such messages only to drain them must close what they bring.
+func CloseRights(oob []byte) {
+	msgs, _ := syscall.ParseSocketControlMessage(oob)
+	for _, m := range msgs {
+		fds, _ := syscall.ParseUnixRights(&m)
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fdholder/fdholder/internal/e2etest"
 	"github.com/fdholder/fdholder/internal/holdertest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
@@ -105,18 +106,8 @@ func (p *proc) stop(t testing.TB) {
 }
 
 // cleanEnv is the environment without what would make fdholderd think
-// systemd started it.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "FDHOLDER_SOCKET":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
+// systemd started it, nor a $FDHOLDER_SOCKET that would move its socket.
+func cleanEnv() []string { return e2etest.ChildEnv("FDHOLDER_SOCKET") }
 
 // until polls cond until it returns true, for at most waitLimit.
 func until(t testing.TB, what string, cond func() (bool, string)) {
