@@ -346,18 +346,12 @@ func fdOf(f *os.File, err error) (*sockfd.FD, error) {
 	return sockfd.DupConn(f)
 }
 
-// listenEnv returns environ with the variables of sd_listen_fds(3) for
-// names, passed at descriptors 3, 4, ... of process pid. Every inherited
-// LISTEN_* variable is dropped first: a stale LISTEN_FDNAMES or a
+// listenEnv appends to env the variables of sd_listen_fds(3) for names,
+// passed at descriptors 3, 4, ... of process pid. env must hold no LISTEN_*
+// variable (execEnv drops every inherited one): a stale LISTEN_FDNAMES or a
 // LISTEN_PIDFDID (systemd 254 and later) from fdclient's own parent would
 // describe descriptors PROG does not have.
-func listenEnv(environ []string, pid int, names []string) []string {
-	env := make([]string, 0, len(environ)+3)
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "LISTEN_") {
-			env = append(env, kv)
-		}
-	}
+func listenEnv(env []string, pid int, names []string) []string {
 	return append(env,
 		"LISTEN_FDS="+strconv.Itoa(len(names)),
 		"LISTEN_PID="+strconv.Itoa(pid),
