@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -225,12 +226,18 @@ func (c *Client) dial(ctx context.Context) (_ *proto.BlockingConn, err error) {
 // grants it.
 func whyDenied(path string) string {
 	me := "uid " + strconv.Itoa(os.Geteuid())
+	// From the root down: access(2) of a directory below one this user
+	// may not search fails too, and would name the wrong one.
+	var dirs []string
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
-		if unix.Access(dir, unix.X_OK) != nil {
-			return fmt.Sprintf("%s may not enter the directory %s (%s): its owner must let the holder's users search it (chmod o+x, or a .socket unit's DirectoryMode=)", me, dir, describeFile(dir))
-		}
+		dirs = append(dirs, dir)
 		if dir == filepath.Dir(dir) {
 			break
+		}
+	}
+	for _, dir := range slices.Backward(dirs) {
+		if unix.Access(dir, unix.X_OK) != nil {
+			return fmt.Sprintf("%s may not enter the directory %s (%s): its owner must let the holder's users search it (chmod o+x, or a .socket unit's DirectoryMode=)", me, dir, describeFile(dir))
 		}
 	}
 	return fmt.Sprintf("%s has no write permission on the socket (%s): the holder admits only its own uid and root unless it runs with --socket-mode 0660 --socket-group GROUP and %s is in GROUP (under systemd: SocketMode= and SocketGroup= in fdholderd.socket); the policy (--policy) then says what that group may do",

@@ -100,19 +100,13 @@ func parseExec(args []string) (command, error) {
 		}
 		c.specs = append(c.specs, spec)
 	}
-	if c.fallback && !c.allBind() {
-		for _, s := range c.specs {
-			if s.addr == nil {
-				return nil, usagef(cmd, "--fallback: %q has no =NETWORK:ADDRESS to bind when the holder is unreachable", s.name)
-			}
+	for _, s := range c.specs {
+		if c.fallback && s.addr == nil {
+			return nil, usagef(cmd, "--fallback: %q has no =NETWORK:ADDRESS to bind when the holder is unreachable", s.name)
 		}
 	}
 	if c.vars.names {
-		names := make([]string, len(c.specs))
-		for i, s := range c.specs {
-			names[i] = s.name
-		}
-		if err := checkFDVars(names); err != nil {
+		if err := checkFDVars(c.names()); err != nil {
 			return nil, usagef(cmd, "%v", err)
 		}
 	}
@@ -142,21 +136,18 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	// returns an *os.File, and fdOf turns it into an FD.
 	fds := make([]*sockfd.FD, 0, len(c.specs))
 	var moved []*os.File // old sockets of --rebind, open until PROG starts
-	defer func() {
-		// Reached only when PROG was not executed.
+	release := func() {
 		sockfd.CloseAll(fds)
 		for _, f := range moved {
 			f.Close()
 		}
-	}()
+		fds, moved = nil, nil
+	}
+	defer release() // reached only when PROG was not executed
 	for _, s := range c.specs {
 		fd, old, err := c.fetch(ctx, a, s)
 		if err != nil && c.fallback && errors.Is(err, fdholder.ErrUnreachable) {
-			sockfd.CloseAll(fds)
-			for _, f := range moved {
-				f.Close()
-			}
-			moved = nil
+			release()
 			fds, err = c.bindDirectly(ctx, a, err)
 			if err != nil {
 				return err
@@ -178,12 +169,8 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 	// lets the holder see the end of the conversation at once.
 	a.close()
 
-	names := make([]string, len(c.specs))
-	for i, s := range c.specs {
-		names[i] = s.name
-	}
 	argv := append([]string{c.prog}, c.args...)
-	env := execEnv(os.Environ(), os.Getpid(), names, c.vars)
+	env := execEnv(os.Environ(), os.Getpid(), c.names(), c.vars)
 	err = execWithFDs(path, argv, env, fds)
 	// The descriptor table of this thread is no longer the process's (see
 	// execWithFDs): return straight to main, which exits.
@@ -229,6 +216,15 @@ func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD,
 		}
 		interval = min(interval*2, maxInterval)
 	}
+}
+
+// names returns the NAMEs, in the order PROG gets their sockets.
+func (c *execCmd) names() []string {
+	names := make([]string, len(c.specs))
+	for i, s := range c.specs {
+		names[i] = s.name
+	}
+	return names
 }
 
 // allBind reports whether every NAME comes with an address, as
@@ -346,18 +342,12 @@ func fdOf(f *os.File, err error) (*sockfd.FD, error) {
 	return sockfd.DupConn(f)
 }
 
-// listenEnv returns environ with the variables of sd_listen_fds(3) for
-// names, passed at descriptors 3, 4, ... of process pid. Every inherited
-// LISTEN_* variable is dropped first: a stale LISTEN_FDNAMES or a
+// listenEnv appends to env the variables of sd_listen_fds(3) for names,
+// passed at descriptors 3, 4, ... of process pid. env must hold no LISTEN_*
+// variable (execEnv drops every inherited one): a stale LISTEN_FDNAMES or a
 // LISTEN_PIDFDID (systemd 254 and later) from fdclient's own parent would
 // describe descriptors PROG does not have.
-func listenEnv(environ []string, pid int, names []string) []string {
-	env := make([]string, 0, len(environ)+3)
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "LISTEN_") {
-			env = append(env, kv)
-		}
-	}
+func listenEnv(env []string, pid int, names []string) []string {
 	return append(env,
 		"LISTEN_FDS="+strconv.Itoa(len(names)),
 		"LISTEN_PID="+strconv.Itoa(pid),
