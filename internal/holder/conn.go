@@ -107,7 +107,7 @@ func (s *Server) serveConn(pc *proto.Conn, cred *unix.Ucred) {
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
-			ok := c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
+			ok := c.replyErr(op, pe)
 			c.observe()
 			s.hot.End()
 			if !ok {
