@@ -75,9 +75,13 @@ func resultOf(err error) string {
 	return proto.CodeOf(err).String()
 }
 
-func (c *conn) peerFields(fields ...zap.Field) []zap.Field {
+// peerFields appends the connection's peer to a log line's fields.
+func (c *conn) peerFields(fields ...zap.Field) []zap.Field { return appendPeer(fields, &c.peer) }
+
+// appendPeer appends the fields that name peer p to a log line's fields.
+func appendPeer(fields []zap.Field, p *Peer) []zap.Field {
 	return append(fields,
-		zap.Uint32("peer_uid", c.peer.UID),
-		zap.Uint32("peer_gid", c.peer.GID),
-		zap.Int32("peer_pid", c.peer.PID))
+		zap.Uint32("peer_uid", p.UID),
+		zap.Uint32("peer_gid", p.GID),
+		zap.Int32("peer_pid", p.PID))
 }

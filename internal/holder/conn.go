@@ -31,8 +31,11 @@ type conn struct {
 	name       string        // the last name requested: decoding it again allocates nothing
 
 	// fields holds the audit line's fields: a slice of it passed to zap
-	// does not escape, so logging a request allocates no field slice.
-	fields [8]zap.Field
+	// does not escape, so logging a request allocates no field slice. Nine
+	// is the most a line has (audit: op, name, result, error, rule, the
+	// three peer fields, suppressed); with fewer, a full line's append would
+	// copy it to a new slice on the heap.
+	fields [9]zap.Field
 
 	// op and code are the last request audited, until observe reports it.
 	op      proto.Op
@@ -104,7 +107,7 @@ func (s *Server) serveConn(pc *proto.Conn, cred *unix.Ucred) {
 			op := proto.PeekOp(msg)
 			release()
 			c.audit(op, "", err)
-			ok := c.reply(&proto.Reply{Op: op, Code: pe.Code, Message: pe.Message})
+			ok := c.replyErr(op, pe)
 			c.observe()
 			s.hot.End()
 			if !ok {

@@ -112,7 +112,7 @@ func (c *conn) list(req *proto.Request) bool {
 			}
 		}
 		visible = func(e *proto.Entry) bool {
-			owner := Owner{UID: e.UID, GID: e.GID, PID: e.PID}
+			owner := ownerOf(e)
 			return acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpList, Name: e.Name, Owner: &owner}).Allowed &&
 				acc.Allow(AccessRequest{Peer: &c.peer, Op: proto.OpGet, Name: e.Name, Owner: &owner}).Allowed
 		}
@@ -149,7 +149,8 @@ func (c *conn) ownerGuard(op proto.Op) EntryGuard {
 		return nil
 	}
 	return func(e *proto.Entry) error {
-		return c.check(op, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID})
+		owner := ownerOf(e)
+		return c.check(op, e.Name, &owner)
 	}
 }
 
@@ -222,7 +223,8 @@ func (c *conn) dump(req *proto.Request) bool {
 				return false
 			}
 		}
-		return c.authorizeTransfer(proto.OpDump, e.Name, &Owner{UID: e.UID, GID: e.GID, PID: e.PID}) == nil
+		owner := ownerOf(e)
+		return c.authorizeTransfer(proto.OpDump, e.Name, &owner) == nil
 	}
 	// Only the names under the pattern's literal beginning can match it.
 	var prefixes []string
@@ -287,8 +289,8 @@ func (c *conn) loadOne(e proto.Entry, fd *sockfd.FD, replace bool) error {
 		fd.Close()
 		return err
 	}
-	owner := &Owner{UID: e.UID, GID: e.GID, PID: e.PID}
-	if err := c.authorizeTransfer(proto.OpLoad, e.Name, owner); err != nil {
+	owner := ownerOf(&e)
+	if err := c.authorizeTransfer(proto.OpLoad, e.Name, &owner); err != nil {
 		fd.Close()
 		return err
 	}

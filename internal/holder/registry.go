@@ -20,6 +20,9 @@ type Owner struct {
 	PID      int32
 }
 
+// ownerOf returns the owner recorded in e.
+func ownerOf(e *proto.Entry) Owner { return Owner{UID: e.UID, GID: e.GID, PID: e.PID} }
+
 // RegistryOptions configures a Registry. The zero value is valid.
 type RegistryOptions struct {
 	// Logger receives a line for each entry that expires. Nil: no logging.

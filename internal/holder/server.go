@@ -241,8 +241,7 @@ func (s *Server) refuse(pc *proto.Conn, why int, cred *unix.Ucred) {
 	defer s.untrack(pc)
 	p, _ := peerOf(pc, cred)
 	msg := fmt.Sprintf("too many connections: the holder serves at most %d at once", s.limits.MaxConns)
-	fields := []zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns),
-		zap.Uint32("peer_uid", p.UID), zap.Uint32("peer_gid", p.GID), zap.Int32("peer_pid", p.PID)}
+	fields := appendPeer([]zap.Field{zap.String("result", proto.CodeLimit.String()), zap.Int("max_conns", s.limits.MaxConns)}, &p)
 	if why == trackFullUID {
 		msg = fmt.Sprintf("too many connections from uid %d: the holder serves at most %d per uid at once", p.UID, s.limits.MaxConnsPerUID)
 		fields[1] = zap.Int("max_conns_per_uid", s.limits.MaxConnsPerUID)

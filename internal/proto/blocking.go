@@ -11,7 +11,6 @@ import (
 	"os"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -177,20 +176,13 @@ func (c *BlockingConn) SendFDs(b []byte, fds []*sockfd.FD) error {
 		if len(c.sendb) < oobSize {
 			c.sendb = make([]byte, oobSize)
 		}
-		h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
-		h.SetLen(unix.CmsgLen(4 * len(fds)))
-		copy(c.sendb, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
-		data := c.sendb[unix.CmsgLen(0):]
+		data := rightsHeader(c.sendb, len(fds))
 		for i, f := range fds {
-			putFD(data[4*i:], f.Sysfd())
+			putRight(data, i, f.Sysfd())
 		}
 		oob = c.sendb[:unix.CmsgSpace(4*len(fds))]
 	}
 	return c.send(b, oob)
-}
-
-func putFD(b []byte, fd int) {
-	*(*int32)(unsafe.Pointer(&b[0])) = int32(fd)
 }
 
 // send is one blocking sendmsg(2) of b with the control data oob, within

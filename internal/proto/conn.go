@@ -247,11 +247,24 @@ func (c *Conn) rights(fd int) []byte { return rightsIn(c.sendb, fd) }
 // rightsIn writes the control message of the one descriptor fd at the
 // start of b (at least rightsOneSize long) and returns it.
 func rightsIn(b []byte, fd int) []byte {
-	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
-	h.SetLen(unix.CmsgLen(4))
-	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
-	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(int32(fd)))
+	putRight(rightsHeader(b, 1), 0, fd)
 	return b[:rightsOneSize]
+}
+
+// rightsHeader writes at the start of b (at least unix.CmsgSpace(4*n)
+// long) the header of an SCM_RIGHTS control message of n descriptors, as
+// unix.UnixRights does but in place, and returns the room for them; putRight
+// fills it.
+func rightsHeader(b []byte, n int) []byte {
+	h := unix.Cmsghdr{Level: unix.SOL_SOCKET, Type: unix.SCM_RIGHTS}
+	h.SetLen(unix.CmsgLen(4 * n))
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unix.SizeofCmsghdr))
+	return b[unix.CmsgLen(0):]
+}
+
+// putRight puts descriptor fd as the i-th of the room rightsHeader returned.
+func putRight(data []byte, i, fd int) {
+	binary.NativeEndian.PutUint32(data[4*i:], uint32(int32(fd)))
 }
 
 func (c *Conn) write(b, oob []byte) error {

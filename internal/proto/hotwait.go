@@ -58,9 +58,6 @@ func NewHotWait(window time.Duration, limit int) *HotWait {
 	return &HotWait{window: window, max: int32(limit)}
 }
 
-// Max returns how many Conns may wait hot at once.
-func (h *HotWait) Max() int { return int(h.max) }
-
 // Peak returns the most Conns that have waited hot at once.
 func (h *HotWait) Peak() int { return int(h.peak.Load()) }
 

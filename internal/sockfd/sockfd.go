@@ -17,8 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FD owns one open descriptor. Its zero value owns nothing. An FD must not be
-// copied after first use.
+// FD owns one open descriptor, or nothing once closed or released;
+// New(-1) owns nothing from the start (Reset can then fill it). The zero
+// value is not empty: it would own descriptor 0. An FD must not be copied
+// after first use.
 type FD struct {
 	n atomic.Int64 // the descriptor, or -1 once closed or released
 }
