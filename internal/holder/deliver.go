@@ -18,7 +18,8 @@ import (
 // connection, whatever serves it, and tested through the socket. Today a
 // connection is served by its goroutine, which waits for a request in the
 // runtime's netpoller, or for a short while in ppoll(2) on its socket
-// while it is busy (proto.HotWait); a reply is sent through the netpoller
+// while no other request is being served (proto.HotWait); a reply is sent
+// through the netpoller
 // under a write deadline:
 //
 //  1. Every reply, a dump's included, is sent under the request deadline:

@@ -50,8 +50,9 @@ type accessBox struct{ Access }
 
 // Server serves a Registry over AF_UNIX SOCK_SEQPACKET connections. Each
 // connection is served by its own goroutine, one request at a time, which
-// waits for the next in the runtime's netpoller or, while the connection
-// is busy, hot in ppoll(2) (proto.HotWait).
+// waits for the next in the runtime's netpoller or, for up to
+// proto.HotWindow after its last reply while no other request is being
+// served, hot in ppoll(2) on its socket (proto.HotWait).
 type Server struct {
 	reg       *Registry
 	log       *zap.Logger
