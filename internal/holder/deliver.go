@@ -19,8 +19,7 @@ import (
 // connection is served by its goroutine, which waits for a request in the
 // runtime's netpoller, or for a short while in ppoll(2) on its socket
 // while no other request is being served (proto.HotWait); a reply is sent
-// through the netpoller
-// under a write deadline:
+// through the netpoller under a write deadline:
 //
 //  1. Every reply, a dump's included, is sent under the request deadline:
 //     it may wait RequestTimeout (to 9/8 of it) from when its request
