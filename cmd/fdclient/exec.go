@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fdholder/fdholder"
-	"github.com/fdholder/fdholder/internal/clientfd"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
@@ -321,15 +320,17 @@ func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd *sockfd
 	return fd, old, err
 }
 
-// get is one Client.Get bounded by --timeout, without an *os.File, nor a
-// timer (requestUntimed).
+// get is one Client.GetFD bounded by --timeout: no *os.File, nor a timer
+// (requestUntimed).
 func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, error) {
 	rctx := a.requestUntimed(ctx)
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
 	}
-	return clientfd.Get(rctx, client, name)
+	fd, _, err := client.GetFD(rctx, name)
+	// An fdholder.FD is a sockfd.FD under the public name.
+	return (*sockfd.FD)(fd), err
 }
 
 // fdOf is f, a socket exec bound or moved (an *os.File already), as an FD:

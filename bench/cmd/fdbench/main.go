@@ -139,7 +139,7 @@ func runGet(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	socket := fs.String("socket", "", "the holder's socket")
 	name := fs.String("name", "bench", "the held entry to get")
-	mode := fs.String("mode", "conn", "conn: one connection per worker; newconn: a connection per get; listen: Client.Listen on one connection per worker; raw, rawfile: blocking system calls without the client package")
+	mode := fs.String("mode", "conn", "conn: one connection per worker; fd: Client.GetFD on one connection per worker; newconn: a connection per get; newconnfd: newconn with Client.GetFD; listen: Client.Listen on one connection per worker; raw, rawfile: blocking system calls without the client package")
 	conc := fs.Int("c", 1, "concurrent workers, each with its own client")
 	iters := fs.Int("i", 0, "gets per worker (0: run for -d)")
 	dur := fs.Duration("d", time.Second, "how long to run when -i is 0")
@@ -163,6 +163,21 @@ func runGet(args []string) error {
 				}
 				return f.Close()
 			}
+		case "fd":
+			// Client.GetFD: the get without the *os.File, as a program
+			// that only passes the descriptor on makes it.
+			c, err := fdholder.Dial(ctx, *socket)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ops[i] = func(ctx context.Context) error {
+				fd, _, err := c.GetFD(ctx, *name)
+				if err != nil {
+					return err
+				}
+				return fd.Close()
+			}
 		case "newconn":
 			ops[i] = func(ctx context.Context) error {
 				c, err := fdholder.Dial(ctx, *socket)
@@ -175,6 +190,20 @@ func runGet(args []string) error {
 					return err
 				}
 				return f.Close()
+			}
+		case "newconnfd":
+			// newconn with Client.GetFD.
+			ops[i] = func(ctx context.Context) error {
+				c, err := fdholder.Dial(ctx, *socket)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				fd, _, err := c.GetFD(ctx, *name)
+				if err != nil {
+					return err
+				}
+				return fd.Close()
 			}
 		case "listen":
 			// What a Go service does at start: Listen gets the held socket
