@@ -191,3 +191,63 @@ func polled(t testing.TB, n int) bool {
 	}
 	return false
 }
+
+// TestListenFD: ListenFD binds and stores a name not held (created), then
+// returns the held socket out of the netpoller; a held socket on another
+// address is a *MismatchError, an unknown network a clear error, and
+// neither returns an FD.
+func TestListenFD(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+	var addr string // the address the first case bound
+	for _, tc := range []struct {
+		name, network string
+		address       func() string
+		wantCreated   bool
+		wantErr       error
+	}{
+		{name: "not held", network: "tcp", address: func() string { return "127.0.0.1:0" }, wantCreated: true},
+		{name: "held", network: "tcp", address: func() string { return addr }},
+		{name: "held on another port", network: "tcp", address: func() string { return "127.0.0.1:1" }, wantErr: fdholder.ErrMismatch},
+		{name: "unknown network", network: "sctp", address: func() string { return addr }, wantErr: errors.New("unknown network")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fd, created, err := c.ListenFD(ctx, "web", tc.network, tc.address())
+			if tc.wantErr != nil {
+				if err == nil || fd != nil || !errors.Is(err, tc.wantErr) && !strings.Contains(err.Error(), tc.wantErr.Error()) {
+					t.Fatalf("ListenFD = %v, %v; want nil, %v", fd, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fd.Close()
+			if created != tc.wantCreated {
+				t.Errorf("created = %v, want %v", created, tc.wantCreated)
+			}
+			if polled(t, fd.Fd()) {
+				t.Errorf("descriptor %d is registered with the netpoller", fd.Fd())
+			}
+			sa, err := unix.Getsockname(fd.Fd())
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, ok := sa.(*unix.SockaddrInet4)
+			if !ok {
+				t.Fatalf("getsockname = %T, want an IPv4 address", sa)
+			}
+			got := "127.0.0.1:" + strconv.Itoa(in.Port)
+			if addr == "" {
+				addr = got
+			} else if got != addr {
+				t.Errorf("held socket at %s, want %s", got, addr)
+			}
+			f := fd.File()
+			accepts(t, f, addr)
+			f.Close()
+		})
+	}
+}
