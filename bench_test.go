@@ -19,32 +19,37 @@ import (
 // the figure would measure sysmon's wake-up. bench/run measures the client
 // against a holder in its own process, pinned.
 func BenchmarkGet(b *testing.B) {
-	c := benchHolder(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
+	benchGets(b, func(ctx context.Context, c *fdholder.Client) error {
 		f, _, err := c.Get(ctx, "web")
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		f.Close()
-	}
+		return f.Close()
+	})
 }
 
 // BenchmarkGetFD is BenchmarkGet through GetFD: no *os.File, no netpoller
 // registration of the received descriptor.
 func BenchmarkGetFD(b *testing.B) {
+	benchGets(b, func(ctx context.Context, c *fdholder.Client) error {
+		fd, _, err := c.GetFD(ctx, "web")
+		if err != nil {
+			return err
+		}
+		return fd.Close()
+	})
+}
+
+// benchGets runs get b.N times against benchHolder's holder.
+func benchGets(b *testing.B, get func(context.Context, *fdholder.Client) error) {
 	c := benchHolder(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		fd, _, err := c.GetFD(ctx, "web")
-		if err != nil {
+		if err := get(ctx, c); err != nil {
 			b.Fatal(err)
 		}
-		fd.Close()
 	}
 }
 

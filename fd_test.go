@@ -132,18 +132,7 @@ func TestGetFDContext(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, path := packetListener(t, "mute")
-			got := make(chan struct{})
-			go func() {
-				c, err := ln.AcceptUnix()
-				if err != nil {
-					return
-				}
-				t.Cleanup(func() { c.Close() })
-				if _, err := c.Read(make([]byte, 1024)); err == nil {
-					close(got) // the request arrived; no reply will
-				}
-			}()
+			path, got := mutePeer(t)
 			c := dial(t, path)
 			ctx, cancel := tc.ctx()
 			defer cancel()

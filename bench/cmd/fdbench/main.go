@@ -135,6 +135,27 @@ func emit(v any) error {
 	return err
 }
 
+// getClose returns one get of name and the close of what it returned:
+// through Client.GetFD with fd, else Client.Get.
+func getClose(fd bool, name string) func(context.Context, *fdholder.Client) error {
+	if fd {
+		return func(ctx context.Context, c *fdholder.Client) error {
+			d, _, err := c.GetFD(ctx, name)
+			if err != nil {
+				return err
+			}
+			return d.Close()
+		}
+	}
+	return func(ctx context.Context, c *fdholder.Client) error {
+		f, _, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+}
+
 func runGet(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	socket := fs.String("socket", "", "the holder's socket")
@@ -150,60 +171,25 @@ func runGet(args []string) error {
 	ops := make([]op, *conc)
 	for i := range ops {
 		switch *mode {
-		case "conn":
+		case "conn", "fd":
+			// fd: Client.GetFD, the get without the *os.File, as a
+			// program that only passes the descriptor on makes it.
 			c, err := fdholder.Dial(ctx, *socket)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ops[i] = func(ctx context.Context) error {
-				f, _, err := c.Get(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return f.Close()
-			}
-		case "fd":
-			// Client.GetFD: the get without the *os.File, as a program
-			// that only passes the descriptor on makes it.
-			c, err := fdholder.Dial(ctx, *socket)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ops[i] = func(ctx context.Context) error {
-				fd, _, err := c.GetFD(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return fd.Close()
-			}
-		case "newconn":
+			get := getClose(*mode == "fd", *name)
+			ops[i] = func(ctx context.Context) error { return get(ctx, c) }
+		case "newconn", "newconnfd":
+			get := getClose(*mode == "newconnfd", *name)
 			ops[i] = func(ctx context.Context) error {
 				c, err := fdholder.Dial(ctx, *socket)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				f, _, err := c.Get(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return f.Close()
-			}
-		case "newconnfd":
-			// newconn with Client.GetFD.
-			ops[i] = func(ctx context.Context) error {
-				c, err := fdholder.Dial(ctx, *socket)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				fd, _, err := c.GetFD(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return fd.Close()
+				return get(ctx, c)
 			}
 		case "listen":
 			// What a Go service does at start: Listen gets the held socket
