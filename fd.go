@@ -18,8 +18,11 @@ import (
 // another Unix socket. GetFD returns one; FD.File turns it into an
 // *os.File when the caller wants one after all.
 //
-// The zero FD is not valid; an FD is safe for concurrent use, but the
-// caller must not close it while a system call uses its number.
+// FDs come from GetFD and ListenFD only: hold them as *FD (a nil *FD owns
+// nothing, and its methods do nothing). A declared FD value is not empty
+// but stands for descriptor 0, standard input. An FD is safe for
+// concurrent use, but the caller must not close it while a system call
+// uses its number.
 type FD sockfd.FD
 
 // Fd returns the descriptor number, for a system call. It stays valid until
@@ -27,8 +30,14 @@ type FD sockfd.FD
 // os.File.Fd it changes nothing: the descriptor keeps the mode the socket
 // had when it was stored (usually non-blocking, a flag of the open file
 // description the holder and every other holder of the socket share,
-// fcntl(2)). It returns -1 once f is closed or handed to File.
-func (f *FD) Fd() int { return f.sock().Sysfd() }
+// fcntl(2)). It returns -1 once f is closed or handed to File, and for a
+// nil f.
+func (f *FD) Fd() int {
+	if f == nil {
+		return -1
+	}
+	return f.sock().Sysfd()
+}
 
 // Close closes the descriptor; the holder's copy stays open. Closing an FD
 // again, or one handed to File, does nothing and returns nil.
@@ -37,8 +46,13 @@ func (f *FD) Close() error { return f.sock().Close() }
 // File hands the descriptor over to a new *os.File (os.NewFile, which
 // registers a non-blocking socket with the netpoller) without duplicating
 // it: the caller owns and must close the file, and f owns nothing any more.
-// It returns nil if f was closed or already handed over.
-func (f *FD) File() *os.File { return f.sock().File("fdholder:fd") }
+// It returns nil if f was closed or already handed over, or is nil.
+func (f *FD) File() *os.File {
+	if f == nil {
+		return nil
+	}
+	return f.sock().File("fdholder:fd")
+}
 
 func (f *FD) sock() *sockfd.FD { return (*sockfd.FD)(f) }
 
