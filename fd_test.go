@@ -52,6 +52,10 @@ func TestGetFD(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) || fd != nil {
 					t.Fatalf("GetFD(%q) = %v, %v; want nil, %v", tc.get, fd, err, tc.wantErr)
 				}
+				// The nil FD of a failed call owns nothing.
+				if fd.Fd() != -1 || fd.File() != nil || fd.Close() != nil {
+					t.Errorf("a nil FD: Fd() = %d", fd.Fd())
+				}
 				if !strings.Contains(err.Error(), strconv.Quote(tc.get)) {
 					t.Errorf("error %q does not name %q", err, tc.get)
 				}
