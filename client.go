@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fdholder/fdholder/internal/clientfd"
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
@@ -123,9 +122,10 @@ type Client struct {
 	in   *replyBuf           // lent by replyBufs from the first request to Close
 	out  []byte              // request buffer
 
-	// A get's descriptor arrives in spare, and fds holds it: an FD and a
-	// slice that fetch empties again (the *os.File takes the descriptor),
-	// so that a get allocates only what it returns.
+	// A get's descriptor is appended to fds, which fetchFD empties again
+	// under mu; Get's arrives in spare (the *os.File then takes the
+	// descriptor), GetFD's in a new FD, the one it returns: a get allocates
+	// only what it returns.
 	spare *sockfd.FD
 	fds   []*sockfd.FD
 }
@@ -353,10 +353,10 @@ func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bo
 		return nil, Entry{}, fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	req := proto.Request{Op: op, Name: name}
-	// fds is c.fds with spare: take its descriptor before the next
-	// request may reuse it, under the same lock.
+	// fds is c.fds: take its descriptor before the next request may
+	// reuse it, under the same lock.
 	c.mu.Lock()
-	rep, fds, err := c.roundTripLocked(ctx, &req, attach{spare: spare}, op == proto.OpGet)
+	rep, fds, err := c.roundTripLocked(ctx, &req, attach{fetch: true, spare: spare}, op == proto.OpGet)
 	var fd *sockfd.FD
 	n := len(fds)
 	if n == 1 {
@@ -364,6 +364,7 @@ func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bo
 	} else {
 		sockfd.CloseAll(fds)
 	}
+	clear(fds) // c.fds keeps no FD the caller now owns
 	c.mu.Unlock()
 	if err != nil {
 		return nil, Entry{}, err
@@ -372,13 +373,6 @@ func (c *Client) fetchFD(ctx context.Context, op proto.Op, name string, spare bo
 		return nil, Entry{}, fmt.Errorf("%s %q: %w: the reply carried %d descriptors, not one", op, name, ErrBadDescriptors, n)
 	}
 	return fd, entryFrom(&rep.Entry), nil
-}
-
-func init() {
-	clientfd.Get = func(ctx context.Context, client any, name string) (*sockfd.FD, error) {
-		fd, _, err := client.(*Client).fetchFD(ctx, proto.OpGet, name, false)
-		return fd, err
-	}
 }
 
 // Delete removes the entry held under name; the holder closes its copy.
@@ -413,12 +407,13 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 }
 
 // attach is what a request carries: the descriptor of conn (a store), fds
-// (a load), or nothing. Either stays owned by the caller. spare says the
-// reply's descriptor may arrive in c.spare (see fetchFD).
+// (a load), or nothing. Either stays owned by the caller. fetch says the
+// reply's descriptors may be appended to c.fds, which the caller empties
+// under c.mu (see fetchFD); spare, that the first may arrive in c.spare.
 type attach struct {
-	conn  syscall.Conn
-	fds   []*sockfd.FD
-	spare bool
+	conn         syscall.Conn
+	fds          []*sockfd.FD
+	fetch, spare bool
 }
 
 // roundTrip sends req with att and returns the reply and the descriptors it
@@ -517,8 +512,11 @@ func (c *Client) exchange(ctx context.Context, out []byte, att attach, name stri
 		return rep, nil, false, err
 	}
 	var spare *sockfd.FD
-	if att.spare {
-		fds, spare = c.fds[:0], c.spare
+	if att.fetch {
+		fds = c.fds[:0]
+		if att.spare {
+			spare = c.spare
+		}
 	}
 	if c.in == nil {
 		c.in = replyBufs.Get().(*replyBuf)

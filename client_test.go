@@ -247,13 +247,13 @@ func packetListener(t testing.TB, name string) (*net.UnixListener, string) {
 	return ln, path
 }
 
-// TestContextCancelWakes: cancelling a request's context wakes the client
-// blocked in recvmsg(2) (the connection is shut down), and the client's
-// next request dials again.
-func TestContextCancelWakes(t *testing.T) {
-	testutil.CheckLeaks(t)
+// mutePeer listens as a holder that accepts one connection, reads its first
+// request and never answers; got is closed once that request arrived (the
+// client then waits for its reply).
+func mutePeer(t testing.TB) (path string, got <-chan struct{}) {
+	t.Helper()
 	ln, path := packetListener(t, "mute")
-	got := make(chan struct{})
+	arrived := make(chan struct{})
 	go func() {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -261,9 +261,18 @@ func TestContextCancelWakes(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 		if _, err := c.Read(make([]byte, 1024)); err == nil {
-			close(got) // the request arrived: the client is waiting for its reply
+			close(arrived)
 		}
 	}()
+	return path, arrived
+}
+
+// TestContextCancelWakes: cancelling a request's context wakes the client
+// blocked in recvmsg(2) (the connection is shut down), and the client's
+// next request dials again.
+func TestContextCancelWakes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	path, got := mutePeer(t)
 	c := dial(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {

@@ -16,7 +16,9 @@
 // Descriptor ownership is stated on every method: Store leaves the caller's
 // socket with the caller (closing it afterwards is safe: the holder keeps its
 // own copy), and Get, Take, Listen, ListenPacket, ListenFile and CopySocket
-// return a new descriptor that the caller owns and must close.
+// return a new descriptor that the caller owns and must close. GetFD and
+// ListenFD return it as an FD, without the *os.File (and its registration
+// with the runtime's netpoller), for a program that only passes it on.
 //
 // A server that binds its own port is brought under the holder while it
 // runs with Adopt: it copies the server's listener out of its descriptor

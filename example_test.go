@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/holder"
@@ -88,4 +89,40 @@ func startHolder() string {
 	srv := holder.NewServer(holder.NewRegistry(holder.RegistryOptions{}), holder.ServerOptions{})
 	go srv.Serve(context.Background(), ln)
 	return path
+}
+
+// A program that only passes a held socket on, to a child process as its
+// descriptor 3 here (the systemd way: LISTEN_FDS=1), takes it with GetFD:
+// no *os.File, so no registration with the Go runtime's netpoller. The
+// caller owns the FD and closes it once the child has its own copy.
+func ExampleClient_GetFD() {
+	path := startHolder()
+	ctx := context.Background()
+	c, err := fdholder.Dial(ctx, path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ListenAndStore(ctx, "web", "tcp", "127.0.0.1:0", fdholder.StoreOptions{}); err != nil {
+		log.Fatal(err)
+	}
+
+	fd, e, err := c.GetFD(ctx, "web")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer fd.Close()
+	// ForkExec dup2s each of Files onto its index in the child, clearing
+	// close-on-exec there.
+	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", `test "$LISTEN_FDS" = 1 && test -S /proc/self/fd/3`},
+		&syscall.ProcAttr{Env: []string{"LISTEN_FDS=1"}, Files: []uintptr{0, 1, 2, uintptr(fd.Fd())}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(e.Network, "socket passed on:", ws.ExitStatus() == 0)
+	// Output: tcp socket passed on: true
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
@@ -62,24 +63,39 @@ func (c *Client) ListenPacket(ctx context.Context, name, network, address string
 // If two processes race to create the same entry, one binds and stores, and
 // the other gets the stored socket.
 func (c *Client) ListenFile(ctx context.Context, name, network, address string) (f *os.File, created bool, err error) {
+	fd, created, err := c.ListenFD(ctx, name, network, address)
+	if err != nil {
+		return nil, false, err
+	}
+	return fd.sock().File("fdholder:" + name), created, nil
+}
+
+// ListenFD is ListenFile without the *os.File, as GetFD is Get without
+// it: it returns the socket held under name (bound and stored first if
+// name is not held) as an FD that the caller owns and must close, for a
+// program that only passes the socket on (fdclient exec). Its errors are
+// ListenFile's. A socket this call binds went through net.ListenConfig,
+// which registers it with the netpoller; the FD is a duplicate made out
+// of it.
+func (c *Client) ListenFD(ctx context.Context, name, network, address string) (fd *FD, created bool, err error) {
 	kind, err := networkKind(network)
 	if err != nil {
 		return nil, false, fmt.Errorf("listen %q: %w", name, err)
 	}
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		f, e, err := c.Get(ctx, name)
+		got, e, err := c.fetchFD(ctx, proto.OpGet, name, false)
 		if err == nil {
 			if !NetworkMatches(network, e.Network) || !AddressMatches(ctx, network, address, e.Address) {
-				f.Close()
+				got.Close()
 				return nil, false, &MismatchError{Name: name, Held: e, Network: network, Address: address}
 			}
-			return f, false, nil
+			return (*FD)(got), false, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, false, err
 		}
-		f, _, err = c.bindAndStore(ctx, name, kind, network, address, StoreOptions{}, true)
+		got, _, err = c.bindAndStore(ctx, name, kind, network, address, StoreOptions{}, true)
 		// Lost a race with another process creating the same entry: its
 		// store beat ours, or its socket holds the address and its store
 		// is on the way. Get it, giving that store a moment to land.
@@ -92,7 +108,10 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 			backoff *= 2
 			continue
 		}
-		return f, err == nil, err
+		if err != nil {
+			return nil, false, err
+		}
+		return (*FD)(got), true, nil
 	}
 }
 
@@ -231,30 +250,28 @@ func (c *Client) ListenAndStore(ctx context.Context, name, network, address stri
 }
 
 // bindAndStore binds a new socket and stores it under name with opts. With
-// keep it also returns a duplicate as an *os.File owned by the caller.
-func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string, opts StoreOptions, keep bool) (*os.File, Entry, error) {
+// keep it also returns a duplicate owned by the caller.
+func (c *Client) bindAndStore(ctx context.Context, name string, kind netKind, network, address string, opts StoreOptions, keep bool) (*sockfd.FD, Entry, error) {
 	sock, err := bind(ctx, kind, network, address)
 	if err != nil {
 		return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 	}
 	defer sock.Close()
-	var f *os.File
+	var fd *sockfd.FD
 	if keep {
 		var err error
-		if f, err = dupFile(sock, "fdholder:"+name); err != nil {
+		if fd, err = sockfd.DupConn(sock); err != nil {
 			c.unbind(network, address)
 			return nil, Entry{}, fmt.Errorf("listen %q: %w", name, err)
 		}
 	}
 	e, err := c.Store(ctx, name, sock, opts)
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
+		fd.Close()
 		c.unbind(network, address)
 		return nil, Entry{}, err
 	}
-	return f, e, nil
+	return fd, e, nil
 }
 
 // bind binds a new socket to address: a listener for streamKind, a packet
@@ -295,7 +312,11 @@ func Bind(ctx context.Context, network, address string) (*os.File, error) {
 		return nil, err
 	}
 	defer sock.Close()
-	return dupFile(sock, "fdholder:"+address)
+	fd, err := sockfd.DupConn(sock)
+	if err != nil {
+		return nil, err
+	}
+	return fd.File("fdholder:" + address), nil
 }
 
 // unbind removes the file of a Unix socket this process bound but could not
@@ -304,13 +325,4 @@ func (c *Client) unbind(network, address string) {
 	if (network == "unix" || network == "unixpacket" || network == "unixgram") && address != "" && address[0] != '@' {
 		os.Remove(address)
 	}
-}
-
-// dupFile duplicates sc's descriptor (sockfd.DupConn) into a new *os.File.
-func dupFile(sc syscall.Conn, name string) (*os.File, error) {
-	fd, err := sockfd.DupConn(sc)
-	if err != nil {
-		return nil, err
-	}
-	return fd.File(name), nil
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fdholder/fdholder"
-	"github.com/fdholder/fdholder/internal/clientfd"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
@@ -129,18 +128,16 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 		}
 		return fmt.Errorf("exec: cannot run %q: %w", c.prog, err)
 	}
-	// The sockets PROG gets stay FDs: a plain NAME's held socket, which
-	// is only passed on, is never an *os.File, which would register it
-	// with the runtime's netpoller (and start the netpoller) for nothing.
-	// A NAME=NETWORK:ADDRESS goes through ListenFile (or Bind), which
-	// returns an *os.File, and fdOf turns it into an FD.
+	// The sockets PROG gets stay FDs (GetFD, ListenFD): a held socket,
+	// which is only passed on, is never an *os.File, which would register
+	// it with the runtime's netpoller (and start the netpoller) for
+	// nothing. Only a socket exec binds itself (--fallback's Bind) is one
+	// first, and fdOf turns it into an FD.
 	fds := make([]*sockfd.FD, 0, len(c.specs))
-	var moved []*os.File // old sockets of --rebind, open until PROG starts
+	var moved []*sockfd.FD // old sockets of --rebind, open until PROG starts
 	release := func() {
 		sockfd.CloseAll(fds)
-		for _, f := range moved {
-			f.Close()
-		}
+		sockfd.CloseAll(moved)
 		fds, moved = nil, nil
 	}
 	defer release() // reached only when PROG was not executed
@@ -186,7 +183,7 @@ func (c *execCmd) run(ctx context.Context, a *app) error {
 // another address is moved: old is a duplicate of the socket it had, which
 // the caller keeps open (close-on-exec) until PROG starts, so that the old
 // socket lives until its replacement is served.
-func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
+func (c *execCmd) fetch(ctx context.Context, a *app, s execSpec) (fd, old *sockfd.FD, err error) {
 	var deadline time.Time
 	if c.wait > 0 {
 		deadline = time.Now().Add(c.wait)
@@ -259,11 +256,12 @@ func (c *execCmd) bindDirectly(ctx context.Context, a *app, why error) ([]*sockf
 // move is --rebind: it keeps a duplicate of the socket held under s.name
 // (old), binds s's address and stores the new socket with replace (the
 // holder closes its copy of the old one), and returns the new one.
-func (c *execCmd) move(ctx context.Context, a *app, client *fdholder.Client, s execSpec, held string) (f, old *os.File, err error) {
-	old, _, err = client.Get(ctx, s.name)
+func (c *execCmd) move(ctx context.Context, a *app, client *fdholder.Client, s execSpec, held string) (fd, old *sockfd.FD, err error) {
+	oldFD, _, err := client.GetFD(ctx, s.name)
 	if err != nil {
 		return nil, nil, err
 	}
+	old = (*sockfd.FD)(oldFD)
 	defer func() {
 		if err != nil {
 			old.Close()
@@ -273,12 +271,12 @@ func (c *execCmd) move(ctx context.Context, a *app, client *fdholder.Client, s e
 	if _, err := client.ListenAndStore(ctx, s.name, s.addr.network, s.addr.address, fdholder.StoreOptions{Replace: true}); err != nil {
 		return nil, nil, err
 	}
-	f, _, err = client.Get(ctx, s.name)
+	newFD, _, err := client.GetFD(ctx, s.name)
 	if err != nil {
 		return nil, nil, err
 	}
 	fmt.Fprintf(a.stderr, "fdclient: exec: moved %q from %s to %s; the old socket closes as PROG starts\n", s.name, held, s.addr)
-	return f, old, nil
+	return (*sockfd.FD)(newFD), old, nil
 }
 
 // retryable tells whether --wait asks again after err: the holder did not
@@ -288,22 +286,23 @@ func (s execSpec) retryable(err error) bool {
 }
 
 // fetchOnce is one attempt of fetch.
-func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd *sockfd.FD, old *os.File, err error) {
+func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd, old *sockfd.FD, err error) {
 	if s.addr == nil {
 		fd, err := c.get(ctx, a, s.name)
 		return fd, nil, err
 	}
-	rctx, cancel := a.request(ctx)
-	defer cancel()
+	// No timer either (requestUntimed): every wait of ListenFD's get,
+	// bind and store honours the deadline itself, and only a lost race to
+	// create the entry waits on a timer (its bounded backoff).
+	rctx := a.requestUntimed(ctx)
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("exec: %q: %w", s.name, err)
 	}
-	f, _, err := client.ListenFile(rctx, s.name, s.addr.network, s.addr.address)
+	got, _, err := client.ListenFD(rctx, s.name, s.addr.network, s.addr.address)
 	var me *fdholder.MismatchError
 	if !errors.As(err, &me) {
-		fd, err := fdOf(f, err)
-		return fd, nil, err
+		return (*sockfd.FD)(got), nil, err
 	}
 	held := me.Held.Network + ":" + me.Held.Address
 	if !fdholder.NetworkMatches(s.addr.network, me.Held.Network) {
@@ -313,26 +312,23 @@ func (c *execCmd) fetchOnce(ctx context.Context, a *app, s execSpec) (fd *sockfd
 		return nil, nil, fmt.Errorf("exec %q: held socket is %s, not %s as asked, and PROG would serve %s: "+
 			"use 'exec --rebind' to move %q to %s, or ask for %s", s.name, held, s.addr, me.Held.Address, s.name, s.addr.address, held)
 	}
-	f, old, err = c.move(rctx, a, client, s, held)
-	if fd, err = fdOf(f, err); err != nil && old != nil {
-		old.Close()
-		old = nil
-	}
-	return fd, old, err
+	return c.move(rctx, a, client, s, held)
 }
 
-// get is one Client.Get bounded by --timeout, without an *os.File, nor a
-// timer (requestUntimed).
+// get is one Client.GetFD bounded by --timeout: no *os.File, nor a timer
+// (requestUntimed).
 func (c *execCmd) get(ctx context.Context, a *app, name string) (*sockfd.FD, error) {
 	rctx := a.requestUntimed(ctx)
 	client, err := a.dial(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec: %q: %w", name, err)
 	}
-	return clientfd.Get(rctx, client, name)
+	fd, _, err := client.GetFD(rctx, name)
+	// An fdholder.FD is a sockfd.FD under the public name.
+	return (*sockfd.FD)(fd), err
 }
 
-// fdOf is f, a socket exec bound or moved (an *os.File already), as an FD:
+// fdOf is f, a socket exec bound (an *os.File already), as an FD:
 // a duplicate; f is closed. An err is passed through.
 func fdOf(f *os.File, err error) (*sockfd.FD, error) {
 	if err != nil {

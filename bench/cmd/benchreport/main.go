@@ -363,6 +363,15 @@ func report(s *suite, quick bool) []byte {
 		g, c, s6 = lat("go", "newconn"), lat("c-raw", "newconn"), lat("s6", "newconn")
 		p("| get with a new connection each time, Go client, p50, pinned, %s | ≤ 1.0× s6 | %s | s6 %s; raw C %s | %s of s6 | %s |\n",
 			dflt, us(g.P50), us(s6.P50), us(c.P50), ratio(g.P50, s6.P50), met(g.P50 > 0 && g.P50 <= s6.P50))
+		if f, fn := lat("go-fd", "conn"), lat("go-fd", "newconn"); f.P50 > 0 {
+			c, s6 = lat("c-raw", "conn"), lat("s6", "conn")
+			p("| get round trip on one connection, Go client's `GetFD` (no `*os.File`), p50, pinned, %s | ≤ 1.0× s6 and ≤ 1.5× raw C | %s (`Get`: %s) | raw C %s; s6 %s | %s of s6, %s of raw C | %s |\n",
+				dflt, us(f.P50), us(lat("go", "conn").P50), us(c.P50), us(s6.P50), ratio(f.P50, s6.P50), ratio(f.P50, c.P50),
+				met(f.P50 <= s6.P50 && f.P50 <= 1.5*c.P50))
+			s6 = lat("s6", "newconn")
+			p("| get with a new connection each time, Go client's `GetFD`, p50, pinned, %s | ≤ 1.0× s6 | %s | s6 %s | %s of s6 | %s |\n",
+				dflt, us(fn.P50), us(s6.P50), ratio(fn.P50, s6.P50), met(fn.P50 > 0 && fn.P50 <= s6.P50))
+		}
 		l := lat("go-listen", "conn")
 		p("| `Client.Listen` (a get and `net.FileListener`) on one connection, p50, pinned, %s | report | %s | get alone %s | %s of the get | |\n",
 			dflt, us(l.P50), us(lat("go", "conn").P50), ratio(l.P50, lat("go", "conn").P50))
@@ -378,6 +387,14 @@ func report(s *suite, quick bool) []byte {
 		}
 		p("| gets per second, %d concurrent client(s), both cores, %s | %s | C client %.0f/s; Go client %.0f/s | s6 (C client, libs6) %.0f/s; raw C %.0f/s | C client %s, Go client %s of s6 | %s |\n",
 			c, dflt, goal, cf.OpsPerS, g.OpsPerS, s6.OpsPerS, raw.OpsPerS, ratio(cf.OpsPerS, s6.OpsPerS), ratio(g.OpsPerS, s6.OpsPerS), ok)
+		if f := s.tput[fmt.Sprintf("go-fd/%d", c)]; f.OpsPerS > 0 {
+			fdOK := ""
+			if c > 1 {
+				fdOK = met(f.OpsPerS >= s6.OpsPerS)
+			}
+			p("| gets per second, %d concurrent client(s), Go client's `GetFD`, both cores, %s | %s | %.0f/s | s6 %.0f/s | %s of s6 | %s |\n",
+				c, dflt, goal, f.OpsPerS, s6.OpsPerS, ratio(f.OpsPerS, s6.OpsPerS), fdOK)
+		}
 	}
 	{
 		// The audit line's cost: the same client against the holder at its
@@ -460,13 +477,13 @@ func report(s *suite, quick bool) []byte {
 	}
 	p("\n")
 
-	p("## Latency of one get\n\nMedians and 99th percentiles of each round trip, measured by the client around each call (CLOCK_MONOTONIC). *c-fdh* is the C client of the raw baseline speaking the fdholder protocol to fdholderd: against *c-raw* it isolates the holder's own cost, against *go* the Go client's. *c-fdh-quiet* is the same against a holder run with `--log-level warn` (no audit line per request). *go-raw* is a Go program doing the get with blocking system calls and no client package (`bench/cmd/fdbench/raw.go`), *go-rawfile* the same wrapping each descriptor received in an `*os.File` as `Client.Get` does. *go-metrics* is *go* against a holder run with `--metrics-address` and scraped every second (`BENCH_ONLY=metrics bench/run` runs just this row beside *go*).\n\n")
+	p("## Latency of one get\n\nMedians and 99th percentiles of each round trip, measured by the client around each call (CLOCK_MONOTONIC). *c-fdh* is the C client of the raw baseline speaking the fdholder protocol to fdholderd: against *c-raw* it isolates the holder's own cost, against *go* the Go client's. *c-fdh-quiet* is the same against a holder run with `--log-level warn` (no audit line per request). *go-raw* is a Go program doing the get with blocking system calls and no client package (`bench/cmd/fdbench/raw.go`), *go-rawfile* the same wrapping each descriptor received in an `*os.File` as `Client.Get` does. *go-fd* is the Go client's `Client.GetFD`, which returns the descriptor without an `*os.File`. *go-metrics* is *go* against a holder run with `--metrics-address` and scraped every second (`BENCH_ONLY=metrics bench/run` runs just this row beside *go*).\n\n")
 	p("*go-quiet* is the Go client against fdholderd with `--log-level warn`, beside *go* against the holder at its default settings. *go-listen* is `Client.Listen` (the get, then `net.FileListener` on the descriptor) and the listener's `Close`, what a Go service does at start.\n\n")
 	p("| System | Connection | Pinning | p50 | p99 | p50 vs raw C | gets |\n|---|---|---|---|---|---|---|\n")
 	for _, pin := range []string{"pinned", "unpinned"} {
 		for _, mode := range []string{"conn", "newconn"} {
 			base := s.lat["c-raw/"+mode+"/"+pin]
-			for _, sys := range []string{"c-raw", "s6", "go", "go-metrics", "c-fdh", "c-fdh-quiet", "go-raw", "go-rawfile", "go-quiet", "go-listen"} {
+			for _, sys := range []string{"c-raw", "s6", "go", "go-metrics", "c-fdh", "c-fdh-quiet", "go-raw", "go-rawfile", "go-fd", "go-quiet", "go-listen"} {
 				m, ok := s.lat[sys+"/"+mode+"/"+pin]
 				if !ok {
 					continue

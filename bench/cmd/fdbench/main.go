@@ -135,11 +135,32 @@ func emit(v any) error {
 	return err
 }
 
+// getClose returns one get of name and the close of what it returned:
+// through Client.GetFD with fd, else Client.Get.
+func getClose(fd bool, name string) func(context.Context, *fdholder.Client) error {
+	if fd {
+		return func(ctx context.Context, c *fdholder.Client) error {
+			d, _, err := c.GetFD(ctx, name)
+			if err != nil {
+				return err
+			}
+			return d.Close()
+		}
+	}
+	return func(ctx context.Context, c *fdholder.Client) error {
+		f, _, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+}
+
 func runGet(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	socket := fs.String("socket", "", "the holder's socket")
 	name := fs.String("name", "bench", "the held entry to get")
-	mode := fs.String("mode", "conn", "conn: one connection per worker; newconn: a connection per get; listen: Client.Listen on one connection per worker; raw, rawfile: blocking system calls without the client package")
+	mode := fs.String("mode", "conn", "conn: one connection per worker; fd: Client.GetFD on one connection per worker; newconn: a connection per get; newconnfd: newconn with Client.GetFD; listen: Client.Listen on one connection per worker; raw, rawfile: blocking system calls without the client package")
 	conc := fs.Int("c", 1, "concurrent workers, each with its own client")
 	iters := fs.Int("i", 0, "gets per worker (0: run for -d)")
 	dur := fs.Duration("d", time.Second, "how long to run when -i is 0")
@@ -150,31 +171,25 @@ func runGet(args []string) error {
 	ops := make([]op, *conc)
 	for i := range ops {
 		switch *mode {
-		case "conn":
+		case "conn", "fd":
+			// fd: Client.GetFD, the get without the *os.File, as a
+			// program that only passes the descriptor on makes it.
 			c, err := fdholder.Dial(ctx, *socket)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ops[i] = func(ctx context.Context) error {
-				f, _, err := c.Get(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return f.Close()
-			}
-		case "newconn":
+			get := getClose(*mode == "fd", *name)
+			ops[i] = func(ctx context.Context) error { return get(ctx, c) }
+		case "newconn", "newconnfd":
+			get := getClose(*mode == "newconnfd", *name)
 			ops[i] = func(ctx context.Context) error {
 				c, err := fdholder.Dial(ctx, *socket)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				f, _, err := c.Get(ctx, *name)
-				if err != nil {
-					return err
-				}
-				return f.Close()
+				return get(ctx, c)
 			}
 		case "listen":
 			// What a Go service does at start: Listen gets the held socket
