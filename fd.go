@@ -18,11 +18,10 @@ import (
 // another Unix socket. GetFD returns one; FD.File turns it into an
 // *os.File when the caller wants one after all.
 //
-// FDs come from GetFD and ListenFD only: hold them as *FD (a nil *FD owns
-// nothing, and its methods do nothing). A declared FD value is not empty
-// but stands for descriptor 0, standard input. An FD is safe for
-// concurrent use, but the caller must not close it while a system call
-// uses its number.
+// FDs come from GetFD and ListenFD: hold them as *FD. A nil *FD and a
+// declared (zero) FD own nothing, and their methods do nothing. An FD is
+// safe for concurrent use, but the caller must not close it while a system
+// call uses its number.
 type FD sockfd.FD
 
 // Fd returns the descriptor number, for a system call. It stays valid until

@@ -18,24 +18,25 @@ import (
 )
 
 // FD owns one open descriptor, or nothing once closed or released;
-// New(-1) owns nothing from the start (Reset can then fill it). The zero
-// value is not empty: it would own descriptor 0. An FD must not be copied
-// after first use.
+// New(-1) and the zero value own nothing from the start (Reset can then
+// fill them). An FD must not be copied after first use.
 type FD struct {
-	n atomic.Int64 // the descriptor, or -1 once closed or released
+	n atomic.Int64 // the descriptor plus one: 0 (the zero value) owns nothing
 }
 
 // New returns an FD that owns descriptor n. The raw number must not be used
 // elsewhere afterwards.
 func New(n int) *FD {
 	f := &FD{}
-	f.n.Store(int64(n))
+	if n >= 0 {
+		f.n.Store(int64(n) + 1)
+	}
 	return f
 }
 
 // Sysfd returns the descriptor number for a system call. The caller must
 // ensure that f is not closed while the call runs.
-func (f *FD) Sysfd() int { return int(f.n.Load()) }
+func (f *FD) Sysfd() int { return int(f.n.Load()) - 1 }
 
 // Close closes the descriptor. Closing an FD again, a released one, or a nil
 // *FD does nothing and returns nil.
@@ -43,7 +44,7 @@ func (f *FD) Close() error {
 	if f == nil {
 		return nil
 	}
-	n := f.n.Swap(-1)
+	n := f.n.Swap(0) - 1
 	if n < 0 {
 		return nil
 	}
@@ -60,7 +61,7 @@ func CloseAll(fds []*FD) {
 // File hands the descriptor over to an *os.File without duplicating it; f no
 // longer owns it and the caller must close the returned file.
 func (f *FD) File(name string) *os.File {
-	n := f.n.Swap(-1)
+	n := f.n.Swap(0) - 1
 	if n < 0 {
 		return nil
 	}
@@ -361,4 +362,4 @@ func TCPQueue(f *FD) (queued, backlog uint32, err error) {
 // released), and reports whether it did; an f that owns a descriptor is
 // left alone. It lets a caller that alone refers to f reuse it instead of
 // allocating another.
-func (f *FD) Reset(n int) bool { return f.n.CompareAndSwap(-1, int64(n)) }
+func (f *FD) Reset(n int) bool { return n >= 0 && f.n.CompareAndSwap(0, int64(n)+1) }

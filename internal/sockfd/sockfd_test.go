@@ -244,6 +244,44 @@ func TestFDOwnership(t *testing.T) {
 	}
 }
 
+// TestZeroFD: a declared FD, like New(-1), owns nothing: closing it
+// leaves descriptor 0 (standard input) open, and Reset fills it.
+func TestZeroFD(t *testing.T) {
+	testutil.CheckLeaks(t)
+	if _, err := unix.FcntlInt(0, unix.F_GETFD, 0); err != nil {
+		t.Skipf("descriptor 0 is not open here: %v", err)
+	}
+	var z FD
+	for _, f := range []*FD{&z, New(-1)} {
+		if n := f.Sysfd(); n != -1 {
+			t.Errorf("Sysfd() = %d, want -1", n)
+		}
+		if err := f.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if file := f.File("none"); file != nil {
+			t.Errorf("File of an empty FD: %v", file.Name())
+		}
+	}
+	if _, err := unix.FcntlInt(0, unix.F_GETFD, 0); err != nil {
+		t.Fatalf("descriptor 0 after closing an empty FD: %v", err)
+	}
+	n, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !z.Reset(n) || z.Sysfd() != n {
+		unix.Close(n)
+		t.Fatalf("Reset(%d) did not fill the zero FD (Sysfd %d)", n, z.Sysfd())
+	}
+	if z.Reset(0) || z.Sysfd() != n {
+		t.Error("Reset of an FD that owns a descriptor took another")
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCloseAll(t *testing.T) {
 	testutil.CheckLeaks(t)
 	var nilFD *FD
