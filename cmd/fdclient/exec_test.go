@@ -287,7 +287,10 @@ func TestExec(t *testing.T) {
 func TestExecWait(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h, logs := holdertest.StartObserved(t)
-	run := startExec(t, h.Path, nil, nil, "exec", "--wait", "10s", "late", "--", listenfdsBin)
+	// The wait's length is not the subject, only that fdclient asks again
+	// until the name is held: it must outlast the start of a second
+	// fdclient (a -race binary) on a busy machine, which 10s need not.
+	run := startExec(t, h.Path, nil, nil, "exec", "--wait", "2m", "late", "--", listenfdsBin)
 	// The path this test is about: fdclient asked, found the name missing,
 	// and waits. The holder's audit line of that miss says it has.
 	missed := func() bool {

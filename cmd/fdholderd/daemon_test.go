@@ -238,6 +238,31 @@ func (d *daemon) waitFor(what string, match func(record) bool) record {
 	}
 }
 
+// waitCount waits until at least n JSON log lines satisfy match and
+// returns how many do then. A line the holder wrote before a reply may
+// still be in the pipe when the client has the reply: a count taken at
+// once can miss it.
+func (d *daemon) waitCount(what string, n int, match func(record) bool) int {
+	d.t.Helper()
+	timeout := time.After(waitTimeout)
+	for {
+		_, changed := d.log.snapshot()
+		if got := d.count(match); got >= n {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-d.exited:
+			if got := d.count(match); got >= n {
+				return got
+			}
+			d.t.Fatalf("fdholderd exited (%v) with %d of %d %s logged", d.err, d.count(match), n, what)
+		case <-timeout:
+			d.t.Fatalf("fdholderd logged %d of %d %s within %v", d.count(match), n, what, waitTimeout)
+		}
+	}
+}
+
 // count returns how many JSON log lines satisfy match.
 func (d *daemon) count(match func(record) bool) int {
 	lines, _ := d.log.snapshot()

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fdholder/fdholder"
 	"github.com/fdholder/fdholder/internal/ctlsock"
 	"github.com/fdholder/fdholder/internal/proto"
@@ -468,8 +470,7 @@ func TestReadiness(t *testing.T) {
 	c.Close()
 
 	d.stop()
-	notify.close()
-	rest := notify.all()
+	rest := notify.drain(t)
 	if len(rest) == 0 || rest[len(rest)-1] != "STOPPING=1\nSTATUS=stopping" {
 		t.Errorf("notifications after the last status: %q, want STOPPING=1 last", rest)
 	}
@@ -547,8 +548,37 @@ func (n *notifySocket) waitFor(t testing.TB, want string) {
 	}
 }
 
-// all returns the datagrams left, after close.
-func (n *notifySocket) all() []string {
+// drain returns the datagrams not yet taken, once every sender is gone
+// (the holder has exited): it waits until the reader has taken every
+// datagram queued in the socket, then closes it. Closing first would
+// lose a datagram still queued: a Read after Close fails at once, and
+// the kernel drops what the socket held (the holder's last one,
+// STOPPING=1, sent a moment before it exits, is read by a goroutine a
+// busy machine may not have run yet). SIOCINQ on a datagram socket is the
+// size of the next datagram queued, 0 when none is (unix_inq_len).
+func (n *notifySocket) drain(t testing.TB) []string {
+	t.Helper()
+	raw, err := n.conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
+		var queued int
+		var qerr error
+		if err := raw.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+			t.Fatal(err)
+		}
+		if qerr != nil {
+			t.Fatalf("SIOCINQ on the notification socket: %v", qerr)
+		}
+		if queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the notification socket still holds a datagram of %d bytes after %v", queued, waitTimeout)
+		}
+	}
+	n.close()
 	var ms []string
 	for m := range n.msgs {
 		ms = append(ms, m)

@@ -76,10 +76,12 @@ func NeedBinaries(t testing.TB) {
 
 // Bounds of every wait in this package. They are generous: they exist so
 // that a hang fails with a message instead of the go test timeout, not to
-// measure speed.
+// measure speed. At a load of 50 on a 2-core machine a runnable process
+// gets a few percent of a core, and a gunicorn start (Python importing
+// its modules) took over 15 s.
 const (
-	StartTimeout = 15 * time.Second // a process to become ready
-	ExitTimeout  = 15 * time.Second // a process to exit once asked to
+	StartTimeout = 60 * time.Second // a process to become ready
+	ExitTimeout  = 60 * time.Second // a process to exit once asked to
 )
 
 // ChildEnv is the environment for the processes the tests start: this

@@ -89,14 +89,30 @@ func ParseWrk(out string) (WrkResult, error) {
 // Wrk is a running wrk.
 type Wrk struct {
 	proc *Process
+	max  time.Duration // wrk's -d: it ends on its own after this
 }
 
-// WrkMaxDuration bounds a load run. The tests stop wrk with SIGINT, on
-// which it stops and prints its report, as soon as their restarts are done;
-// this bound is only reached if they hang. (Six restarts of test/e2e took
-// 69 s in a full run on a loaded 2-core machine, so a minute was not
-// enough.)
-const WrkMaxDuration = 180 * time.Second
+// WrkMaxDuration bounds a load run whose test has no deadline (go test
+// -timeout 0). The tests stop wrk with SIGINT, on which it stops and
+// prints its report, as soon as their restarts are done; the bound is only
+// reached if they hang.
+const WrkMaxDuration = 10 * time.Minute
+
+// wrkDuration is how long a load run started now may last: until the test
+// binary's own deadline (go test -timeout), past which the test is killed
+// anyway, so that the load outlasts the test however slow the machine.
+// A fixed 180 s did not: six restarts of test/e2e took 69 s on a loaded
+// 2-core machine, then over 220 s at a load of 50, and wrk's load had
+// ended before the last gunicorn started, which then waited in vain for
+// its 200 requests.
+func wrkDuration(t testing.TB) time.Duration {
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := dt.Deadline(); ok {
+			return max(time.Until(deadline).Truncate(time.Second), time.Second)
+		}
+	}
+	return WrkMaxDuration
+}
 
 // wrkRuns numbers the runs, so that several in one directory each have
 // their own report file.
@@ -117,11 +133,12 @@ func StartWrkTimeout(t testing.TB, dir, addr string, timeout time.Duration, extr
 	bin, err := exec.LookPath("wrk")
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
 	n := wrkRuns.Add(1)
-	args := append([]string{bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(WrkMaxDuration/time.Second)),
+	d := wrkDuration(t)
+	args := append([]string{bin, "-t2", "-c32", fmt.Sprintf("-d%ds", int(d/time.Second)),
 		"--latency", "--timeout", fmt.Sprintf("%ds", int(timeout/time.Second))}, extra...)
 	p := StartProcess(t, "wrk", dir, filepath.Join(dir, fmt.Sprintf("wrk-%d.out", n)), filepath.Join(dir, fmt.Sprintf("wrk-%d.err", n)),
 		append(args, "http://"+addr+"/")...)
-	return &Wrk{proc: p}
+	return &Wrk{proc: p, max: d}
 }
 
 // Pid is wrk's process id.
@@ -132,7 +149,7 @@ func (w *Wrk) Pid() int { return w.proc.Pid() }
 func (w *Wrk) Stop(t testing.TB) WrkResult {
 	t.Helper()
 	if w.proc.Exited() {
-		t.Fatalf("wrk ended before the test stopped it (after %v at most): %v", WrkMaxDuration, w.proc.Err())
+		t.Fatalf("wrk ended before the test stopped it (after %v at most): %v", w.max, w.proc.Err())
 	}
 	w.proc.Signal(t, syscall.SIGINT)
 	if err := w.proc.Wait(t, ExitTimeout); err != nil {

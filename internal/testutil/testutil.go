@@ -66,17 +66,26 @@ func OpenFDs(t testing.TB) map[string]string {
 	return fds
 }
 
+// leakSettle bounds CheckLeaks' wait for descriptors closed by goroutines
+// that end after the test: such a goroutine must first be scheduled, and
+// on a 2-core machine at a load of 40 (other engineers' tests, CI's
+// packages run in parallel) each thread gets a few percent of a core, so
+// the 2s it used to be left a thin margin.
+const leakSettle = 20 * time.Second
+
 // CheckLeaks records the process's open descriptors now and fails the test
 // if, at its end, descriptors are open that were not. Closing is sometimes
 // done by goroutines that outlive a request by a moment, so it waits up to
-// two seconds for the count to settle. Call it first in a test, so that its
-// cleanup runs after every other cleanup.
+// leakSettle for the count to settle: a passing test ends as soon as it
+// has, and a leak never settles, so the bound only says how long a failing
+// test takes. Call it first in a test, so that its cleanup runs after every
+// other cleanup.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	before := OpenFDs(t)
 	t.Cleanup(func() {
 		var leaked []string
-		for deadline := time.Now().Add(2 * time.Second); ; {
+		for deadline := time.Now().Add(leakSettle); ; {
 			leaked = leaked[:0]
 			for fd, target := range OpenFDs(t) {
 				if _, ok := before[fd]; !ok {

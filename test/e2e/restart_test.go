@@ -79,7 +79,7 @@ func restartUnderLoad(t *testing.T, holder bool) (e2etest.WrkResult, []int) {
 	if holder {
 		g.checkServesHeldSocket(t, p)
 	}
-	w := e2etest.StartWrk(t, dir, g.addr())
+	w := e2etest.StartWrkTimeout(t, dir, g.addr(), wrkGapTimeout)
 	waitLoad(t, g, 0)
 	for gen := 1; gen <= restarts; gen++ {
 		p.Signal(t, syscall.SIGTERM)

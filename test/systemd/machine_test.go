@@ -24,6 +24,13 @@ const systemdBin = "/lib/systemd/systemd"
 // waitTimeout bounds every wait for the machine: its boot, a unit's state.
 const waitTimeout = 30 * time.Second
 
+// runTimeout bounds one command run inside the machine (machine.run). It
+// only turns a hang into a failure: "dpkg -i" of the package, whose
+// maintainer scripts reload systemd and start the socket and whose man-db
+// trigger runs, was killed at the 30 s of waitTimeout at a load of 40 on a
+// 2-core machine while it was still working.
+const runTimeout = 5 * time.Minute
+
 // machine is a systemd booted in private namespaces.
 type machine struct {
 	t       testing.TB
@@ -246,7 +253,7 @@ func (m *machine) kill() {
 // run runs a command inside the machine (nsenter into all its namespaces)
 // and returns its combined output.
 func (m *machine) run(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(m.pid), "-a"}, args...)...)
 	out, err := cmd.CombinedOutput()

@@ -98,8 +98,12 @@ func main() {
 	os.Stdout.Write(append(b, '\n'))
 
 	// Serve one connection per listener, bounded in time so that a test
-	// that fails early does not leave this program behind.
-	deadline := time.Now().Add(10 * time.Second)
+	// that fails early does not leave this program behind (the tests also
+	// kill it by pid at their end). The bound is not a guess at how fast
+	// the test connects: TestExecManySockets runs an fdclient list before
+	// each of its 12 connections, and at a load of 40 those took over the
+	// 10 s this used to be, so the last listeners were never accepted.
+	deadline := time.Now().Add(2 * time.Minute)
 	code := 0
 	for i, ln := range listeners {
 		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
