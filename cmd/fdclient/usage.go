@@ -74,8 +74,9 @@ Commands:
       print the bound address on a line of its own (with port 0, the port
       the kernel picked). NETWORK is tcp, tcp4, tcp6, udp, udp4, udp6, unix,
       unixpacket or unixgram; the first colon separates it from ADDRESS,
-      which is HOST:PORT for tcp and udp, and a path or @NAME (abstract) for
-      the unix networks:
+      which is HOST:PORT for tcp and udp (PORT 0 picks a free port; an
+      empty PORT is refused, as a setting left out more often than not),
+      and a path or @NAME (abstract) for the unix networks:
         tcp:127.0.0.1:8080  tcp6:[::1]:8080  udp::5353  unix:/run/app.sock
       tcp, tcp4, tcp6, unix and unixpacket sockets are listening sockets.
       The file of a Unix socket stays in place after fdclient exits, and
@@ -140,7 +141,8 @@ Commands:
       none, binds one as listen does and stores it (get-or-create). A held
       socket of another network, or bound to another address (another
       port, say: the one in PROG's configuration changed), is an error
-      that names both; --rebind moves it.
+      that names both; --rebind moves it. PORT 0 accepts the held socket
+      whatever its port.
       --wait DUR  if the holder does not answer yet, or a plain NAME is not
                   held yet, ask again (at growing intervals) for up to DUR;
                   then fail with exit code 6 or 3 (default 0: fail at once).
