@@ -146,7 +146,7 @@ Commands:
       --wait DUR  if the holder does not answer yet, or a plain NAME is not
                   held yet, ask again (at growing intervals) for up to DUR;
                   then fail with exit code 6 or 3 (default 0: fail at once).
-                  A container started beside the holder's waits this way
+                  A container started beside the holder's waits this way.
       --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
                   bind ADDRESS, store the new socket under NAME with
                   replace (the holder closes its copy of the old one), and
@@ -197,7 +197,8 @@ Commands:
               highest: PEAK), so that a restart shows as a queue that
               fills and drains. On a terminal the table is redrawn in
               place, otherwise printed once per interval. Ctrl-C ends it
-              (exit 0); a holder that goes away ends it with exit 6.
+              (exit 0); a holder that goes away ends it with exit 6, one
+              that stops answering (no reply within --timeout) with exit 1.
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It
