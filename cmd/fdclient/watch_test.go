@@ -104,13 +104,7 @@ func TestWatchPipe(t *testing.T) {
 	h := holdertest.Start(t)
 	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0")
 	cmd := fdclientCmd(t, h.Path, "list", "--watch", "--interval", "100ms")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out := startPiped(t, cmd)
 	sc := bufio.NewScanner(out)
 	tables := 0
 	var seen []string
@@ -132,6 +126,20 @@ func TestWatchPipe(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGINT: %v, want exit 0", err)
 	}
+}
+
+// startPiped starts cmd with its standard output on a pipe, which it
+// returns for the test to read to its end before cmd.Wait.
+func startPiped(t testing.TB, cmd *exec.Cmd) io.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // tmux drives a real terminal: a tmux server of its own (its own socket),
@@ -288,19 +296,13 @@ func TestWatchHolderHangs(t *testing.T) {
 	// fdclientCmd put --socket first; --timeout is a global flag too.
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out := startPiped(t, cmd)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() && !strings.HasPrefix(sc.Text(), "web ") {
 	}
 	r.hang()
 	io.Copy(io.Discard, out)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	code := cmd.ProcessState.ExitCode()
 	if code != exitError {
 		t.Errorf("exit %d (%v), want %d; stderr:\n%s", code, err, exitError, stderr.String())

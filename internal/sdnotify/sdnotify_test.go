@@ -27,7 +27,13 @@ type manager struct {
 
 func listenManager(t *testing.T) *manager {
 	t.Helper()
-	path := filepath.Join(testutil.ShortDir(t), "notify")
+	return listenManagerAt(t, filepath.Join(testutil.ShortDir(t), "notify"))
+}
+
+// listenManagerAt is listenManager at path: a file, or '@' and an abstract
+// name.
+func listenManagerAt(t *testing.T, path string) *manager {
+	t.Helper()
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -217,9 +223,11 @@ func TestWatchdog(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			testutil.CheckLeaks(t)
-			m := listenManager(t)
+			var m *manager
 			if tt.abstract {
-				m = listenAbstract(t)
+				m = listenManagerAt(t, fmt.Sprintf("@fdholder-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+			} else {
+				m = listenManager(t)
 			}
 			t.Setenv("WATCHDOG_USEC", "20000")
 			t.Setenv("WATCHDOG_PID", "")
@@ -271,17 +279,4 @@ func TestWatchdogDisabled(t *testing.T) {
 			}
 		})
 	}
-}
-
-// listenAbstract is listenManager for an abstract socket name (@...).
-func listenAbstract(t *testing.T) *manager {
-	t.Helper()
-	name := fmt.Sprintf("@fdholder-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	t.Setenv("NOTIFY_SOCKET", name)
-	return &manager{path: name, conn: conn}
 }
