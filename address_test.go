@@ -16,6 +16,8 @@ func TestAddressMatches(t *testing.T) {
 		{"another port", "tcp", "127.0.0.1:8081", "127.0.0.1:8080", false},
 		{"another IP", "tcp", "127.0.0.2:8080", "127.0.0.1:8080", false},
 		{"port 0 takes any", "tcp", "127.0.0.1:0", "127.0.0.1:41234", true},
+		{"an empty port matches nothing", "tcp", "127.0.0.1:", "127.0.0.1:41234", false},
+		{"an empty port is not port 0", "tcp", "127.0.0.1:", "127.0.0.1:0", false},
 		{"no host is the wildcard", "tcp", ":8080", "[::]:8080", true},
 		{"no host is not loopback", "tcp", ":8080", "127.0.0.1:8080", false},
 		{"both wildcards", "tcp", "0.0.0.0:8080", "[::]:8080", true},

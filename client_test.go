@@ -378,6 +378,82 @@ func TestVersionMismatch(t *testing.T) {
 	}
 }
 
+// TestListenEmptyPort checks that an empty port is refused before anything
+// is bound or stored, every time: net.Listen would take it for port 0, and
+// a second call for the same name would then find the held socket on
+// another port than the empty one asked for (a *MismatchError).
+func TestListenEmptyPort(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	c := dial(t, h.Path)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func(network, address string) error
+	}{
+		{"ListenFile", func(network, address string) error {
+			f, _, err := c.ListenFile(ctx, "web", network, address)
+			if f != nil {
+				f.Close()
+			}
+			return err
+		}},
+		{"Listen", func(network, address string) error {
+			ln, err := c.Listen(ctx, "web", network, address)
+			if ln != nil {
+				ln.Close()
+			}
+			return err
+		}},
+		{"ListenPacket", func(network, address string) error {
+			pc, err := c.ListenPacket(ctx, "dns", network, address)
+			if pc != nil {
+				pc.Close()
+			}
+			return err
+		}},
+		{"ListenAndStore", func(network, address string) error {
+			_, err := c.ListenAndStore(ctx, "web", network, address, fdholder.StoreOptions{})
+			return err
+		}},
+		{"Bind", func(network, address string) error {
+			f, err := fdholder.Bind(ctx, network, address)
+			if f != nil {
+				f.Close()
+			}
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			network := "tcp"
+			if tt.name == "ListenPacket" {
+				network = "udp"
+			}
+			for _, address := range []string{"127.0.0.1:", "127.0.0.1:", ":"} {
+				err := tt.call(network, address)
+				if !errors.Is(err, fdholder.ErrBadAddress) || !strings.Contains(err.Error(), "empty port") {
+					t.Errorf("%s %s: %v, want ErrBadAddress (empty port)", network, address, err)
+				}
+			}
+		})
+	}
+	if entries, err := c.List(ctx); err != nil || len(entries) != 0 {
+		t.Errorf("list = %v, %v; want nothing held", entries, err)
+	}
+	// Port 0 is the way to ask for any port, and asking again gets the
+	// held socket.
+	for i := range 2 {
+		f, created, err := c.ListenFile(ctx, "web", "tcp", "127.0.0.1:0")
+		if f != nil {
+			f.Close()
+		}
+		if err != nil || created != (i == 0) {
+			t.Fatalf("ListenFile 127.0.0.1:0, call %d: created %v, %v", i+1, created, err)
+		}
+	}
+}
+
 func TestListenAndStore(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := holdertest.Start(t)

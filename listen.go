@@ -60,6 +60,12 @@ func (c *Client) ListenPacket(ctx context.Context, name, network, address string
 // a *MismatchError (see AddressMatches): a changed address must be moved
 // explicitly (ListenAndStore with Replace), not silently ignored.
 //
+// For tcp and udp, port 0 asks for any free port, and a later call with
+// port 0 gets the held socket whatever port it has. An empty port
+// ("127.0.0.1:") is ErrBadAddress, although net.Listen takes it for 0: it
+// is far more often a missing setting ("127.0.0.1:"+port) than a wish for
+// a port picked at random, which clients would then have to discover.
+//
 // If two processes race to create the same entry, one binds and stores, and
 // the other gets the stored socket.
 func (c *Client) ListenFile(ctx context.Context, name, network, address string) (f *os.File, created bool, err error) {
@@ -78,7 +84,7 @@ func (c *Client) ListenFile(ctx context.Context, name, network, address string) 
 // which registers it with the netpoller; the FD is a duplicate made out
 // of it.
 func (c *Client) ListenFD(ctx context.Context, name, network, address string) (fd *FD, created bool, err error) {
-	kind, err := networkKind(network)
+	kind, err := listenKind(network, address)
 	if err != nil {
 		return nil, false, fmt.Errorf("listen %q: %w", name, err)
 	}
@@ -118,6 +124,11 @@ func (c *Client) ListenFD(ctx context.Context, name, network, address string) (f
 // ErrMismatch is wrapped by a *MismatchError.
 var ErrMismatch = errors.New("held socket does not match")
 
+// ErrBadAddress is returned by ListenFile, Listen, ListenPacket,
+// ListenAndStore and Bind for an address they refuse before binding: a
+// tcp or udp address with an empty port.
+var ErrBadAddress = errors.New("bad address")
+
 // MismatchError is ListenFile's error when name is held on another network
 // or address than the one asked for: serving the held socket would
 // silently ignore a changed address.
@@ -140,7 +151,8 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 // AddressMatches reports whether a held socket bound to held (as Entry
 // reports it) serves a request for address on network (as net.Listen
 // takes it): the same path for the unix networks; for tcp and udp the same
-// port unless the request's is 0, and the same IP, or both unspecified,
+// port unless the request's is 0 (an empty port, which ListenFile refuses,
+// matches nothing), and the same IP, or both unspecified,
 // or one the request's host name resolves to (a name that does not
 // resolve is not held against the socket). ctx bounds the service and host
 // name look-ups (a look-up it cuts short counts as one that failed).
@@ -155,6 +167,9 @@ func AddressMatches(ctx context.Context, network, address, held string) bool {
 	}
 	heldHost, heldPort, err := net.SplitHostPort(held)
 	if err != nil {
+		return false
+	}
+	if wantPort == "" {
 		return false
 	}
 	if wantPort != "0" {
@@ -199,6 +214,24 @@ const (
 	packetKind
 )
 
+// listenKind checks network and address as ListenFile takes them, before
+// anything is bound, and returns the kind of socket network binds.
+func listenKind(network, address string) (netKind, error) {
+	kind, err := networkKind(network)
+	if err != nil {
+		return 0, err
+	}
+	switch network {
+	case "unix", "unixpacket", "unixgram":
+		return kind, nil
+	}
+	// A malformed host:port is left to net.Listen, whose error says why.
+	if _, port, err := net.SplitHostPort(address); err == nil && port == "" {
+		return 0, fmt.Errorf("%w %q: empty port (0 picks a free one)", ErrBadAddress, address)
+	}
+	return kind, nil
+}
+
 func networkKind(network string) (netKind, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
@@ -241,7 +274,7 @@ type boundSocket interface {
 // place. If the store fails (ErrExists without opts.Replace, say), the
 // socket is closed and a Unix socket's file removed.
 func (c *Client) ListenAndStore(ctx context.Context, name, network, address string, opts StoreOptions) (Entry, error) {
-	kind, err := networkKind(network)
+	kind, err := listenKind(network, address)
 	if err != nil {
 		return Entry{}, fmt.Errorf("listen %q: %w", name, err)
 	}
@@ -303,7 +336,7 @@ func bind(ctx context.Context, kind netKind, network, address string) (boundSock
 // The returned *os.File is owned by the caller, who must close it; a Unix
 // socket's file stays in place.
 func Bind(ctx context.Context, network, address string) (*os.File, error) {
-	kind, err := networkKind(network)
+	kind, err := listenKind(network, address)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,11 @@ func parseNetAddr(s string) (netAddr, error) {
 		if err != nil {
 			return netAddr{}, fmt.Errorf("bad address %q: %s wants HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or :8080", s, network)
 		}
+		if port == "" {
+			// fdholder.ListenFile refuses it too (ErrBadAddress): net.Listen
+			// would take it for 0, but it is more often a missing setting.
+			return netAddr{}, fmt.Errorf("bad address %q: empty port (0 picks a free one)", s)
+		}
 		if !validPort(network, port) {
 			return netAddr{}, fmt.Errorf("bad address %q: bad port %q (0 picks a free one)", s, port)
 		}
@@ -58,9 +63,6 @@ func parseNetAddr(s string) (netAddr, error) {
 // validPort accepts a decimal port 0-65535 or a service name of
 // /etc/services, as net.Listen does.
 func validPort(network, port string) bool {
-	if port == "" {
-		return false
-	}
 	if _, err := strconv.ParseUint(port, 10, 16); err == nil {
 		return true
 	}

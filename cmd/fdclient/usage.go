@@ -74,8 +74,9 @@ Commands:
       print the bound address on a line of its own (with port 0, the port
       the kernel picked). NETWORK is tcp, tcp4, tcp6, udp, udp4, udp6, unix,
       unixpacket or unixgram; the first colon separates it from ADDRESS,
-      which is HOST:PORT for tcp and udp, and a path or @NAME (abstract) for
-      the unix networks:
+      which is HOST:PORT for tcp and udp (PORT 0 picks a free port; an
+      empty PORT is refused, as a setting left out more often than not),
+      and a path or @NAME (abstract) for the unix networks:
         tcp:127.0.0.1:8080  tcp6:[::1]:8080  udp::5353  unix:/run/app.sock
       tcp, tcp4, tcp6, unix and unixpacket sockets are listening sockets.
       The file of a Unix socket stays in place after fdclient exits, and
@@ -140,11 +141,12 @@ Commands:
       none, binds one as listen does and stores it (get-or-create). A held
       socket of another network, or bound to another address (another
       port, say: the one in PROG's configuration changed), is an error
-      that names both; --rebind moves it.
+      that names both; --rebind moves it. PORT 0 accepts the held socket
+      whatever its port.
       --wait DUR  if the holder does not answer yet, or a plain NAME is not
                   held yet, ask again (at growing intervals) for up to DUR;
                   then fail with exit code 6 or 3 (default 0: fail at once).
-                  A container started beside the holder's waits this way
+                  A container started beside the holder's waits this way.
       --rebind    a NAME=NETWORK:ADDRESS held on another address is moved:
                   bind ADDRESS, store the new socket under NAME with
                   replace (the holder closes its copy of the old one), and
@@ -195,7 +197,8 @@ Commands:
               highest: PEAK), so that a restart shows as a queue that
               fills and drains. On a terminal the table is redrawn in
               place, otherwise printed once per interval. Ctrl-C ends it
-              (exit 0); a holder that goes away ends it with exit 6.
+              (exit 0); a holder that goes away ends it with exit 6, one
+              that stops answering (no reply within --timeout) with exit 1.
 
   delete NAME
       Remove the entry; the holder closes its copy of the socket. It

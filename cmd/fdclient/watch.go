@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +71,12 @@ func (c *watchCmd) run(ctx context.Context, a *app) error {
 		if ctx.Err() != nil {
 			return nil // Ctrl-C (SIGINT) or SIGTERM: a watch ends so
 		}
+		if err != nil && drawn && errors.Is(err, context.DeadlineExceeded) {
+			// Connected, but no reply within --timeout: the exit-code
+			// table's "no answer within --timeout" (exit 1), not a holder
+			// that went away (exit 6).
+			return fmt.Errorf("list --watch: the holder stopped answering: %w", err)
+		}
 		if err != nil && drawn {
 			return fmt.Errorf("list --watch: the holder went away: %w", err)
 		}
@@ -100,7 +107,8 @@ func (c *watchCmd) run(ctx context.Context, a *app) error {
 // list asks the holder for the entries, within --timeout. A failure ends
 // the watch: the client re-dials once by itself when its connection
 // breaks, so a failure is the holder's absence (it stopped, or its socket
-// is gone), not a hiccup.
+// is gone: ErrUnreachable) or a holder that does not answer within
+// --timeout (context.DeadlineExceeded), not a hiccup.
 func (c *watchCmd) list(ctx context.Context, a *app) ([]fdholder.Entry, error) {
 	rctx, cancel := a.request(ctx)
 	defer cancel()

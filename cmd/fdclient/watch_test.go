@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -101,13 +104,7 @@ func TestWatchPipe(t *testing.T) {
 	h := holdertest.Start(t)
 	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0")
 	cmd := fdclientCmd(t, h.Path, "list", "--watch", "--interval", "100ms")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out := startPiped(t, cmd)
 	sc := bufio.NewScanner(out)
 	tables := 0
 	var seen []string
@@ -129,6 +126,20 @@ func TestWatchPipe(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGINT: %v, want exit 0", err)
 	}
+}
+
+// startPiped starts cmd with its standard output on a pipe, which it
+// returns for the test to read to its end before cmd.Wait.
+func startPiped(t testing.TB, cmd *exec.Cmd) io.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // tmux drives a real terminal: a tmux server of its own (its own socket),
@@ -268,4 +279,108 @@ func TestWatchTerminal(t *testing.T) {
 	if s := tm2.screen(); !strings.Contains(s, "fdclient: list --watch: the holder went away") {
 		t.Errorf("no message that the holder went away; the screen:\n%s", s)
 	}
+}
+
+// TestWatchHolderHangs: a holder that stops answering in the middle of a
+// watch ends it after --timeout with exit 1, the exit-code table's "no
+// answer within --timeout", and a message that says so, not that the
+// holder went away (exit 6, TestWatchTerminal). The holder is reached
+// through a relay that stops passing its replies on, as a holder stuck on
+// its registry's lock would.
+func TestWatchHolderHangs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	h := holdertest.Start(t)
+	mustRun(t, h.Path, "listen", "web", "tcp:127.0.0.1:0")
+	r := startRelay(t, h.Path)
+	cmd := fdclientCmd(t, r.path, "--timeout", "300ms", "list", "--watch", "--interval", "100ms")
+	// fdclientCmd put --socket first; --timeout is a global flag too.
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out := startPiped(t, cmd)
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "web ") {
+	}
+	r.hang()
+	io.Copy(io.Discard, out)
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if code != exitError {
+		t.Errorf("exit %d (%v), want %d; stderr:\n%s", code, err, exitError, stderr.String())
+	}
+	for _, want := range []string{"fdclient: list --watch: the holder stopped answering: ", "(no answer within --timeout 300ms)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q, want %q", stderr.String(), want)
+		}
+	}
+}
+
+// relay passes the messages of each connection made to path on to the
+// holder at target and its replies back, until hang: from then on the
+// replies go nowhere.
+type relay struct {
+	path string
+	hung atomic.Bool
+}
+
+func (r *relay) hang() { r.hung.Store(true) }
+
+func startRelay(t testing.TB, target string) *relay {
+	t.Helper()
+	r := &relay{path: filepath.Join(testutil.ShortDir(t), "relay.sock")}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: r.path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []*net.UnixConn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	// pass copies messages from src to dst, descriptors included, until
+	// src ends; drop says whether to drop a message instead.
+	pass := func(src, dst *net.UnixConn, drop func() bool) {
+		defer wg.Done()
+		defer dst.Close()
+		buf, oob := make([]byte, 1<<16), make([]byte, 1<<12)
+		for {
+			n, oobn, _, _, err := src.ReadMsgUnix(buf, oob)
+			if err != nil || n == 0 && oobn == 0 {
+				return
+			}
+			if !drop() {
+				dst.WriteMsgUnix(buf[:n], oob[:oobn], nil)
+			}
+			testutil.CloseRights(oob[:oobn]) // the relay's copies
+		}
+	}
+	never := func() bool { return false }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			up, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: target, Net: "unixpacket"})
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			go pass(c, up, never)
+			go pass(up, c, r.hung.Load)
+		}
+	}()
+	return r
 }

@@ -19,6 +19,8 @@ import (
 // file descriptor store; sd_listen_fds(3)), sorted into control listeners
 // and entries. source says which ("upgrade", "systemd" or "" for none).
 // file is the control socket's file when an upgraded holder had created it.
+// The caller owns rec's descriptors: it hands them to recoverEntries, or
+// closes them with rec.Close.
 func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, file *fdstore.SocketFile, source string, err error) {
 	passed, file, err := fdstore.FromHandoff()
 	if err != nil {
@@ -40,20 +42,23 @@ func passedDescriptors(log *zap.Logger) (rec fdstore.Recovered, file *fdstore.So
 	return fdstore.Sort(log, passed, time.Now()), file, source, nil
 }
 
-// newMirror returns the file descriptor store mirror when a service
-// manager listens on NOTIFY_SOCKET, and nil otherwise (or if the socket
-// cannot be opened, which is logged). The mirror is harmless without
-// FileDescriptorStoreMax=: systemd then drops what it is sent.
-func newMirror(log *zap.Logger, nextSeq uint64) *fdstore.Mirror {
+// openMirror sets d.mirror, the file descriptor store mirror, when a
+// service manager listens on NOTIFY_SOCKET, and leaves it nil otherwise
+// (or if the socket cannot be opened, which is logged). The mirror is
+// harmless without FileDescriptorStoreMax=: systemd then drops what it is
+// sent. d owns the notification socket, which the mirror borrows, and
+// close closes it after the registry, the mirror's last sender.
+func (d *holderd) openMirror(nextSeq uint64) {
 	n, err := sdnotify.OpenSocket()
 	if err == sdnotify.ErrNoNotifySocket {
-		return nil
+		return
 	}
 	if err != nil {
-		log.Warn("file descriptor store: cannot open the notification socket; entries will not survive a crash of the holder", zap.Error(err))
-		return nil
+		d.log.Warn("file descriptor store: cannot open the notification socket; entries will not survive a crash of the holder", zap.Error(err))
+		return
 	}
-	return fdstore.NewMirror(n, log, nextSeq)
+	d.onClose(func() { n.Close() })
+	d.mirror = fdstore.NewMirror(n, d.log, nextSeq)
 }
 
 // recoverEntries holds again every entry recovered from systemd's file

@@ -97,7 +97,8 @@ func (d *holderd) close() {
 // with its file descriptor store mirror and readiness notifier, the
 // metrics, the recovered entries, the control sockets, the watchdog and
 // the reload goroutine; then it serves and sends READY=1. On an error what
-// it set up is left for close.
+// it set up is left for close, and the descriptors passed at start that
+// nothing took over yet are closed.
 func (d *holderd) start(ctx context.Context) error {
 	// Caught from the start, even SIGHUP without --policy, whose default
 	// action would end the holder; in an upgraded image, from its first
@@ -121,7 +122,16 @@ func (d *holderd) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.mirror = newMirror(d.log, rec.NextSeq)
+	// start owns rec's descriptors until recoverEntries takes them: a
+	// failure before that closes them (the entries live on in systemd's
+	// store, if there is one; the failed start loses nothing else).
+	recovering := true
+	defer func() {
+		if recovering {
+			rec.Close()
+		}
+	}()
+	d.openMirror(rec.NextSeq)
 	d.nextSeq = rec.NextSeq
 
 	// The registry reports changes to the notifier, which reads the count
@@ -140,6 +150,7 @@ func (d *holderd) start(ctx context.Context) error {
 		return err
 	}
 
+	recovering = false
 	lns, err := d.recoverEntries(rec, source)
 	if err != nil {
 		return err

@@ -764,3 +764,90 @@ func TestMirrorFailureRefusesTheStore(t *testing.T) {
 		})
 	}
 }
+
+// handoffList writes list to a new memfd, as Handoff.Env does, and points
+// HandoffEnv at it; FromHandoff owns the memfd from then on.
+func handoffList(t testing.TB, list string) {
+	t.Helper()
+	n, err := unix.MemfdCreate("fdholder-handoff", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(n, []byte(list)); err != nil {
+		unix.Close(n)
+		t.Fatal(err)
+	}
+	t.Setenv(HandoffEnv, fmt.Sprint(n))
+}
+
+// TestFromHandoffClosesOnError hands FromHandoff lists it must refuse, each
+// naming real sockets passed to this process, and checks that it closes
+// them all (CheckLeaks), whatever comes before or after the fault.
+func TestFromHandoffClosesOnError(t *testing.T) {
+	long := "meta m-1 " + strings.Repeat("00", maxHandoffLine)
+	tests := []struct {
+		name string
+		list func(a, b int) string
+		err  string
+	}{
+		{"wrong header", func(a, b int) string {
+			return fmt.Sprintf("fdholder-handoff 9\n%d s-1\n%d s-2\n", a, b)
+		}, `header "fdholder-handoff 9"`},
+		{"no header", func(a, b int) string {
+			return fmt.Sprintf("%d s-1\n%d s-2\n", a, b)
+		}, "header"},
+		{"a bad line between", func(a, b int) string {
+			return fmt.Sprintf("%s\n%d s-1\nnonsense\n%d s-2\n", handoffHeader, a, b)
+		}, `bad line "nonsense"`},
+		{"an overlong line between", func(a, b int) string {
+			return fmt.Sprintf("%s\n%d s-1\n%s\n%d s-2\n", handoffHeader, a, long, b)
+		}, "a line longer than"},
+		{"an overlong last line without a newline", func(a, b int) string {
+			return fmt.Sprintf("%s\n%d s-1\n%d s-2\n%s", handoffHeader, a, b, long)
+		}, "a line longer than"},
+		{"a descriptor listed twice", func(a, b int) string {
+			return fmt.Sprintf("%s\n%d s-1\n%d s-2\n%d s-3\n", handoffHeader, a, b, a)
+		}, "bad line"},
+		{"standard error listed", func(a, b int) string {
+			return fmt.Sprintf("%s\n%d s-1\n2 s-9\n%d s-2\n", handoffHeader, a, b)
+		}, `bad line "2 s-9"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			a, _ := tcpListener(t)
+			b, _ := tcpListener(t)
+			// The list owns a and b now: FromHandoff must close them.
+			handoffList(t, tt.list(a.Sysfd(), b.Sysfd()))
+			passed, file, err := FromHandoff()
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("FromHandoff = %d passed, %v, %v; want an error with %q", len(passed), file, err, tt.err)
+			}
+			closeAll(passed)
+			if _, ok := os.LookupEnv(HandoffEnv); ok {
+				t.Errorf("%s still set", HandoffEnv)
+			}
+		})
+	}
+}
+
+// TestFromHandoffLongLines checks that the line reader takes a meta line up
+// to the limit, and a last line without its newline.
+func TestFromHandoffLongLines(t *testing.T) {
+	testutil.CheckLeaks(t)
+	m := Meta{Entry: proto.Entry{Name: strings.Repeat("n", proto.MaxNameLen), StoredAt: time.Unix(1, 0)}}
+	a, _ := tcpListener(t)
+	line := "meta m-7 " + fmt.Sprintf("%x", AppendMeta(nil, &m))
+	handoffList(t, fmt.Sprintf("%s\n%d s-1\n%s", handoffHeader, a.Sysfd(), line))
+	passed, _, err := FromHandoff()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(passed)
+	if len(passed) != 2 || passed[0].Name != "s-1" || passed[1].Name != "m-7" {
+		t.Fatalf("passed %+v, want s-1 and m-7", passed)
+	}
+	if got, err := DecodeMeta(passed[1].Data); err != nil || got.Entry.Name != m.Entry.Name {
+		t.Errorf("meta = %+v, %v", got, err)
+	}
+}

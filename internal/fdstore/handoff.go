@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -163,7 +164,9 @@ func (h *Handoff) Close() {
 // the control socket's file if the holder had created it, marks them
 // close-on-exec, closes the list and unsets the variable. It returns none
 // without the variable. The caller owns every descriptor returned (pass
-// them to Sort).
+// them to Sort). On an error FromHandoff closes every descriptor the list
+// names, even after a wrong header or a bad or overlong line: they were
+// passed to this process, and nobody else will close them.
 func FromHandoff() ([]Passed, *SocketFile, error) {
 	v, ok := os.LookupEnv(HandoffEnv)
 	if !ok {
@@ -180,26 +183,42 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 	if _, err := f.Seek(0, 0); err != nil {
 		return nil, nil, fmt.Errorf("hand-off list: %w", err)
 	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 4096), 2*MaxMetaSize+4096) // a meta line: its name and hex
+	r := bufio.NewReaderSize(f, 4096)
 	var out []Passed
 	var file *SocketFile
+	taken := map[int]bool{lfd: true}
 	first := true
 	var bad error
-	for sc.Scan() {
-		line := sc.Text()
-		if first {
-			if line != handoffHeader && line != handoffHeaderV1 {
-				return nil, nil, fmt.Errorf("hand-off list: header %q, want %q", line, handoffHeader)
-			}
-			first = false
+	for {
+		line, long, err := readLine(r, maxHandoffLine)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			closeAll(out)
+			return nil, nil, fmt.Errorf("hand-off list: %w", err)
+		}
+		if long {
+			// Skipped, but the lines after it are read: every descriptor
+			// listed must be closed.
+			bad = cmp.Or(bad, fmt.Errorf("a line longer than %d bytes", maxHandoffLine))
 			continue
+		}
+		if first {
+			first = false
+			if line == handoffHeader || line == handoffHeaderV1 {
+				continue
+			}
+			// A list of another version, or none: its descriptors are
+			// still closed, as far as it lists them in the "NUMBER NAME"
+			// form every version has used, this first line included.
+			bad = fmt.Errorf("header %q, want %q", line, handoffHeader)
 		}
 		if rest, ok := strings.CutPrefix(line, "meta "); ok {
 			name, data, _ := strings.Cut(rest, " ")
 			b, err := hex.DecodeString(data)
 			if err != nil || name == "" {
-				bad = fmt.Errorf("bad line %q", line)
+				bad = cmp.Or(bad, fmt.Errorf("bad line %q", line))
 				continue
 			}
 			out = append(out, Passed{Name: name, Data: b})
@@ -216,7 +235,7 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 				}
 			}
 			if len(f) != 3 || err != nil || sf.Path == "" {
-				bad = fmt.Errorf("bad line %q", line)
+				bad = cmp.Or(bad, fmt.Errorf("bad line %q", line))
 				continue
 			}
 			file = &sf
@@ -224,19 +243,54 @@ func FromHandoff() ([]Passed, *SocketFile, error) {
 		}
 		num, name, ok := strings.Cut(line, " ")
 		fd, err := strconv.Atoi(num)
-		if !ok || err != nil || fd < 0 {
-			// Keep reading: every descriptor listed must be closed.
-			bad = fmt.Errorf("bad line %q", line)
+		// Standard input, output and error, the list itself and a number
+		// listed twice are never taken: one owner per descriptor.
+		if !ok || err != nil || fd < listenFDsStart || taken[fd] {
+			bad = cmp.Or(bad, fmt.Errorf("bad line %q", line))
 			continue
 		}
+		taken[fd] = true
 		unix.CloseOnExec(fd)
 		out = append(out, Passed{FD: sockfd.New(fd), Name: name})
 	}
-	if err := cmp.Or(sc.Err(), bad); err != nil {
+	if bad != nil {
 		closeAll(out)
-		return nil, nil, fmt.Errorf("hand-off list: %w", err)
+		return nil, nil, fmt.Errorf("hand-off list: %w", bad)
 	}
 	return out, file, nil
+}
+
+// maxHandoffLine bounds a line of the hand-off list: a meta line holds a
+// name and the hex of up to MaxMetaSize bytes.
+const maxHandoffLine = 2*MaxMetaSize + 4096
+
+// readLine returns the next line of r without its newline, or long for a
+// line over limit bytes (then skipped to its end, so that the next call
+// reads the line after it), or io.EOF after the last line.
+func readLine(r *bufio.Reader, limit int) (line string, long bool, err error) {
+	var b []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if !long {
+			if len(b)+len(chunk) > limit+1 { // +1: the newline
+				long, b = true, nil
+			} else {
+				b = append(b, chunk...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && (long || len(b) > 0):
+			return string(b), long, nil // a last line without a newline
+		case err != nil:
+			return "", false, err
+		}
+		if long {
+			return "", true, nil
+		}
+		return string(b[:len(b)-1]), false, nil
+	}
 }
 
 func closeAll(ps []Passed) {

@@ -99,6 +99,19 @@ type Recovered struct {
 	Expired, Lost, Dropped int
 }
 
+// Close closes every descriptor r owns, the control listeners' and the
+// entries', for a caller that will not use them (a start that failed before
+// recovery). Closing again does nothing.
+func (r *Recovered) Close() {
+	for _, f := range r.Controls {
+		f.Close()
+	}
+	for _, e := range r.Entries {
+		e.FD.Close()
+	}
+	r.Controls, r.Entries = nil, nil
+}
+
 // Sort sorts passed descriptors into control listeners and entries, as
 // described by Recovered, logging each one it drops and why. It takes
 // ownership of every descriptor in passed: each is returned (in a control

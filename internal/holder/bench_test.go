@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -176,4 +177,88 @@ func serveBench(b *testing.B, opts holder.ServerOptions) string {
 		}
 	})
 	return path
+}
+
+// BenchmarkRegistryPages walks a registry of 1000 TCP listeners page by page
+// as list (Registry.List, with each listener's live queue) and dump
+// (Registry.Page, proto.MaxBatchEntries handles at most) do, every entry shown or every other
+// one hidden by a Visible filter (a policy that lets a peer see some).
+//
+//	go test -run '^$' -bench RegistryPages -benchmem ./internal/holder
+func BenchmarkRegistryPages(b *testing.B) {
+	const entries = 1000
+	for _, tt := range []struct {
+		name    string
+		visible func(*proto.Entry) bool
+	}{
+		{name: "all"},
+		{name: "half", visible: func(e *proto.Entry) bool { return e.Name[len(e.Name)-1]%2 == 0 }},
+	} {
+		b.Run("list/"+tt.name, func(b *testing.B) {
+			testutil.CheckLeaks(b)
+			reg := benchRegistry(b, entries)
+			var dst []proto.Entry
+			b.ReportAllocs()
+			for b.Loop() {
+				n, opts := 0, holder.ListOptions{Visible: tt.visible}
+				for more := true; more; {
+					dst, more = reg.List(dst[:0], opts)
+					n += len(dst)
+					opts.After = dst[len(dst)-1].Name
+				}
+				if n == 0 || n > entries {
+					b.Fatalf("%d entries listed", n)
+				}
+			}
+		})
+		b.Run("page/"+tt.name, func(b *testing.B) {
+			testutil.CheckLeaks(b)
+			reg := benchRegistry(b, entries)
+			b.ReportAllocs()
+			for b.Loop() {
+				n, opts := 0, holder.ListOptions{Visible: tt.visible}
+				for more := true; more; {
+					var page []holder.Handle
+					page, more = reg.Page(opts, proto.MaxBatchEntries)
+					n += len(page)
+					opts.After = page[len(page)-1].Entry().Name
+					for _, h := range page {
+						h.Release()
+					}
+				}
+				if n == 0 || n > entries {
+					b.Fatalf("%d entries paged", n)
+				}
+			}
+		})
+	}
+}
+
+// benchRegistry returns a registry holding n entries, e0000 ..., each a
+// duplicate of one real TCP listener. It is closed at the end of the
+// benchmark.
+func benchRegistry(b *testing.B, n int) *holder.Registry {
+	b.Helper()
+	reg := holder.NewRegistry(holder.RegistryOptions{})
+	b.Cleanup(reg.Close)
+	ln := testutil.ListenTCP(b)
+	first, err := sockfd.DupConn(ln)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer first.Close()
+	info, err := sockfd.Inspect(first)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		fd, err := first.Dup()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := reg.Store(fmt.Sprintf("e%04d", i), fd, holder.StoreOptions{Info: info}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return reg
 }

@@ -555,12 +555,7 @@ func (r *Registry) ascendIn(after string, prefixes []string, fn func(name string
 func (r *Registry) List(dst []proto.Entry, opts ListOptions) ([]proto.Entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	size, more := 0, false
-	r.ascendIn(opts.After, opts.Prefixes, func(name string) bool {
-		e := r.entries[name]
-		if opts.Visible != nil && !opts.Visible(&e.info) {
-			return true
-		}
+	return page(r, dst, opts, -1, func(e *entry) (proto.Entry, int) {
 		info := e.info
 		if info.Listening && (info.Network == "tcp" || info.Network == "tcp6") {
 			// The entry is in the map, so its descriptor is open.
@@ -568,12 +563,35 @@ func (r *Registry) List(dst []proto.Entry, opts ListOptions) ([]proto.Entry, boo
 				info.HasQueue, info.Queued, info.Backlog = true, q, b
 			}
 		}
-		size += proto.EntrySize(&info)
+		return info, proto.EntrySize(&info)
+	})
+}
+
+// page is the one walk behind List and Page: it appends to dst, in name
+// order, what item makes of each entry opts shows (item also returns its
+// size in a reply), while the page has room: at most limit items (no limit
+// if limit < 0) whose sizes together fit in one reply
+// (proto.ListPageFits). It reports whether more entries follow. The caller
+// holds r.mu.
+func page[T any](r *Registry, dst []T, opts ListOptions, limit int, item func(*entry) (T, int)) ([]T, bool) {
+	size, n, more := 0, 0, false
+	r.ascendIn(opts.After, opts.Prefixes, func(name string) bool {
+		e := r.entries[name]
+		if opts.Visible != nil && !opts.Visible(&e.info) {
+			return true
+		}
+		if n == limit {
+			more = true
+			return false
+		}
+		it, sz := item(e)
+		size += sz
 		if !proto.ListPageFits(size) {
 			more = true
 			return false
 		}
-		dst = append(dst, info)
+		dst = append(dst, it)
+		n++
 		return true
 	})
 	return dst, more
@@ -634,21 +652,13 @@ func (r *Registry) Snapshot(match func(name string) bool) []Held {
 func (r *Registry) Page(opts ListOptions, limit int) ([]Handle, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []Handle
-	size, more := 0, false
-	r.ascendIn(opts.After, opts.Prefixes, func(name string) bool {
-		e := r.entries[name]
-		if opts.Visible != nil && !opts.Visible(&e.info) {
-			return true
-		}
-		size += proto.EntrySize(&e.info)
-		if len(out) == limit || !proto.ListPageFits(size) {
-			more = true
-			return false
-		}
-		e.refs.Add(1)
-		out = append(out, Handle{e})
-		return true
+	out, more := page(r, nil, opts, limit, func(e *entry) (Handle, int) {
+		return Handle{e}, proto.EntrySize(&e.info)
 	})
+	// Under the lock still: a delete cannot close a descriptor between the
+	// walk and its reference.
+	for _, h := range out {
+		h.e.refs.Add(1)
+	}
 	return out, more
 }

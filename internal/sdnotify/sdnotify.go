@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 )
 
@@ -66,7 +65,7 @@ func (n *Notifier) Ready() {
 	}
 	n.startOnce.Do(func() {
 		last := n.count()
-		n.send(daemon.SdNotifyReady + "\n" + Status(last))
+		n.send("READY=1\n" + Status(last))
 		go n.loop(last)
 	})
 }
@@ -93,7 +92,7 @@ func (n *Notifier) Stopping() {
 		close(n.stop)
 		n.startOnce.Do(func() { close(n.done) }) // never started: nothing to wait for
 		<-n.done
-		n.send(daemon.SdNotifyStopping + "\nSTATUS=stopping")
+		n.send("STOPPING=1\nSTATUS=stopping")
 	})
 }
 
@@ -123,7 +122,7 @@ func (n *Notifier) loop(last int) {
 
 func (n *Notifier) send(state string) {
 	// unsetEnvironment false: every later notification needs NOTIFY_SOCKET.
-	if _, err := daemon.SdNotify(false, state); err != nil {
+	if err := Notify(state); err != nil {
 		n.log.Warn("cannot notify the service manager", zap.String("state", state), zap.Error(err))
 	}
 }

@@ -1,7 +1,10 @@
 package sdnotify
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -24,7 +27,13 @@ type manager struct {
 
 func listenManager(t *testing.T) *manager {
 	t.Helper()
-	path := filepath.Join(testutil.ShortDir(t), "notify")
+	return listenManagerAt(t, filepath.Join(testutil.ShortDir(t), "notify"))
+}
+
+// listenManagerAt is listenManager at path: a file, or '@' and an abstract
+// name.
+func listenManagerAt(t *testing.T, path string) *manager {
+	t.Helper()
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -196,5 +205,78 @@ func TestSendFailureLogged(t *testing.T) {
 	n.Stopping()
 	if got := logs.FilterMessage("cannot notify the service manager").Len(); got != 2 {
 		t.Errorf("%d warnings logged for 2 failed notifications, want 2", got)
+	}
+}
+
+// TestWatchdog runs the pings against a stand-in manager: WATCHDOG=1
+// arrives after each call of alive, through the package's Socket (abstract
+// names included, as sd_notify(3) allows), and stopping ctx closes that
+// socket (CheckLeaks).
+func TestWatchdog(t *testing.T) {
+	tests := []struct {
+		name     string
+		abstract bool
+	}{
+		{name: "a path"},
+		{name: "an abstract name", abstract: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			var m *manager
+			if tt.abstract {
+				m = listenManagerAt(t, fmt.Sprintf("@fdholder-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+			} else {
+				m = listenManager(t)
+			}
+			t.Setenv("WATCHDOG_USEC", "20000")
+			t.Setenv("WATCHDOG_PID", "")
+			var alive atomic.Int64
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			Watchdog(ctx, zaptest.NewLogger(t), func() { alive.Add(1) })
+			for range 3 {
+				if got := m.next(t); got != "WATCHDOG=1" {
+					t.Fatalf("got %q, want WATCHDOG=1", got)
+				}
+			}
+			if alive.Load() < 3 {
+				t.Errorf("alive called %d times for 3 pings", alive.Load())
+			}
+		})
+	}
+}
+
+// TestWatchdogDisabled: without WATCHDOG_USEC, or without NOTIFY_SOCKET,
+// Watchdog returns without opening a socket, which its pings would need
+// (it opens it before it returns).
+func TestWatchdogDisabled(t *testing.T) {
+	tests := []struct {
+		name         string
+		usec, socket bool
+	}{
+		{name: "no WATCHDOG_USEC", socket: true},
+		{name: "no NOTIFY_SOCKET", usec: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.CheckLeaks(t)
+			listenManager(t)
+			t.Setenv("WATCHDOG_PID", "")
+			t.Setenv("WATCHDOG_USEC", "")
+			if tt.usec {
+				t.Setenv("WATCHDOG_USEC", "20000")
+			}
+			if !tt.socket {
+				t.Setenv("NOTIFY_SOCKET", "")
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			before := len(testutil.OpenFDs(t))
+			Watchdog(ctx, zaptest.NewLogger(t), func() { t.Error("alive called") })
+			if after := len(testutil.OpenFDs(t)); after != before {
+				t.Errorf("%d descriptors open after Watchdog, %d before: it opened a socket", after, before)
+			}
+		})
 	}
 }

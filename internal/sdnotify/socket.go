@@ -18,9 +18,11 @@ import (
 // stuck, and the holder must not be.
 const sendTimeout = 5 * time.Second
 
-// Socket sends notifications with descriptors to the service manager
-// (sd_pid_notify_with_fds(3)). go-systemd's daemon.SdNotify cannot attach
-// descriptors, which FDSTORE=1 needs. A Socket is safe for concurrent use.
+// Socket sends notifications to the service manager, with descriptors
+// attached or without (sd_pid_notify_with_fds(3), sd_notify(3)): it is the
+// package's one way to $NOTIFY_SOCKET (go-systemd's daemon.SdNotify cannot
+// attach descriptors, which FDSTORE=1 needs). A Socket is safe for
+// concurrent use.
 //
 // It owns a blocking, unbound AF_UNIX SOCK_DGRAM socket kept out of the Go
 // netpoller, as sd_notify's own: Go's net package refuses WriteMsgUnix on a
@@ -98,6 +100,19 @@ func (s *Socket) Send(state string, fds ...*sockfd.FD) error {
 		}
 		return nil
 	}
+}
+
+// Notify sends one notification without descriptors (READY=1, STATUS=,
+// STOPPING=1) through a Socket opened and closed around the send, as
+// sd_notify(3) does. It returns ErrNoNotifySocket when NOTIFY_SOCKET is
+// unset.
+func Notify(state string) error {
+	s, err := OpenSocket()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Send(state)
 }
 
 // Store sends descriptor fd to the file descriptor store under name

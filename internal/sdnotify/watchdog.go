@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -13,7 +14,9 @@ import (
 // done, each time after alive returns: alive takes the registry's lock, so
 // a holder stuck on it stops pinging, and systemd kills and restarts it.
 // The store keeps its entries across that restart. It returns at once; the
-// pings run in a goroutine of their own.
+// pings run in a goroutine of their own, which owns the Socket they go
+// through and closes it when ctx is done. Without NOTIFY_SOCKET there is
+// no one to ping, and it does nothing.
 func Watchdog(ctx context.Context, log *zap.Logger, alive func()) {
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	if err != nil {
@@ -23,7 +26,16 @@ func Watchdog(ctx context.Context, log *zap.Logger, alive func()) {
 	if interval <= 0 {
 		return
 	}
+	s, err := OpenSocket()
+	if errors.Is(err, ErrNoNotifySocket) {
+		return
+	}
+	if err != nil {
+		log.Warn("watchdog: cannot open the notification socket", zap.Error(err))
+		return
+	}
 	go func() {
+		defer s.Close()
 		t := time.NewTicker(interval / 2)
 		defer t.Stop()
 		for {
@@ -32,7 +44,7 @@ func Watchdog(ctx context.Context, log *zap.Logger, alive func()) {
 				return
 			case <-t.C:
 				alive()
-				if _, err := sddaemon.SdNotify(false, sddaemon.SdNotifyWatchdog); err != nil {
+				if err := s.Send("WATCHDOG=1"); err != nil {
 					log.Warn("watchdog: cannot notify", zap.Error(err))
 				}
 			}
