@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fdholder/fdholder/internal/e2etest"
 	"github.com/fdholder/fdholder/internal/testutil"
 )
 
@@ -238,6 +239,21 @@ func (e *engine) inspectInt(name, field string) int {
 		e.t.Fatalf("podman inspect %s %s: %q: %v", name, field, out, err)
 	}
 	return n
+}
+
+// runningPid waits until podman reports a process for container name
+// other than not (0 for any), and returns its pid. podman writes
+// .State.Pid after the runtime started the process, so a container whose
+// process already logs may still read 0 for a moment: seen under load,
+// where the app's ready line came before podman's state.
+func (e *engine) runningPid(name string, not int) int {
+	e.t.Helper()
+	var pid int
+	e2etest.WaitFor(e.t, startTimeout, "a running process in container "+name, func() bool {
+		pid = e.inspectInt(name, ".State.Pid")
+		return pid != 0 && pid != not
+	})
+	return pid
 }
 
 // leftovers lists what podman still has: containers, pods, images,

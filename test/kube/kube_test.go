@@ -69,7 +69,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 	})
 	infra := e.infraPid(pod)
 	netns := netnsOf(t, infra)
-	if got := netnsOf(t, e.inspectInt(webCtr, ".State.Pid")); got != netns {
+	if got := netnsOf(t, e.runningPid(webCtr, 0)); got != netns {
 		t.Fatalf("the app runs in network namespace %s, the pod's is %s", got, netns)
 	}
 	// podman applied the manifests' security context: the holder admits
@@ -137,7 +137,7 @@ func TestPodSurvivesAppKills(t *testing.T) {
 // namespace.
 func (e *engine) restartApp(t testing.TB, sig syscall.Signal, n int, netns string) {
 	t.Helper()
-	pid := e.inspectInt(webCtr, ".State.Pid")
+	pid := e.runningPid(webCtr, 0)
 	// A signal other than SIGKILL reaches a pid namespace's init (the
 	// app) only if it handles it, as webapp does SIGTERM (pid_namespaces(7)).
 	if err := syscall.Kill(pid, sig); err != nil {
@@ -149,10 +149,7 @@ func (e *engine) restartApp(t testing.TB, sig syscall.Signal, n int, netns strin
 	e2etest.WaitFor(t, startTimeout, fmt.Sprintf("the app's ready line after restart %d", n), func() bool {
 		return strings.Count(e.logs(webCtr), readyLine) == 1+n
 	})
-	newPid := e.inspectInt(webCtr, ".State.Pid")
-	if newPid == pid {
-		t.Fatalf("restart %d: the app still has pid %d", n, pid)
-	}
+	newPid := e.runningPid(webCtr, pid)
 	if got := netnsOf(t, newPid); got != netns {
 		t.Fatalf("restart %d: the new app runs in network namespace %s, the pod's was %s", n, got, netns)
 	}
@@ -194,7 +191,7 @@ func (e *engine) logs(name string) string {
 func (e *engine) infraPid(pod string) int {
 	e.t.Helper()
 	id := e.mustPodman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod)
-	return e.inspectInt(id, ".State.Pid")
+	return e.runningPid(id, 0)
 }
 
 func netnsOf(t testing.TB, pid int) string {
