@@ -40,7 +40,7 @@ Requires=fdholderd.socket
 After=fdholderd.socket
 [Service]
 ExecStart=
-ExecStart=DIR/fdclient exec web=tcp:127.0.0.1:8080 -- /usr/bin/python3 -m gunicorn --workers 2 ` + gunicornTimeouts + ` app:app
+ExecStart=DIR/fdclient exec web=tcp:127.0.0.1:8080 -- /usr/bin/python3 -m gunicorn --config gunicorn.conf.py --workers 2 ` + gunicornTimeouts + ` app:app
 `
 
 // TestOnboardingUnderSystemd follows "Onboarding a running service" of
@@ -57,8 +57,17 @@ func TestOnboardingUnderSystemd(t *testing.T) {
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
 	dir := scratchDir(t)
 	buildBinaries(t, dir)
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "gunicorn.conf.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for path, content := range map[string]string{
 		"web/app.py":               "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'legacy\\n']\n",
+		"web/gunicorn.conf.py":     string(conf),
 		"units/legacy-web.service": strings.ReplaceAll(legacyUnit, "DIR", dir),
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, path)), 0o755); err != nil {
