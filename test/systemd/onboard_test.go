@@ -57,17 +57,8 @@ func TestOnboardingUnderSystemd(t *testing.T) {
 	testutil.NeedPeer(t, err == nil, "wrk (apt-get install wrk): %v", err)
 	dir := scratchDir(t)
 	buildBinaries(t, dir)
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "gunicorn.conf.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for path, content := range map[string]string{
 		"web/app.py":               "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'legacy\\n']\n",
-		"web/gunicorn.conf.py":     string(conf),
 		"units/legacy-web.service": strings.ReplaceAll(legacyUnit, "DIR", dir),
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, path)), 0o755); err != nil {
@@ -77,6 +68,7 @@ func TestOnboardingUnderSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	copyGunicornConf(t, filepath.Join(dir, "web"))
 	m := boot(t, dir)
 	fdclient := dir + "/fdclient"
 	const ctl = "/run/fdholder/fdholder.sock"

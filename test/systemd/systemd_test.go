@@ -285,18 +285,7 @@ func TestExampleService(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "web", "app.py"), []byte(app), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	root, err := testutil.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The unit's gunicorn reads its configuration beside the application.
-	conf, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "gunicorn.conf.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "web", "gunicorn.conf.py"), conf, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	copyGunicornConf(t, filepath.Join(dir, "web"))
 	m := boot(t, dir)
 	fdclient := dir + "/fdclient"
 	const ctl = "/run/fdholder/fdholder.sock"
