@@ -72,6 +72,7 @@ install: all
 		sed $(UNITSED) deploy/systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
 	sed $(UNITSED) deploy/systemd/example-web.service >$(DESTDIR)$(DOCDIR)/examples/example-web.service
+	install -m 0644 deploy/systemd/gunicorn.conf.py $(DESTDIR)$(DOCDIR)/examples/gunicorn.conf.py
 	install -m 0644 deploy/fdholder/policy.toml $(DESTDIR)$(SYSCONFDIR)/fdholder/policy.toml
 	install -m 0644 $(BIN)/man/fdclient.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(BIN)/man/fdholder-policy.5 $(DESTDIR)$(MANDIR)/man5/

@@ -45,6 +45,7 @@ func TestPackage(t *testing.T) {
 		" ./usr/share/doc/fdholder/copyright$",
 		" ./usr/share/doc/fdholder/README.md.gz$",
 		" ./usr/share/doc/fdholder/examples/example-web.service$",
+		" ./usr/share/doc/fdholder/examples/gunicorn.conf.py$",
 	} {
 		if !matchLine(string(out), want) {
 			t.Errorf("the package has no line matching %q:\n%s", want, out)

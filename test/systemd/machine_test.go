@@ -318,3 +318,20 @@ func (m *machine) inNetns(fn func() error) error {
 	}()
 	return <-errc
 }
+
+// copyGunicornConf writes the shipped deploy/systemd/gunicorn.conf.py into
+// dir, the example's WorkingDirectory=, where its --config names it.
+func copyGunicornConf(t testing.TB, dir string) {
+	t.Helper()
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "gunicorn.conf.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gunicorn.conf.py"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

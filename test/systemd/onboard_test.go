@@ -40,7 +40,7 @@ Requires=fdholderd.socket
 After=fdholderd.socket
 [Service]
 ExecStart=
-ExecStart=DIR/fdclient exec web=tcp:127.0.0.1:8080 -- /usr/bin/python3 -m gunicorn --workers 2 ` + gunicornTimeouts + ` app:app
+ExecStart=DIR/fdclient exec web=tcp:127.0.0.1:8080 -- /usr/bin/python3 -m gunicorn --config gunicorn.conf.py --workers 2 ` + gunicornTimeouts + ` app:app
 `
 
 // TestOnboardingUnderSystemd follows "Onboarding a running service" of
@@ -68,6 +68,7 @@ func TestOnboardingUnderSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	copyGunicornConf(t, filepath.Join(dir, "web"))
 	m := boot(t, dir)
 	fdclient := dir + "/fdclient"
 	const ctl = "/run/fdholder/fdholder.sock"

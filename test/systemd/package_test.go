@@ -97,10 +97,16 @@ func TestPackage(t *testing.T) {
 	// The example service, as the package ships it.
 	m.must("cp", "/usr/share/doc/fdholder/examples/example-web.service", "/etc/systemd/system/")
 	m.must("mkdir", "-p", "/srv/example-web")
+	m.must("cp", "/usr/share/doc/fdholder/examples/gunicorn.conf.py", "/srv/example-web/")
 	m.must("sh", "-c", "cat >/srv/example-web/app.py <<'EOF'\n"+
 		"def app(environ, start_response):\n"+
 		"    start_response('200 OK', [('Content-Type', 'text/plain'), ('Connection', 'close')])\n"+
 		"    return [b'hello from the package\\n']\nEOF")
+	// gunicorn's debug log (GUNICORN_CMD_ARGS, read by gunicorn itself)
+	// names every worker booted and exiting and every connection closed
+	// without a reply: the journal below explains a failed request.
+	m.must("mkdir", "-p", "/etc/systemd/system/example-web.service.d")
+	m.must("sh", "-c", "printf '[Service]\\nEnvironment=GUNICORN_CMD_ARGS=--log-level=debug\\n' >/etc/systemd/system/example-web.service.d/debug.conf")
 	m.must("systemctl", "daemon-reload")
 	m.must("systemctl", "start", "example-web.service")
 	m.waitFor("the example to answer", func() bool { return get(m) == nil })
@@ -128,7 +134,8 @@ printf 'name: %s\n' "${COMPREPLY[@]}"`
 	}
 	served, refused, failed := l.stop()
 	if refused > 0 || len(failed) > 0 || served == 0 {
-		t.Errorf("through 3 restarts: %d served, %d refused, other errors %v; want none refused or failed", served, refused, failed)
+		journal, _ := m.run("journalctl", "--no-pager", "-o", "short-precise", "-u", "example-web.service")
+		t.Errorf("through 3 restarts: %d served, %d refused, other errors %v; want none refused or failed; journal of example-web.service:\n%s", served, refused, failed, journal)
 	}
 	t.Logf("through 3 restarts of the example: %d requests served, %d refused", served, refused)
 
@@ -167,7 +174,7 @@ printf 'name: %s\n' "${COMPREPLY[@]}"`
 
 	// Purge: the example is the user's own; the package goes entirely.
 	m.must("systemctl", "stop", "example-web.service")
-	m.must("rm", "-r", "/etc/systemd/system/example-web.service", "/srv/example-web")
+	m.must("rm", "-r", "/etc/systemd/system/example-web.service", "/etc/systemd/system/example-web.service.d", "/srv/example-web")
 	m.must("dpkg", "--purge", "fdholder")
 	m.must("systemctl", "daemon-reload")
 	for _, unit := range []string{"fdholderd.socket", "fdholderd.service"} {
@@ -261,7 +268,8 @@ func startLoad(t testing.TB, m *machine) *load {
 				case errors.Is(err, syscall.ECONNREFUSED):
 					l.refused++
 				default:
-					l.failed = append(l.failed, err.Error())
+					// The time finds the request in the journal.
+					l.failed = append(l.failed, time.Now().UTC().Format("15:04:05.000000 ")+err.Error())
 				}
 				l.mu.Unlock()
 			}

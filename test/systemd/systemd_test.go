@@ -285,6 +285,7 @@ func TestExampleService(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "web", "app.py"), []byte(app), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	copyGunicornConf(t, filepath.Join(dir, "web"))
 	m := boot(t, dir)
 	fdclient := dir + "/fdclient"
 	const ctl = "/run/fdholder/fdholder.sock"
