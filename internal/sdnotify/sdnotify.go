@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 )
 
@@ -65,7 +66,7 @@ func (n *Notifier) Ready() {
 	}
 	n.startOnce.Do(func() {
 		last := n.count()
-		n.send("READY=1\n" + Status(last))
+		n.send(daemon.SdNotifyReady + "\n" + Status(last))
 		go n.loop(last)
 	})
 }
@@ -92,7 +93,7 @@ func (n *Notifier) Stopping() {
 		close(n.stop)
 		n.startOnce.Do(func() { close(n.done) }) // never started: nothing to wait for
 		<-n.done
-		n.send("STOPPING=1\nSTATUS=stopping")
+		n.send(daemon.SdNotifyStopping + "\nSTATUS=stopping")
 	})
 }
 
