@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fdholder/fdholder/internal/proto"
 	"github.com/fdholder/fdholder/internal/sockfd"
 )
 
@@ -90,18 +89,18 @@ func (c *Client) ListenFD(ctx context.Context, name, network, address string) (f
 	}
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		got, e, err := c.fetchFD(ctx, proto.OpGet, name, false)
+		held, e, err := c.GetFD(ctx, name)
 		if err == nil {
 			if !NetworkMatches(network, e.Network) || !AddressMatches(ctx, network, address, e.Address) {
-				got.Close()
+				held.Close()
 				return nil, false, &MismatchError{Name: name, Held: e, Network: network, Address: address}
 			}
-			return (*FD)(got), false, nil
+			return held, false, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, false, err
 		}
-		got, _, err = c.bindAndStore(ctx, name, kind, network, address, StoreOptions{}, true)
+		bound, _, err := c.bindAndStore(ctx, name, kind, network, address, StoreOptions{}, true)
 		// Lost a race with another process creating the same entry: its
 		// store beat ours, or its socket holds the address and its store
 		// is on the way. Get it, giving that store a moment to land.
@@ -117,7 +116,7 @@ func (c *Client) ListenFD(ctx context.Context, name, network, address string) (f
 		if err != nil {
 			return nil, false, err
 		}
-		return (*FD)(got), true, nil
+		return (*FD)(bound), true, nil
 	}
 }
 
