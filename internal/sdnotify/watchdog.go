@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 )
@@ -45,7 +44,7 @@ func Watchdog(ctx context.Context, log *zap.Logger, alive func()) {
 				return
 			case <-t.C:
 				alive()
-				if err := s.Send(daemon.SdNotifyWatchdog); err != nil {
+				if err := s.Send(sddaemon.SdNotifyWatchdog); err != nil {
 					log.Warn("watchdog: cannot notify", zap.Error(err))
 				}
 			}
